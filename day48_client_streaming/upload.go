@@ -1,0 +1,381 @@
+package main
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
+)
+
+// Config holds the upload server's limits. The zero value of a field means
+// its default; tests shrink the limits to reach them quickly.
+type Config struct {
+	// UploadDir is where stored files go, named by their file id. Partial
+	// uploads live in its hidden ".incoming" folder until they complete.
+	UploadDir string
+	// MaxFileSize is the largest total_size accepted. Default 1 GiB.
+	MaxFileSize int64
+	// MaxChunkSize is the most data one FileChunk may carry. Default 1 MiB,
+	// under gRPC's default 4 MiB message limit so this check speaks first.
+	MaxChunkSize int
+	// AllowedExtensions lists the accepted file extensions, lower case with
+	// the dot. Default .txt .csv .json .xml.
+	AllowedExtensions []string
+	// ResumeTTL is how long a paused upload can be resumed, and how long a
+	// completed upload id is remembered. Default 1 hour.
+	ResumeTTL time.Duration
+	// MaxPendingUploads bounds the uploads receiving or paused at once.
+	// Default 1000.
+	MaxPendingUploads int
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+const (
+	defaultMaxFileSize       = 1 << 30
+	defaultMaxChunkSize      = 1 << 20
+	defaultResumeTTL         = time.Hour
+	defaultMaxPendingUploads = 1000
+	// maxFileNameBytes is the longest original file name accepted, the
+	// common limit of Linux and macOS file systems.
+	maxFileNameBytes = 255
+)
+
+func (c Config) withDefaults() Config {
+	if c.MaxFileSize == 0 {
+		c.MaxFileSize = defaultMaxFileSize
+	}
+	if c.MaxChunkSize == 0 {
+		c.MaxChunkSize = defaultMaxChunkSize
+	}
+	if c.AllowedExtensions == nil {
+		c.AllowedExtensions = []string{".txt", ".csv", ".json", ".xml"}
+	}
+	if c.ResumeTTL == 0 {
+		c.ResumeTTL = defaultResumeTTL
+	}
+	if c.MaxPendingUploads == 0 {
+		c.MaxPendingUploads = defaultMaxPendingUploads
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// FileUploadServer implements pb.FileUploadServiceServer. Its handlers are
+// in main.go; this file holds the parts the lesson gives you.
+type FileUploadServer struct {
+	pb.UnimplementedFileUploadServiceServer
+
+	cfg     Config
+	staging *stagingArea
+}
+
+// NewFileUploadServer prepares cfg.UploadDir and returns a server. Partial
+// files left by an earlier process cannot be resumed (their hash state was
+// in memory) and are removed.
+func NewFileUploadServer(cfg Config) (*FileUploadServer, error) {
+	cfg = cfg.withDefaults()
+	if cfg.UploadDir == "" {
+		return nil, fmt.Errorf("new upload server: Config.UploadDir is empty")
+	}
+	incoming := filepath.Join(cfg.UploadDir, incomingDirName)
+	if err := os.RemoveAll(incoming); err != nil {
+		return nil, fmt.Errorf("new upload server: clearing stale partial uploads: %w", err)
+	}
+	if err := os.MkdirAll(incoming, 0o700); err != nil {
+		return nil, fmt.Errorf("new upload server: %w", err)
+	}
+	return &FileUploadServer{
+		cfg: cfg,
+		staging: &stagingArea{
+			incomingDir: incoming,
+			storeDir:    cfg.UploadDir,
+			ttl:         cfg.ResumeTTL,
+			maxPending:  cfg.MaxPendingUploads,
+			now:         cfg.Now,
+			uploads:     make(map[string]*upload),
+			stored:      make(map[string]StoredFile),
+		},
+	}, nil
+}
+
+// StoredFile describes a completed upload.
+type StoredFile struct {
+	FileID    string
+	FileName  string // the original name, kept as metadata only
+	Size      int64
+	Checksum  string
+	StoredAt  time.Time
+	LocalPath string
+}
+
+// StoredFile returns the stored file with the given id.
+func (s *FileUploadServer) StoredFile(fileID string) (StoredFile, bool) {
+	s.staging.mu.Lock()
+	defer s.staging.mu.Unlock()
+	f, ok := s.staging.stored[fileID]
+	return f, ok
+}
+
+const incomingDirName = ".incoming"
+
+// uploadIDPattern keeps client-chosen ids short and safe to log.
+var uploadIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// stagingArea owns every upload that has not completed: its partial file in
+// the incoming folder, its running SHA-256, and its committed byte count.
+type stagingArea struct {
+	incomingDir string
+	storeDir    string
+	ttl         time.Duration
+	maxPending  int
+	now         func() time.Time
+
+	mu      sync.Mutex
+	uploads map[string]*upload    // by upload id; one-shot uploads by a random key
+	stored  map[string]StoredFile // by file id
+}
+
+// upload is one file being received. Only the stream that began (or
+// resumed) touches file and hash, so those need no lock.
+type upload struct {
+	staging   *stagingArea
+	key       string
+	id        string // the client's upload_id; empty for a one-shot upload
+	fileName  string
+	totalSize int64
+
+	file      *os.File
+	hash      hash.Hash
+	committed atomic.Int64 // written by the receiving stream, read by status queries
+
+	// Guarded by staging.mu.
+	state     pb.UploadState
+	hashState []byte // the SHA-256 state at committed, while paused
+	fileID    string
+	touched   time.Time
+}
+
+// begin starts a new upload, or resumes the paused upload with this
+// upload id. The name and size must be those the upload began with.
+func (a *stagingArea) begin(uploadID, fileName string, totalSize int64) (*upload, error) {
+	if uploadID != "" && !uploadIDPattern.MatchString(uploadID) {
+		return nil, status.Errorf(codes.InvalidArgument, "upload_id %q is invalid: want 1 to 64 letters, digits, '-' or '_'", uploadID)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.sweepLocked()
+
+	if u, ok := a.uploads[uploadID]; ok && uploadID != "" {
+		return a.resumeLocked(u, fileName, totalSize)
+	}
+	if len(a.uploads) >= a.maxPending {
+		return nil, status.Errorf(codes.ResourceExhausted, "too many unfinished uploads: limit %d (MaxPendingUploads)", a.maxPending)
+	}
+	f, err := os.CreateTemp(a.incomingDir, "upload-*.part") // mode 0600
+	if err != nil {
+		return nil, internalError("creating partial file", err)
+	}
+	u := &upload{
+		staging:   a,
+		key:       uploadID,
+		id:        uploadID,
+		fileName:  fileName,
+		totalSize: totalSize,
+		file:      f,
+		hash:      sha256.New(),
+		state:     pb.UploadState_UPLOAD_STATE_RECEIVING,
+		touched:   a.now(),
+	}
+	if u.key == "" {
+		u.key = "one-shot-" + randomHex(16)
+	}
+	a.uploads[u.key] = u
+	return u, nil
+}
+
+func (a *stagingArea) resumeLocked(u *upload, fileName string, totalSize int64) (*upload, error) {
+	switch u.state {
+	case pb.UploadState_UPLOAD_STATE_RECEIVING:
+		return nil, status.Errorf(codes.Aborted, "upload %q is receiving on another stream; retry after it ends", u.id)
+	case pb.UploadState_UPLOAD_STATE_COMPLETED:
+		return nil, status.Errorf(codes.AlreadyExists, "upload %q already completed as file %s", u.id, u.fileID)
+	}
+	if fileName != u.fileName || totalSize != u.totalSize {
+		return nil, status.Errorf(codes.InvalidArgument, "upload %q began as %q (%d bytes), cannot resume as %q (%d bytes)",
+			u.id, u.fileName, u.totalSize, fileName, totalSize)
+	}
+	f, err := os.OpenFile(u.file.Name(), os.O_WRONLY, 0)
+	if err != nil {
+		return nil, internalError("reopening partial file", err)
+	}
+	if _, err := f.Seek(u.committed.Load(), 0); err != nil {
+		f.Close()
+		return nil, internalError("seeking partial file", err)
+	}
+	h := sha256.New()
+	if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(u.hashState); err != nil {
+		f.Close()
+		return nil, internalError("restoring checksum state", err)
+	}
+	u.file, u.hash, u.hashState = f, h, nil
+	u.state = pb.UploadState_UPLOAD_STATE_RECEIVING
+	u.touched = a.now()
+	return u, nil
+}
+
+// write appends data to the partial file and the running checksum.
+func (u *upload) write(data []byte) error {
+	if _, err := u.file.Write(data); err != nil {
+		return internalError("writing partial file", err)
+	}
+	u.hash.Write(data) // a hash.Hash never returns an error
+	u.committed.Add(int64(len(data)))
+	return nil
+}
+
+// sum returns the lowercase hex SHA-256 of the bytes committed so far.
+func (u *upload) sum() string { return hex.EncodeToString(u.hash.Sum(nil)) }
+
+// commit makes the upload durable and visible: it flushes the partial file
+// to disk and renames it to a fresh random file id in the upload folder.
+// On error the partial file is removed.
+func (u *upload) commit() (StoredFile, error) {
+	sum := u.sum()
+	if err := u.file.Sync(); err != nil {
+		u.discard()
+		return StoredFile{}, internalError("flushing partial file", err)
+	}
+	if err := u.file.Close(); err != nil {
+		u.discard()
+		return StoredFile{}, internalError("closing partial file", err)
+	}
+	a := u.staging
+	fileID := randomHex(16)
+	dest := filepath.Join(a.storeDir, fileID)
+	if err := os.Rename(u.file.Name(), dest); err != nil {
+		u.discard()
+		return StoredFile{}, internalError("storing file", err)
+	}
+	stored := StoredFile{FileID: fileID, FileName: u.fileName, Size: u.committed.Load(), Checksum: sum, StoredAt: a.now(), LocalPath: dest}
+
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.stored[fileID] = stored
+	if u.id == "" {
+		delete(a.uploads, u.key)
+	} else {
+		// Remembered until the TTL, so a client whose result was lost can
+		// learn the file id from GetUploadStatus.
+		u.state = pb.UploadState_UPLOAD_STATE_COMPLETED
+		u.fileID = fileID
+		u.touched = a.now()
+	}
+	return stored, nil
+}
+
+// abort ends an upload that did not complete. A resumable upload whose
+// stream broke (cancel, deadline, lost connection) is paused so a new
+// stream can continue it; every other failure discards the partial file.
+func (u *upload) abort(cause error) {
+	switch status.Code(cause) {
+	case codes.Canceled, codes.DeadlineExceeded, codes.Unavailable:
+		if u.id != "" {
+			u.pause()
+			return
+		}
+	}
+	u.discard()
+}
+
+func (u *upload) pause() {
+	state, err := u.hash.(encoding.BinaryMarshaler).MarshalBinary()
+	closeErr := u.file.Close()
+	if err != nil || closeErr != nil {
+		slog.Error("pausing upload failed; discarding it", "upload_id", u.id, "err", err, "close_err", closeErr)
+		u.discard()
+		return
+	}
+	a := u.staging
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	u.state = pb.UploadState_UPLOAD_STATE_PAUSED
+	u.hashState = state
+	u.touched = a.now()
+}
+
+func (u *upload) discard() {
+	u.file.Close() // may already be closed; the file is removed either way
+	if err := os.Remove(u.file.Name()); err != nil && !os.IsNotExist(err) {
+		slog.Error("removing partial file", "upload_id", u.id, "err", err)
+	}
+	a := u.staging
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.uploads, u.key)
+}
+
+// uploadStatus reports a resumable upload by its upload id.
+func (a *stagingArea) uploadStatus(uploadID string) (*pb.GetUploadStatusResponse, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.sweepLocked()
+	u, ok := a.uploads[uploadID]
+	if !ok || uploadID == "" {
+		return nil, false
+	}
+	return &pb.GetUploadStatusResponse{
+		UploadId:        u.id,
+		FileName:        u.fileName,
+		CommittedOffset: u.committed.Load(),
+		TotalSize:       u.totalSize,
+		State:           u.state,
+		FileId:          u.fileID,
+	}, true
+}
+
+// sweepLocked forgets paused and completed uploads older than the TTL and
+// removes their partial files. Receiving uploads are never swept.
+func (a *stagingArea) sweepLocked() {
+	cutoff := a.now().Add(-a.ttl)
+	for key, u := range a.uploads {
+		if u.state == pb.UploadState_UPLOAD_STATE_RECEIVING || !u.touched.Before(cutoff) {
+			continue
+		}
+		if u.state == pb.UploadState_UPLOAD_STATE_PAUSED {
+			if err := os.Remove(u.file.Name()); err != nil && !os.IsNotExist(err) {
+				slog.Error("removing expired partial file", "upload_id", u.id, "err", err)
+			}
+		}
+		delete(a.uploads, key)
+	}
+}
+
+// internalError logs the cause (which may name server paths) and returns a
+// status that does not leak it.
+func internalError(what string, err error) error {
+	slog.Error("upload storage failed", "step", what, "err", err)
+	return status.Errorf(codes.Internal, "%s failed", what)
+}
+
+func randomHex(nBytes int) string {
+	b := make([]byte, nBytes)
+	rand.Read(b) // crypto/rand.Read never fails on supported platforms
+	return hex.EncodeToString(b)
+}

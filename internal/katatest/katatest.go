@@ -1,0 +1,267 @@
+// Package katatest starts a lesson's gRPC server on an in-memory bufconn
+// listener, one fresh server per test, and offers the few helpers every
+// lesson's tests share: a bounded context, status-code assertions in
+// `Call(args) = err, want code X` form, and a way to wait until every
+// server handler has returned, so cleanup is checked without sleeping.
+package katatest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/test/bufconn"
+)
+
+const (
+	// TestTimeout bounds every test's context, so a stuck stream fails the
+	// test in seconds instead of hanging until go test's own timeout.
+	TestTimeout = 10 * time.Second
+	// NeverWindow is how long a test watches for something that must not
+	// happen (a message that must not arrive, a handler that must not start).
+	NeverWindow = 100 * time.Millisecond
+
+	// Target is the address clients dial; the dialer ignores it.
+	Target = "passthrough:///bufnet"
+
+	bufSize = 1 << 20
+)
+
+// Server is a running in-memory gRPC server and a client connection to it.
+type Server struct {
+	// Conn is a client connection to the server.
+	Conn *grpc.ClientConn
+
+	lis      *bufconn.Listener
+	inFlight *handlerTracker
+}
+
+type config struct {
+	serverOpts   []grpc.ServerOption
+	interceptors []grpc.StreamServerInterceptor
+}
+
+// Option changes how Start builds the server.
+type Option func(*config)
+
+// WithServerOptions passes extra options to grpc.NewServer.
+func WithServerOptions(opts ...grpc.ServerOption) Option {
+	return func(c *config) { c.serverOpts = append(c.serverOpts, opts...) }
+}
+
+// WithStreamInterceptor adds a stream interceptor that runs inside the
+// harness's own bookkeeping; tests use it to inject faults.
+func WithStreamInterceptor(i grpc.StreamServerInterceptor) Option {
+	return func(c *config) { c.interceptors = append(c.interceptors, i) }
+}
+
+// Start starts a server whose services are registered by register, and
+// registers cleanup in the order conn.Close, srv.Stop, lis.Close.
+func Start(t testing.TB, register func(*grpc.Server), opts ...Option) *Server {
+	t.Helper()
+	var cfg config
+	for _, o := range opts {
+		o(&cfg)
+	}
+	tracker := newHandlerTracker()
+	streamChain := append([]grpc.StreamServerInterceptor{tracker.stream}, cfg.interceptors...)
+	serverOpts := append([]grpc.ServerOption{
+		grpc.ChainStreamInterceptor(streamChain...),
+		grpc.ChainUnaryInterceptor(tracker.unary),
+	}, cfg.serverOpts...)
+
+	lis := bufconn.Listen(bufSize)
+	srv := grpc.NewServer(serverOpts...)
+	register(srv)
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		// Serve returns when Stop closes the listener; its error then is
+		// expected and carries no information.
+		_ = srv.Serve(lis)
+	}()
+
+	s := &Server{lis: lis, inFlight: tracker}
+	conn, err := grpc.NewClient(Target, s.DialOptions()...)
+	if err != nil {
+		srv.Stop()
+		t.Fatalf("grpc.NewClient(%q) = %v, want a connection", Target, err)
+	}
+	s.Conn = conn
+
+	// t.Cleanup runs last-registered first.
+	t.Cleanup(func() {
+		lis.Close()
+		<-served
+	})
+	t.Cleanup(srv.Stop)
+	t.Cleanup(func() { conn.Close() })
+	return s
+}
+
+// DialOptions returns the options a client needs to reach this server, for
+// code under test that builds its own connection with grpc.NewClient(Target).
+func (s *Server) DialOptions() []grpc.DialOption {
+	return []grpc.DialOption{
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
+			return s.lis.DialContext(ctx)
+		}),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+	}
+}
+
+// InFlight returns how many handlers of fullMethod (for example
+// "/streaming.v1.FileUploadService/UploadFile") are running now.
+func (s *Server) InFlight(fullMethod string) int { return s.inFlight.count(fullMethod) }
+
+// PeakInFlight returns the most handlers of fullMethod that ever ran at once.
+func (s *Server) PeakInFlight(fullMethod string) int { return s.inFlight.peakOf(fullMethod) }
+
+// Started returns how many handlers of fullMethod have started so far.
+func (s *Server) Started(fullMethod string) int { return s.inFlight.startedOf(fullMethod) }
+
+// WaitIdle waits until no handler is running, failing the test if that
+// takes longer than TestTimeout. A client sees a stream's status before the
+// server's deferred cleanup has finished; WaitIdle closes that gap.
+func (s *Server) WaitIdle(t testing.TB) {
+	t.Helper()
+	s.WaitInFlight(t, "", 0)
+}
+
+// WaitInFlight waits until exactly n handlers of fullMethod are running
+// ("" counts every method), failing the test after TestTimeout.
+func (s *Server) WaitInFlight(t testing.TB, fullMethod string, n int) {
+	t.Helper()
+	deadline := time.NewTimer(TestTimeout)
+	defer deadline.Stop()
+	for {
+		changed := s.inFlight.changed()
+		if s.inFlight.count(fullMethod) == n {
+			return
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			t.Fatalf("waited %v for %d running handlers of %q, have %d", TestTimeout, n, fullMethod, s.inFlight.count(fullMethod))
+		}
+	}
+}
+
+// handlerTracker counts running handlers per method. Every change closes
+// the current notify channel, so waiters need no polling.
+type handlerTracker struct {
+	mu      sync.Mutex
+	running map[string]int
+	peak    map[string]int
+	started map[string]int
+	notify  chan struct{}
+}
+
+func newHandlerTracker() *handlerTracker {
+	return &handlerTracker{
+		running: make(map[string]int),
+		peak:    make(map[string]int),
+		started: make(map[string]int),
+		notify:  make(chan struct{}),
+	}
+}
+
+func (h *handlerTracker) add(method string, delta int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.running[method] += delta
+	h.running[""] += delta
+	if delta > 0 {
+		h.started[method]++
+		h.peak[method] = max(h.peak[method], h.running[method])
+	}
+	close(h.notify)
+	h.notify = make(chan struct{})
+}
+
+func (h *handlerTracker) changed() <-chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.notify
+}
+
+func (h *handlerTracker) count(method string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.running[method]
+}
+
+func (h *handlerTracker) peakOf(method string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.peak[method]
+}
+
+func (h *handlerTracker) startedOf(method string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.started[method]
+}
+
+func (h *handlerTracker) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	h.add(info.FullMethod, 1)
+	defer h.add(info.FullMethod, -1)
+	return handler(srv, ss)
+}
+
+func (h *handlerTracker) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	h.add(info.FullMethod, 1)
+	defer h.add(info.FullMethod, -1)
+	return handler(ctx, req)
+}
+
+// Context returns a context that ends after TestTimeout or when the test ends.
+func Context(t testing.TB) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), TestTimeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// WantCode fails the test unless err carries the gRPC status code want. The
+// failure reads `<call> = <err>, want code <want>`, where call is built from
+// format and args, for example `UploadFile(name="../x.txt")`.
+func WantCode(t testing.TB, err error, want codes.Code, format string, args ...any) {
+	t.Helper()
+	if got := status.Code(err); got != want {
+		t.Fatalf("%s = %v, want code %v", fmt.Sprintf(format, args...), describe(err), want)
+	}
+}
+
+// WantMessage fails the test unless err's status message contains every
+// fragment, so rejections are checked for naming the limit that applied.
+func WantMessage(t testing.TB, err error, format string, args ...any) func(fragments ...string) {
+	t.Helper()
+	return func(fragments ...string) {
+		t.Helper()
+		msg := status.Convert(err).Message()
+		for _, f := range fragments {
+			if !containsFold(msg, f) {
+				t.Fatalf("%s = %v, want a message mentioning %q", fmt.Sprintf(format, args...), describe(err), f)
+			}
+		}
+	}
+}
+
+func describe(err error) string {
+	if err == nil {
+		return "<nil> (code OK)"
+	}
+	if errors.Is(err, context.DeadlineExceeded) && status.Code(err) == codes.Unknown {
+		return "context deadline exceeded (the test's context ended first)"
+	}
+	return err.Error()
+}
