@@ -372,7 +372,8 @@ func TestFileUpload(t *testing.T) {
 	})
 
 	t.Run("Cleans_up_after_client_cancel", func(t *testing.T) {
-		env := startUploadServer(t, Config{})
+		b := &streamBreaker{reachAt: 2, reached: make(chan struct{})}
+		env := startUploadServer(t, Config{}, katatest.WithStreamInterceptor(b.intercept))
 		ctx, cancel := context.WithCancel(katatest.Context(t))
 		stream, err := env.client.UploadFile(ctx)
 		katatest.WantCode(t, err, codes.OK, "UploadFile()")
@@ -382,7 +383,11 @@ func TestFileUpload(t *testing.T) {
 				t.Fatalf("Send(offset=%d) = %v, want nil", c.Offset, err)
 			}
 		}
-		env.WaitInFlight(t, uploadMethod, 1)
+		select {
+		case <-b.reached:
+		case <-ctx.Done():
+			t.Fatal("the server did not receive 2 chunks before the test's deadline")
+		}
 		cancel()
 		_, err = stream.CloseAndRecv()
 		katatest.WantCode(t, err, codes.Canceled, "CloseAndRecv() after cancel")
@@ -456,12 +461,15 @@ func checkStored(t *testing.T, env *uploadEnv, res *pb.UploadResult, name string
 	}
 }
 
-// streamBreaker is a server interceptor that fails the first broken
+// streamBreaker is a server interceptor that fails the first breakFirst
 // UploadFile streams after they received afterChunks chunks, as if the
-// connection had dropped. It records every chunk it lets through.
+// connection had dropped. It records every chunk it lets through, and
+// closes reached (when set) once the handler has received reachAt chunks.
 type streamBreaker struct {
 	afterChunks int
 	breakFirst  int // how many streams to break; the rest pass
+	reachAt     int
+	reached     chan struct{}
 
 	mu      sync.Mutex
 	started int
@@ -507,6 +515,9 @@ func (s *brokenStream) RecvMsg(m any) error {
 		FileName: c.FileName, Offset: c.Offset, TotalSize: c.TotalSize, IsLastChunk: c.IsLastChunk,
 		Checksum: c.Checksum, UploadId: c.UploadId, Data: make([]byte, len(c.Data)),
 	})
+	if len(s.breaker.chunks) == s.breaker.reachAt && s.breaker.reached != nil {
+		close(s.breaker.reached)
+	}
 	s.breaker.mu.Unlock()
 	return nil
 }

@@ -208,6 +208,11 @@ func (c *StreamingClient) sendFile(ctx context.Context, path, uploadID string, f
 	}
 	buf := make([]byte, c.chunkSize) // reused: Send has encoded the chunk when it returns
 	for offset := from; ; {
+		// Send may still succeed into the transport's buffer after ctx
+		// ends; checking first stops the upload at the next chunk.
+		if err := ctx.Err(); err != nil {
+			return nil, status.FromContextError(err).Err()
+		}
 		n, err := io.ReadFull(f, buf)
 		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
 			return nil, fmt.Errorf("upload %s: reading at offset %d: %w", path, offset, err)
@@ -331,13 +336,19 @@ func (c *StreamingClient) UploadWithRetry(ctx context.Context, path string, opts
 // the rest, within the policy's per-attempt timeout.
 func (c *StreamingClient) attemptUpload(ctx context.Context, path, uploadID string, o uploadOptions) (*pb.UploadResult, error) {
 	attemptCtx := ctx
+	ownDeadline := false // the attempt's deadline is earlier than the caller's
 	if c.retry.AttemptTimeout > 0 {
 		var cancel context.CancelFunc
 		attemptCtx, cancel = context.WithTimeout(ctx, c.retry.AttemptTimeout)
 		defer cancel()
+		attemptDeadline, _ := attemptCtx.Deadline()
+		callerDeadline, ok := ctx.Deadline()
+		ownDeadline = !ok || attemptDeadline.Before(callerDeadline)
 	}
 	res, err := c.resumeUpload(attemptCtx, path, uploadID, o)
-	if err != nil && status.Code(err) == codes.DeadlineExceeded && attemptCtx.Err() != nil && ctx.Err() == nil {
+	// The server sees the deadline too and may report it a moment before
+	// attemptCtx itself expires, so the context's state cannot decide.
+	if ownDeadline && status.Code(err) == codes.DeadlineExceeded && ctx.Err() == nil {
 		return nil, fmt.Errorf("%w after %v: %w", ErrAttemptTimeout, c.retry.AttemptTimeout, err)
 	}
 	return res, err

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -249,7 +250,7 @@ func WantMessage(t testing.TB, err error, format string, args ...any) func(fragm
 		t.Helper()
 		msg := status.Convert(err).Message()
 		for _, f := range fragments {
-			if !containsFold(msg, f) {
+			if !strings.Contains(strings.ToLower(msg), strings.ToLower(f)) {
 				t.Fatalf("%s = %v, want a message mentioning %q", fmt.Sprintf(format, args...), describe(err), f)
 			}
 		}

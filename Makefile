@@ -1,0 +1,44 @@
+# Lessons and their checks; the work is done by the runner in internal/kata.
+# DAY=48 limits a target to one day (default: every day); RUN=Pattern limits
+# make test to the matching tests.
+DAY ?=
+RUN ?=
+KATA = go run ./internal/kata
+# The race detector needs cgo, and so a C compiler; without one, test without it.
+RACE = $(if $(filter 1,$(shell go env CGO_ENABLED)),-race)
+
+.DEFAULT_GOAL := help
+.PHONY: help check solutions stubs antipatterns demo progress test proto lint bench
+
+help: ## list the targets
+	@awk 'BEGIN { FS = ":.*## " } /^[a-z]+:.*## / { printf "  make %-13s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+check: ## the whole integrity check, as CI runs it
+	$(KATA) check $(DAY)
+
+solutions: ## run every test against the hidden reference solutions
+	$(KATA) solutions $(DAY)
+
+stubs: ## check that the untouched stubs compile and every test fails
+	$(KATA) stubs $(DAY)
+
+antipatterns: ## check that each common mistake is caught by its named tests
+	$(KATA) antipatterns $(DAY)
+
+demo: ## run the reference demo once (each day in turn without DAY)
+	$(KATA) demo $(DAY) -- -once
+
+progress: ## show which tasks your own code passes
+	$(KATA) progress $(DAY)
+
+test: ## run your own code for one day: make test DAY=48 [RUN=TestFileUpload]
+	$(if $(DAY),,$(error DAY is required: make test DAY=48 [RUN=TestName]))go test $(RACE) -count=1 $(if $(RUN),-run '$(value RUN)') ./day$(DAY)_*/
+
+proto: ## lint proto/ and regenerate pb/ with the pinned buf
+	$(KATA) proto
+
+lint: ## gofmt, go vet, buf lint and a check that pb/ is up to date
+	$(KATA) lint
+
+bench: ## run the benchmarks against the reference solutions
+	$(KATA) bench $(DAY)

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// stageResult is the outcome of one stage of check.
+type stageResult struct {
+	name    string
+	err     error
+	elapsed time.Duration
+	skipped bool // not run, because the check was interrupted
+}
+
+// cmdCheck is the whole integrity check, what CI runs. Every stage runs even
+// when an earlier one failed, so one run shows every problem; a summary
+// table follows.
+func cmdCheck(ctx context.Context, r *repo, inv invocation) error {
+	dayInv := invocation{day: inv.day, flags: map[string]string{}}
+	dirs, err := r.dayDirs()
+	if err != nil {
+		return err
+	}
+	if len(dirs) == 0 {
+		fmt.Println("no days found (no day*_*/kata.json): the day stages have nothing to check")
+	}
+
+	stages := []struct {
+		name string
+		run  func() error
+	}{
+		{"lint", func() error { return cmdLint(ctx, r, invocation{}) }},
+		{"internal tests", func() error { return r.internalTests(ctx) }},
+		{"solutions", func() error { return cmdSolutions(ctx, r, dayInv) }},
+		{"stubs", func() error { return cmdStubs(ctx, r, dayInv) }},
+		{"antipatterns", func() error { return cmdAntipatterns(ctx, r, dayInv) }},
+		{"demo", func() error {
+			return cmdDemo(ctx, r, invocation{day: inv.day, flags: map[string]string{"check": "true"}})
+		}},
+	}
+	var results []stageResult
+	for _, s := range stages {
+		if ctx.Err() != nil {
+			results = append(results, stageResult{name: s.name, skipped: true})
+			continue
+		}
+		fmt.Printf("\n==> %s\n", s.name)
+		start := time.Now()
+		err := s.run()
+		results = append(results, stageResult{name: s.name, err: err, elapsed: time.Since(start)})
+		if err != nil {
+			fmt.Printf("==> %s FAILED: %v\n", s.name, err)
+		}
+	}
+
+	fmt.Println()
+	fmt.Print(summaryTable(results))
+	var failed []string
+	for _, res := range results {
+		if res.err != nil || res.skipped {
+			failed = append(failed, res.name)
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("check failed: %s", strings.Join(failed, ", "))
+	}
+	fmt.Println("check passed")
+	return nil
+}
+
+// summaryTable renders the stage results:
+//
+//	stage            result        time
+//	lint             ok           12.3s
+//	solutions        FAILED       40.1s
+func summaryTable(results []stageResult) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-16s %-8s %8s\n", "stage", "result", "time")
+	for _, res := range results {
+		result, elapsed := "ok", fmt.Sprintf("%.1fs", res.elapsed.Seconds())
+		switch {
+		case res.skipped:
+			result, elapsed = "skipped", "-"
+		case res.err != nil:
+			result = "FAILED"
+		}
+		fmt.Fprintf(&b, "%-16s %-8s %8s\n", res.name, result, elapsed)
+	}
+	return b.String()
+}
+
+// internalTests runs the tests of the shared packages under internal/,
+// this runner's included.
+func (r *repo) internalTests(ctx context.Context) error {
+	if _, err := os.Stat(filepath.Join(r.root, "internal")); err != nil {
+		fmt.Println("no internal/ folder: nothing to test")
+		return nil
+	}
+	args := append([]string{"test"}, r.race(ctx)...)
+	args = append(args, "-count=1", "./internal/...")
+	return r.run(ctx, runOpts{timeout: testTimeout}, "go", args...)
+}

@@ -1,0 +1,199 @@
+// Command kata runs the repository's lessons: it proves that every day is
+// sound (the hidden reference passes, the stubs fail, each known mistake is
+// caught by a named test, the demo runs) and shows a learner how far they
+// got.
+//
+// Usage:
+//
+//	go run ./internal/kata [-root DIR] <command> [DAY] [flags] [-- args]
+//
+// DAY is a day number (48) or a folder name (day48_client_streaming); without
+// it a command covers every day. The Makefile at the repository root wraps
+// the commands; run `go run ./internal/kata help` for the list.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// command is one subcommand of the runner.
+type command struct {
+	name     string
+	args     string // synopsis of the arguments, for the usage text
+	summary  string
+	takesDay bool
+	// boolFlags and valueFlags are the command's own flags, written
+	// after the command name (-check, -only NAME).
+	boolFlags  []string
+	valueFlags []string
+	// takesExtra says whether arguments after "--" are accepted.
+	takesExtra bool
+	run        func(ctx context.Context, r *repo, inv invocation) error
+}
+
+// commands lists the subcommands in the order the usage text shows them.
+var commands = []command{
+	{name: "solutions", args: "[DAY] [-- go test flags]", summary: "run every test against the hidden reference solutions (-race)", takesDay: true, takesExtra: true, run: cmdSolutions},
+	{name: "overlay", args: "[DAY]", summary: "write .bin/overlay.json (reference solutions) and print its path", takesDay: true, run: cmdOverlay},
+	{name: "stubs", args: "[DAY]", summary: "check that the untouched stubs compile and every test fails", takesDay: true, run: cmdStubs},
+	{name: "antipatterns", args: "[DAY] [-only NAME]", summary: "check that each known mistake is caught by its named tests", takesDay: true, valueFlags: []string{"only"}, run: cmdAntipatterns},
+	{name: "demo", args: "[DAY] [-check] [-- demo args]", summary: "run the reference demo (-check: bounded run of reference and stub demos)", takesDay: true, boolFlags: []string{"check"}, takesExtra: true, run: cmdDemo},
+	{name: "bench", args: "[DAY] [-- go test flags]", summary: "run the benchmarks against the reference solutions", takesDay: true, takesExtra: true, run: cmdBench},
+	{name: "progress", args: "[DAY]", summary: "show which tasks your own code passes", takesDay: true, run: cmdProgress},
+	{name: "lint", summary: "gofmt, go vet (with and without the solutions), buf lint and pb/ freshness", run: cmdLint},
+	{name: "proto", summary: "buf lint, then regenerate pb/ from proto/", run: cmdProto},
+	{name: "check", args: "[DAY]", summary: "every check above; prints a summary table", takesDay: true, run: cmdCheck},
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run parses the command line, runs one command and returns the exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	global := flag.NewFlagSet("kata", flag.ContinueOnError)
+	global.SetOutput(stderr)
+	rootDir := global.String("root", "", "repository root (default: the directory of `go env GOMOD`)")
+	global.Usage = func() { printUsage(stderr) }
+	if err := global.Parse(args); err != nil {
+		return 2
+	}
+	if global.NArg() == 0 {
+		printUsage(stderr)
+		return 2
+	}
+	name := global.Arg(0)
+	if name == "help" || name == "-h" || name == "--help" {
+		printUsage(stdout)
+		return 0
+	}
+	cmd, ok := findCommand(name)
+	if !ok {
+		fmt.Fprintf(stderr, "kata: unknown command %q\n\n", name)
+		printUsage(stderr)
+		return 2
+	}
+	inv, err := parseInvocation(cmd, global.Args()[1:])
+	if err != nil {
+		fmt.Fprintf(stderr, "kata %s: %v\nusage: %s\n", cmd.name, err, strings.TrimSpace("go run ./internal/kata "+cmd.name+" "+cmd.args))
+		return 2
+	}
+
+	// Ctrl+C cancels ctx, which interrupts the running go command and
+	// everything it started (see exec.go); the runner then reports and
+	// exits instead of dying with children still running.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	root, err := findRoot(ctx, *rootDir)
+	if err != nil {
+		fmt.Fprintf(stderr, "kata: %v\n", err)
+		return 1
+	}
+	r := &repo{root: root}
+	if err := cmd.run(ctx, r, inv); err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintf(stderr, "kata %s: interrupted\n", cmd.name)
+			return 130
+		}
+		fmt.Fprintf(stderr, "kata %s: %v\n", cmd.name, err)
+		return 1
+	}
+	return 0
+}
+
+func findCommand(name string) (command, bool) {
+	for _, c := range commands {
+		if c.name == name {
+			return c, true
+		}
+	}
+	return command{}, false
+}
+
+func printUsage(w io.Writer) {
+	fmt.Fprintln(w, "usage: go run ./internal/kata [-root DIR] <command> [DAY] [flags] [-- args]")
+	fmt.Fprintln(w, "\nDAY is a day number (48) or folder name; without it, every day.")
+	fmt.Fprintln(w, "\ncommands:")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-13s %-29s %s\n", c.name, c.args, c.summary)
+	}
+}
+
+// invocation is a parsed command line after the command name.
+type invocation struct {
+	day   string            // "" means every day
+	flags map[string]string // the command's own flags; bool flags hold "true" or "false"
+	extra []string          // everything after "--"
+}
+
+// flag reports a bool flag of the invocation.
+func (inv invocation) flag(name string) bool { return inv.flags[name] == "true" }
+
+// parseInvocation reads "[DAY] [flags] [-- extra]". Flags may come before or
+// after the day, as in "antipatterns 48 -only no_path_check", which the flag
+// package cannot do because it stops at the first positional argument.
+func parseInvocation(cmd command, args []string) (invocation, error) {
+	inv := invocation{flags: map[string]string{}}
+	for i := 0; i < len(args); i++ {
+		arg := args[i]
+		if arg == "--" {
+			if !cmd.takesExtra {
+				return inv, errors.New("this command takes no arguments after --")
+			}
+			inv.extra = args[i+1:]
+			break
+		}
+		if len(arg) > 1 && strings.HasPrefix(arg, "-") {
+			name, value, hasValue := strings.Cut(strings.TrimLeft(arg, "-"), "=")
+			switch {
+			case slices.Contains(cmd.boolFlags, name):
+				if !hasValue {
+					value = "true"
+				}
+				b, err := strconv.ParseBool(value)
+				if err != nil {
+					return inv, fmt.Errorf("flag -%s: want true or false, got %q", name, value)
+				}
+				inv.flags[name] = strconv.FormatBool(b)
+			case slices.Contains(cmd.valueFlags, name):
+				if !hasValue {
+					if i+1 >= len(args) {
+						return inv, fmt.Errorf("flag -%s needs a value", name)
+					}
+					i++
+					value = args[i]
+				}
+				if value == "" {
+					return inv, fmt.Errorf("flag -%s needs a non-empty value", name)
+				}
+				inv.flags[name] = value
+			default:
+				hint := ""
+				if cmd.takesExtra {
+					hint = " (put flags for the go command after --)"
+				}
+				return inv, fmt.Errorf("unknown flag %s%s", arg, hint)
+			}
+			continue
+		}
+		if !cmd.takesDay {
+			return inv, fmt.Errorf("unexpected argument %q", arg)
+		}
+		if inv.day != "" {
+			return inv, fmt.Errorf("more than one day given: %q and %q", inv.day, arg)
+		}
+		inv.day = arg
+	}
+	return inv, nil
+}

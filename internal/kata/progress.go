@@ -1,0 +1,192 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strings"
+)
+
+// cmdProgress runs the learner's own code and shows, per day, which tasks
+// pass and the first failure of the next one. Failing tasks are the normal
+// state of a kata, so only a runner error makes it fail.
+func cmdProgress(ctx context.Context, r *repo, inv invocation) error {
+	days, err := r.days(inv.day)
+	if err != nil || len(days) == 0 {
+		return noDays(err)
+	}
+	for i, d := range days {
+		run, err := r.goTestJSON(ctx, "-count=1", "-timeout=300s", d.pkg())
+		if err != nil {
+			return fmt.Errorf("%s: %w", d.dir, err)
+		}
+		if i > 0 {
+			fmt.Println()
+		}
+		printProgress(os.Stdout, buildProgress(d, run))
+	}
+	return nil
+}
+
+// dayProgress is the state of one day's tasks.
+type dayProgress struct {
+	title         string
+	num           string
+	tasks         []taskProgress
+	other         *taskProgress // tests that belong to no task, if any
+	compileErrors []string
+	allTests      []string // every top-level test that ran
+}
+
+// taskProgress is the state of one task.
+type taskProgress struct {
+	id      int
+	name    string
+	summary string
+	pattern string   // the task's tests regexp
+	tests   []string // its top-level tests that ran
+	failing []string // those that did not pass
+	done    bool
+	message []string // the first failure, when not done
+}
+
+// buildProgress buckets a run's top-level tests into the day's tasks: a
+// test belongs to the first task whose regexp matches its name.
+func buildProgress(d day, run *testRun) dayProgress {
+	p := dayProgress{title: d.kata.Title, num: d.num, allTests: run.topLevel()}
+	if run.buildFailed {
+		p.compileErrors = run.compileErrors(10)
+	}
+	for _, t := range d.kata.Tasks {
+		p.tasks = append(p.tasks, taskProgress{id: t.ID, name: t.Name, summary: t.Summary, pattern: t.Tests})
+	}
+	other := &taskProgress{name: "other", summary: "tests that belong to no task"}
+	for _, test := range p.allTests {
+		tp := other
+		if i := d.kata.taskFor(test); i >= 0 {
+			tp = &p.tasks[i]
+		}
+		tp.tests = append(tp.tests, test)
+		if run.outcome(test) != "pass" {
+			tp.failing = append(tp.failing, test)
+			if tp.message == nil {
+				tp.message = run.failureMessage(test)
+			}
+		}
+	}
+	finish := func(tp *taskProgress) {
+		tp.done = len(tp.tests) > 0 && len(tp.failing) == 0
+		if !tp.done && len(tp.tests) == 0 && !run.buildFailed {
+			tp.message = []string{"no test of this task ran (did an earlier test crash the test binary?)"}
+		}
+	}
+	for i := range p.tasks {
+		finish(&p.tasks[i])
+	}
+	if len(other.tests) > 0 {
+		finish(other)
+		p.other = other
+	}
+	return p
+}
+
+// printProgress prints a day's progress, rustlings-style:
+//
+//	Day 48: client-side streaming
+//	  [x] 1 validateFileName   reject unsafe upload names
+//	  [ ] 2 UploadFile         chunked upload with checks
+//	      main_test.go:120: UploadFile(name="a.txt") = ..., want code OK
+//	1/2 tasks done. Next: task 2 (make test DAY=48 RUN=TestFileUpload)
+func printProgress(w io.Writer, p dayProgress) {
+	fmt.Fprintln(w, p.title)
+	if len(p.compileErrors) > 0 {
+		fmt.Fprintln(w, "  The code does not compile yet:")
+		for _, line := range p.compileErrors {
+			fmt.Fprintf(w, "      %s\n", line)
+		}
+	}
+	nameWidth, idWidth := len("other"), 1
+	for _, t := range p.tasks {
+		nameWidth = max(nameWidth, len(t.name))
+		idWidth = max(idWidth, len(fmt.Sprint(t.id)))
+	}
+	row := func(t *taskProgress, id string) {
+		mark := " "
+		if t.done {
+			mark = "x"
+		}
+		fmt.Fprintf(w, "  [%s] %*s %-*s  %s\n", mark, idWidth, id, nameWidth, t.name, t.summary)
+	}
+
+	var next *taskProgress
+	done := 0
+	for i := range p.tasks {
+		t := &p.tasks[i]
+		row(t, fmt.Sprint(t.id))
+		switch {
+		case t.done:
+			done++
+		case next == nil:
+			next = t
+			if len(p.compileErrors) == 0 {
+				printMessage(w, t.message)
+			}
+		}
+	}
+	if p.other != nil {
+		row(p.other, "-")
+		if !p.other.done && next == nil {
+			next = p.other
+			printMessage(w, p.other.message)
+		}
+	}
+
+	fmt.Fprintf(w, "%d/%d tasks done.", done, len(p.tasks))
+	switch {
+	case len(p.compileErrors) > 0:
+		fmt.Fprintf(w, " Next: make it compile (make test DAY=%s)\n", p.num)
+	case next == nil:
+		fmt.Fprintln(w, " All tests pass: well done!")
+	case next == p.other:
+		fmt.Fprintf(w, " Next: the remaining tests (make test DAY=%s RUN=%s)\n", p.num, runArg(next, p.allTests))
+	default:
+		fmt.Fprintf(w, " Next: task %d (make test DAY=%s RUN=%s)\n", next.id, p.num, runArg(next, p.allTests))
+	}
+}
+
+// printMessage prints a failure message under its task, lined up with
+// the task number.
+func printMessage(w io.Writer, message []string) {
+	for i, line := range message {
+		if i > 0 {
+			line = "  " + line
+		}
+		fmt.Fprintf(w, "      %s\n", line)
+	}
+}
+
+// runArg is the RUN= value of make test that runs a task's failing tests:
+// the bare name when, as a -run pattern, it matches no other test of
+// allTests; else an anchored pattern.
+func runArg(t *taskProgress, allTests []string) string {
+	tests := t.failing
+	if len(tests) == 0 {
+		return shellQuote(t.pattern)
+	}
+	if len(tests) == 1 {
+		ambiguous := false
+		for _, other := range allTests {
+			ambiguous = ambiguous || (other != tests[0] && strings.Contains(other, tests[0]))
+		}
+		if !ambiguous && regexp.QuoteMeta(tests[0]) == tests[0] {
+			return tests[0]
+		}
+	}
+	quoted := make([]string, len(tests))
+	for i, name := range tests {
+		quoted[i] = regexp.QuoteMeta(name)
+	}
+	return shellQuote("^(" + strings.Join(quoted, "|") + ")$")
+}

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+func progressDay(t *testing.T) day {
+	t.Helper()
+	m, err := parseKata([]byte(`{
+	  "title": "Day 48: client-side streaming",
+	  "min_tests": 1,
+	  "tasks": [
+	    {"id": 1, "name": "validateFileName", "tests": "^TestValidateFileName$", "summary": "reject unsafe upload names"},
+	    {"id": 2, "name": "UploadFile", "tests": "^TestFileUpload", "summary": "chunked upload with checks"},
+	    {"id": 3, "name": "DataCollection", "tests": "^TestDataCollection$", "summary": "collect metrics"}
+	  ],
+	  "demo": {"args": [], "timeout_seconds": 10, "stub_output": "x"}
+	}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return day{dir: "day48_client_streaming", num: "48", kata: m}
+}
+
+func renderProgress(t *testing.T, d day, events ...testEvent) string {
+	t.Helper()
+	var b strings.Builder
+	printProgress(&b, buildProgress(d, parse(t, events...)))
+	return b.String()
+}
+
+func TestProgress(t *testing.T) {
+	got := renderProgress(t, progressDay(t), concat(
+		testEvents("TestValidateFileName", "pass"),
+		[]testEvent{{Action: "run", Test: "TestFileUpload"}},
+		testEvents("TestFileUpload/Small_file_upload", "fail",
+			`    main_test.go:120: UploadFile(name="a.txt") = rpc error: code = Unimplemented desc = UploadFile: not implemented yet (see README, task 2), want code OK`),
+		[]testEvent{{Action: "fail", Test: "TestFileUpload"}},
+		testEvents("TestFileUploadResume", "pass"),
+		testEvents("TestDataCollection", "fail", "    main_test.go:300: CollectDataPoints() = nil, want a result"),
+		testEvents("TestHelperThing", "pass"),
+	)...)
+	want := `Day 48: client-side streaming
+  [x] 1 validateFileName  reject unsafe upload names
+  [ ] 2 UploadFile        chunked upload with checks
+      main_test.go:120: UploadFile(name="a.txt") = rpc error: code = Unimplemented desc = UploadFile: not implemented yet (see README, task 2), want code OK
+  [ ] 3 DataCollection    collect metrics
+  [x] - other             tests that belong to no task
+1/3 tasks done. Next: task 2 (make test DAY=48 RUN='^(TestFileUpload)$')
+`
+	if got != want {
+		t.Errorf("progress:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestProgressTaskWithoutTestsIsNotDone(t *testing.T) {
+	got := renderProgress(t, progressDay(t), concat(
+		testEvents("TestValidateFileName", "pass"),
+		testEvents("TestFileUpload", "pass"),
+	)...)
+	if !strings.Contains(got, "  [ ] 3 DataCollection") ||
+		!strings.Contains(got, "no test of this task ran") ||
+		!strings.Contains(got, "2/3 tasks done. Next: task 3 (make test DAY=48 RUN='^TestDataCollection$')") {
+		t.Errorf("progress:\n%s\nwant task 3 open, with a note that none of its tests ran", got)
+	}
+}
+
+func TestProgressAllDone(t *testing.T) {
+	got := renderProgress(t, progressDay(t), concat(
+		testEvents("TestValidateFileName", "pass"),
+		testEvents("TestFileUpload", "pass"),
+		testEvents("TestDataCollection", "pass"),
+	)...)
+	if !strings.HasSuffix(got, "3/3 tasks done. All tests pass: well done!\n") || strings.Contains(got, "other") {
+		t.Errorf("progress:\n%s\nwant every task done and no other row", got)
+	}
+}
+
+func TestProgressCompileError(t *testing.T) {
+	got := renderProgress(t, progressDay(t),
+		testEvent{ImportPath: "m/day48", Action: "build-output", Output: "# m/day48\n"},
+		testEvent{ImportPath: "m/day48", Action: "build-output", Output: "day48_client_streaming/main.go:12:2: undefined: x\n"},
+		testEvent{ImportPath: "m/day48", Action: "build-fail"},
+	)
+	want := `Day 48: client-side streaming
+  The code does not compile yet:
+      day48_client_streaming/main.go:12:2: undefined: x
+  [ ] 1 validateFileName  reject unsafe upload names
+  [ ] 2 UploadFile        chunked upload with checks
+  [ ] 3 DataCollection    collect metrics
+0/3 tasks done. Next: make it compile (make test DAY=48)
+`
+	if got != want {
+		t.Errorf("progress:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestRunArg(t *testing.T) {
+	all := []string{"TestUpload", "TestUploadResume", "TestValidate"}
+	tests := []struct {
+		name string
+		task taskProgress
+		want string
+	}{
+		{"unique name", taskProgress{failing: []string{"TestValidate"}}, "TestValidate"},
+		{"name inside another", taskProgress{failing: []string{"TestUpload"}}, "'^(TestUpload)$'"},
+		{"several", taskProgress{failing: []string{"TestUpload", "TestUploadResume"}}, "'^(TestUpload|TestUploadResume)$'"},
+		{"none ran", taskProgress{pattern: "^TestX$"}, "'^TestX$'"},
+	}
+	for _, tc := range tests {
+		if got := runArg(&tc.task, all); got != tc.want {
+			t.Errorf("%s: runArg = %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}
