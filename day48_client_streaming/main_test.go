@@ -879,7 +879,9 @@ func TestUploadFilesConcurrently(t *testing.T) {
 			defer close(done)
 			results, err = c.UploadFilesConcurrently(katatest.Context(t), paths)
 		}()
-		env.WaitInFlight(t, uploadMethod, 3)
+		if !env.WaitInFlightUnless(t, uploadMethod, 3, done) {
+			t.Fatalf("UploadFilesConcurrently(8 files, max 3) = %v with %d uploads started, want it to run 3 at once", err, env.Started(uploadMethod))
+		}
 		select {
 		case <-done:
 			t.Fatal("UploadFilesConcurrently returned while uploads were held")

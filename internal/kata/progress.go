@@ -10,7 +10,7 @@ import (
 )
 
 // cmdProgress runs the learner's own code and shows, per day, which tasks
-// pass and the first failure of the next one. Failing tasks are the normal
+// pass and the first failure of each one that does not. Failing tasks are the normal
 // state of a kata, so only a runner error makes it fail.
 func cmdProgress(ctx context.Context, r *repo, inv invocation) error {
 	days, err := r.days(inv.day)
@@ -125,20 +125,23 @@ func printProgress(w io.Writer, p dayProgress) {
 	for i := range p.tasks {
 		t := &p.tasks[i]
 		row(t, fmt.Sprint(t.id))
-		switch {
-		case t.done:
+		if t.done {
 			done++
-		case next == nil:
+			continue
+		}
+		if next == nil {
 			next = t
-			if len(p.compileErrors) == 0 {
-				printMessage(w, t.message)
-			}
+		}
+		if len(p.compileErrors) == 0 {
+			printMessage(w, t.message)
 		}
 	}
 	if p.other != nil {
 		row(p.other, "-")
-		if !p.other.done && next == nil {
-			next = p.other
+		if !p.other.done {
+			if next == nil {
+				next = p.other
+			}
 			printMessage(w, p.other.message)
 		}
 	}

@@ -46,6 +46,7 @@ func TestProgress(t *testing.T) {
   [ ] 2 UploadFile        chunked upload with checks
       main_test.go:120: UploadFile(name="a.txt") = rpc error: code = Unimplemented desc = UploadFile: not implemented yet (see README, task 2), want code OK
   [ ] 3 DataCollection    collect metrics
+      main_test.go:300: CollectDataPoints() = nil, want a result
   [x] - other             tests that belong to no task
 1/3 tasks done. Next: task 2 (make test DAY=48 RUN='^(TestFileUpload)$')
 `

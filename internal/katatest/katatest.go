@@ -141,15 +141,24 @@ func (s *Server) WaitIdle(t testing.TB) {
 // ("" counts every method), failing the test after TestTimeout.
 func (s *Server) WaitInFlight(t testing.TB, fullMethod string, n int) {
 	t.Helper()
+	s.WaitInFlightUnless(t, fullMethod, n, nil)
+}
+
+// WaitInFlightUnless is WaitInFlight that gives up, returning false, when
+// stop is closed first: the code under test finished before it got there.
+func (s *Server) WaitInFlightUnless(t testing.TB, fullMethod string, n int, stop <-chan struct{}) bool {
+	t.Helper()
 	deadline := time.NewTimer(TestTimeout)
 	defer deadline.Stop()
 	for {
 		changed := s.inFlight.changed()
 		if s.inFlight.count(fullMethod) == n {
-			return
+			return true
 		}
 		select {
 		case <-changed:
+		case <-stop:
+			return false
 		case <-deadline.C:
 			t.Fatalf("waited %v for %d running handlers of %q, have %d", TestTimeout, n, fullMethod, s.inFlight.count(fullMethod))
 		}
