@@ -20,8 +20,9 @@ const DefaultChunkSize = 256 << 10
 // StreamingClient calls the Day 48 services. Its methods in main.go are
 // yours to write; this file builds it.
 type StreamingClient struct {
-	conn    *grpc.ClientConn
-	uploads pb.FileUploadServiceClient
+	conn       *grpc.ClientConn
+	uploads    pb.FileUploadServiceClient
+	collection pb.DataCollectionServiceClient
 
 	chunkSize      int
 	limiter        *rate.Limiter // nil when uploads are not rate limited
@@ -124,6 +125,7 @@ func NewStreamingClient(target string, opts ...ClientOption) (*StreamingClient, 
 	c := &StreamingClient{
 		conn:           conn,
 		uploads:        pb.NewFileUploadServiceClient(conn),
+		collection:     pb.NewDataCollectionServiceClient(conn),
 		chunkSize:      o.chunkSize,
 		maxConcurrency: o.maxConcurrency,
 		retry:          o.retry,

@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -21,11 +23,16 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
 )
 
-const shutdownTimeout = 5 * time.Second
+const (
+	shutdownTimeout = 5 * time.Second
+	demoUserToken   = "alice-demo-token"
+	demoAdminToken  = "root-demo-token"
+)
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "address to serve on (port 0 picks a free port)")
@@ -60,12 +67,19 @@ func run(addr, uploadDir string, once, serveOnly bool) error {
 	if err != nil {
 		return err
 	}
+	collection := NewDataCollectionServer(CollectionConfig{})
+	// Demo callers: the tokens are printed in the README for grpcurl.
+	tokens := NewTokenStore()
+	tokens.Add(demoUserToken, Identity{User: "alice", Expires: time.Now().Add(24 * time.Hour)})
+	tokens.Add(demoAdminToken, Identity{User: "root", Admin: true, Expires: time.Now().Add(24 * time.Hour)})
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(grpc.ChainStreamInterceptor(AuthInterceptor(tokens, time.Now)))
 	pb.RegisterFileUploadServiceServer(srv, uploads)
+	pb.RegisterDataCollectionServiceServer(srv, collection)
+	pb.RegisterBatchServiceServer(srv, NewBatchServer(BatchConfig{}))
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(srv, healthSrv)
 	reflection.Register(srv)
@@ -75,7 +89,7 @@ func run(addr, uploadDir string, once, serveOnly bool) error {
 	defer shutdown(srv, healthSrv)
 
 	fmt.Println("=== Day 48: gRPC client-side streaming ===")
-	fmt.Printf("Serving streaming.v1.FileUploadService on %s (uploads in %s)\n\n", lis.Addr(), uploadDir)
+	fmt.Printf("Serving FileUploadService, DataCollectionService and BatchService on %s (uploads in %s)\n\n", lis.Addr(), uploadDir)
 	if !serveOnly {
 		if err := runDemo(ctx, lis.Addr().String()); err != nil {
 			return err
@@ -171,8 +185,101 @@ func runDemo(ctx context.Context, target string) error {
 	if err != nil {
 		return explain("upload with retry", err)
 	}
-	fmt.Printf("  %s uploaded again as a resumable upload -> %s\n", r.GetFileName(), r.GetFileId())
+	fmt.Printf("  %s uploaded again as a resumable upload -> %s\n\n", r.GetFileName(), r.GetFileId())
+
+	if err := demoDataPoints(ctx, client); err != nil {
+		return err
+	}
+	if err := demoLogs(ctx, client); err != nil {
+		return err
+	}
+	if err := demoBatch(ctx, client); err != nil {
+		return err
+	}
 	fmt.Println("\nDemo completed.")
+	return nil
+}
+
+// demoDataPoints sends 10,000 points, 15 of them invalid in known ways.
+func demoDataPoints(ctx context.Context, client *StreamingClient) error {
+	const total, invalidEvery = 10_000, 667
+	fmt.Printf("Sending %d data points (%d of them invalid) ...\n", total, total/invalidEvery)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // stops the producer if the upload ends early
+	points := make(chan *pb.DataPoint, 100)
+	go func() {
+		defer close(points)
+		now := time.Now()
+		for i := range total {
+			p := &pb.DataPoint{
+				Source:    fmt.Sprintf("web-%02d", i%4+1),
+				Timestamp: timestamppb.New(now.Add(time.Duration(i-total) * time.Millisecond)),
+				Metrics:   map[string]float64{"cpu_percent": float64(20 + i%60), "rss_mib": float64(300 + i%50)},
+				Tags:      map[string]string{"region": "eu-west-1"},
+			}
+			if i%invalidEvery == invalidEvery-1 {
+				switch (i / invalidEvery) % 3 {
+				case 0:
+					p.Metrics["cpu_percent"] = math.NaN()
+				case 1:
+					p.Timestamp = timestamppb.New(now.Add(24 * time.Hour))
+				default:
+					p.Source = ""
+				}
+			}
+			select {
+			case points <- p:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	res, err := client.SendDataPoints(ctx, points)
+	if err != nil {
+		return explain("data points", err)
+	}
+	fmt.Printf("Collection completed: %d total, %d successful, %d errors\n", res.GetTotalProcessed(), res.GetSuccessfulCount(), res.GetErrorCount())
+	for _, e := range res.GetErrors()[:min(3, len(res.GetErrors()))] {
+		fmt.Println("  rejected:", e)
+	}
+	sum, err := client.collection.GetMetricsSummary(ctx, &pb.GetMetricsSummaryRequest{Source: "web-01"})
+	if err != nil {
+		return explain("metrics summary", err)
+	}
+	for _, m := range sum.GetMetrics() {
+		fmt.Printf("  web-01 %-12s count %d  min %.0f  max %.0f  mean %.1f\n", m.GetName(), m.GetCount(), m.GetMin(), m.GetMax(), m.GetMean())
+	}
+	fmt.Println()
+	return nil
+}
+
+// demoLogs sends log entries, one carrying a password, and searches them.
+func demoLogs(ctx context.Context, client *StreamingClient) error {
+	entries := make(chan *pb.LogEntry, 300)
+	levels := []pb.LogLevel{pb.LogLevel_LOG_LEVEL_DEBUG, pb.LogLevel_LOG_LEVEL_INFO, pb.LogLevel_LOG_LEVEL_WARN, pb.LogLevel_LOG_LEVEL_ERROR}
+	for i := range 300 {
+		e := &pb.LogEntry{Application: "checkout", Level: levels[i%4], Timestamp: timestamppb.Now(), Message: fmt.Sprintf("order %d placed", i)}
+		if e.Level == pb.LogLevel_LOG_LEVEL_ERROR {
+			e.Message = fmt.Sprintf("order %d: payment provider timeout", i)
+			e.Fields = map[string]string{"order": fmt.Sprint(i), "password": "hunter2"}
+		}
+		entries <- e
+	}
+	close(entries)
+	fmt.Println("Sending 300 log entries (DEBUG is below the server's minimum level) ...")
+	res, err := client.SendLogs(ctx, entries)
+	if err != nil {
+		return explain("logs", err)
+	}
+	fmt.Printf("Logs completed: %d received, %d indexed, %d filtered, %d errors\n", res.GetTotalReceived(), res.GetIndexedCount(), res.GetFilteredCount(), res.GetErrorCount())
+	found, err := client.collection.SearchLogs(ctx, &pb.SearchLogsRequest{MinLevel: pb.LogLevel_LOG_LEVEL_ERROR, Term: "timeout", Limit: 2})
+	if err != nil {
+		return explain("log search", err)
+	}
+	fmt.Printf("Search level>=ERROR term=\"timeout\": %d matches, newest:\n", found.GetTotalMatches())
+	for _, e := range found.GetEntries() {
+		fmt.Printf("  [%s] %s %v\n", strings.TrimPrefix(e.GetLevel().String(), "LOG_LEVEL_"), e.GetMessage(), e.GetFields())
+	}
 	return nil
 }
 
@@ -209,4 +316,24 @@ func writeRandomFile(path string, size int64) error {
 		return err
 	}
 	return f.Close()
+}
+
+// demoBatch runs alice's batch, one item of which touches root's key.
+func demoBatch(ctx context.Context, client *StreamingClient) error {
+	items := []*pb.BatchItem{
+		{ItemId: "1", Operation: pb.BatchOperation_BATCH_OPERATION_WRITE, Key: "alice/cart", Payload: []byte(`{"items":3}`)},
+		{ItemId: "2", Operation: pb.BatchOperation_BATCH_OPERATION_WRITE, Key: "alice/profile", Payload: []byte(`{"theme":"dark"}`)},
+		{ItemId: "3", Operation: pb.BatchOperation_BATCH_OPERATION_WRITE, Key: "root/config", Payload: []byte(`{"admin":"alice"}`)},
+		{ItemId: "4", Operation: pb.BatchOperation_BATCH_OPERATION_DELETE, Key: "alice/cart"},
+	}
+	fmt.Printf("\nRunning a batch of %d items as alice, one of them on root's key ...\n", len(items))
+	res, err := client.ProcessBatch(ctx, demoUserToken, items)
+	if err != nil {
+		return explain("batch", err)
+	}
+	fmt.Printf("Batch completed: %d items, %d applied, %d rejected\n", res.GetTotalItems(), res.GetAppliedCount(), res.GetRejectedCount())
+	for _, o := range res.GetOutcomes() {
+		fmt.Printf("  item %s: %s %s\n", o.GetItemId(), codes.Code(o.GetCode()), o.GetMessage())
+	}
+	return nil
 }

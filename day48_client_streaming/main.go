@@ -5,8 +5,10 @@ package main
 
 import (
 	"context"
+	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/status"
 
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
@@ -115,4 +117,129 @@ func (c *StreamingClient) UploadFilesConcurrently(ctx context.Context, paths []s
 func (c *StreamingClient) UploadWithRetry(ctx context.Context, path string, opts ...UploadOption) (*pb.UploadResult, error) {
 	// TODO(task 7): resume, retry, back off.
 	return nil, status.Errorf(codes.Unimplemented, "UploadWithRetry: not implemented yet (see README, task 7)")
+}
+
+// validateDataPoint checks one metric sample (task 8).
+//
+// Reject with codes.InvalidArgument, the message naming the problem and the
+// limit: an empty source, one over 64 bytes or not matching sourcePattern;
+// a missing or zero timestamp, one out of range, or one more than
+// maxFutureSkew ahead of now; no metrics or more than maxMetricsPerPoint;
+// a metric name empty or over maxMetricNameBytes; a NaN or infinite value;
+// more than maxTagsPerPoint tags, or a tag key or value over maxTagBytes.
+func validateDataPoint(p *pb.DataPoint, now time.Time, maxFutureSkew time.Duration) error {
+	// TODO(task 8): check the point, cheapest checks first.
+	return status.Errorf(codes.Unimplemented, "validateDataPoint: not implemented yet (see README, task 8)")
+}
+
+// CollectDataPoints receives a stream of metric samples (task 9).
+//
+// Check each point with validateDataPoint; an invalid point is counted as
+// an error, reported as "point <index>: <reason>" through an errorList of
+// s.cfg.MaxErrorsReported, and the stream goes on. Collect valid points in
+// batches of s.cfg.BatchSize and save each full batch with
+// s.cfg.Store.SaveBatch; fold a saved batch into s.aggregates. A batch the
+// store refuses counts all its points as errors. More than
+// s.cfg.MaxPointsPerStream points end the stream with ResourceExhausted.
+// Whenever the handler returns, the valid points it received are saved
+// first. At io.EOF answer with counts that add up: total_processed =
+// successful_count + error_count.
+func (s *DataCollectionServer) CollectDataPoints(stream pb.DataCollectionService_CollectDataPointsServer) error {
+	// TODO(task 9): receive, validate, batch, save, count, SendAndClose.
+	return status.Errorf(codes.Unimplemented, "CollectDataPoints: not implemented yet (see README, task 9)")
+}
+
+// CollectLogs receives a stream of log entries (task 12).
+//
+// An entry with an unknown level, an application that is empty or over
+// maxApplicationBytes, a message over s.cfg.MaxLogMessageBytes or not
+// UTF-8, or more than maxLogFields fields counts as an error. An entry
+// below s.cfg.MinLevel counts as filtered. Every other entry is redacted
+// with redactEntry before anything stores or prints it, then buffered.
+//
+// One goroutine owns the buffer: it indexes it (s.logs.addBatch) when it
+// holds s.cfg.LogBufferSize entries, on every tick of a ticker from
+// s.cfg.NewTicker(s.cfg.FlushInterval), and a last time when the stream
+// ends. The handler hands it entries over a bounded channel and waits for
+// it to finish before answering, so the final flush comes before
+// SendAndClose and the goroutine never outlives the stream.
+func (s *DataCollectionServer) CollectLogs(stream pb.DataCollectionService_CollectLogsServer) error {
+	// TODO(task 12): receive, filter, redact, hand over, flush, SendAndClose.
+	return status.Errorf(codes.Unimplemented, "CollectLogs: not implemented yet (see README, task 12)")
+}
+
+// SendDataPoints sends every point received from points until the channel
+// is closed, then returns the server's result (task 13).
+//
+// If Send returns io.EOF the server has ended the stream: its status comes
+// from CloseAndRecv. When ctx ends first, return its error as a status
+// (status.FromContextError) without waiting for more points.
+func (c *StreamingClient) SendDataPoints(ctx context.Context, points <-chan *pb.DataPoint) (*pb.CollectionResult, error) {
+	// TODO(task 13): stream the channel's points, then CloseAndRecv.
+	return nil, status.Errorf(codes.Unimplemented, "SendDataPoints: not implemented yet (see README, task 13)")
+}
+
+// SendLogs is SendDataPoints for log entries (task 13).
+func (c *StreamingClient) SendLogs(ctx context.Context, entries <-chan *pb.LogEntry) (*pb.LogCollectionResult, error) {
+	// TODO(task 13): the same shape as SendDataPoints.
+	return nil, status.Errorf(codes.Unimplemented, "SendLogs: not implemented yet (see README, task 13)")
+}
+
+// MonitorConnection calls onChange with the connection's state, first the
+// current one and then each change, until ctx ends; it then returns ctx's
+// error (task 14). It asks an idle connection to connect.
+func (c *StreamingClient) MonitorConnection(ctx context.Context, onChange func(connectivity.State)) error {
+	// TODO(task 14): Connect, GetState, WaitForStateChange.
+	return status.Errorf(codes.Unimplemented, "MonitorConnection: not implemented yet (see README, task 14)")
+}
+
+// ProcessBatch authorises and applies a stream of key-value operations
+// and answers with one outcome per item (task 10).
+//
+// The caller is the Identity that AuthInterceptor put in the stream's
+// context (identityFrom): never trust anything an item says about who
+// sends it. Make one pacer per stream with s.newPacer and wait on it
+// before every Recv, so a fast client is slowed down by flow control
+// instead of being buffered. For each item received:
+//
+//   - Re-check the token with checkTokenFresh(ctx, s.cfg.Now); an expired
+//     token ends the stream with its Unauthenticated error. Items applied
+//     before stay applied.
+//   - More than s.cfg.MaxItemsPerStream items end the stream with
+//     ResourceExhausted naming the limit.
+//   - Then decide the item's outcome; the stream goes on whatever it is.
+//     An empty item_id or one over maxItemIDBytes is InvalidArgument. An
+//     item_id seen earlier in this stream is AlreadyExists and is not
+//     applied again. An unknown operation, a key keyOwner rejects, or a
+//     payload over s.cfg.MaxPayloadBytes is InvalidArgument. WRITE and
+//     DELETE of a key whose owner is not the caller, and PURGE by a
+//     caller who is not Admin, are PermissionDenied. Otherwise apply it:
+//     WRITE stores the payload (s.store.put), DELETE removes the key
+//     (s.store.delete; a missing key is fine), PURGE removes every key of
+//     the key's owner (s.store.purgeOwner; the name part is ignored).
+//
+// Each outcome carries the item_id, the code as int32 (codes.OK when
+// applied) and a message saying what was wrong. At io.EOF answer with
+// SendAndClose: outcomes in the order received, and truthful counts
+// (total_items = applied_count + rejected_count). An error from Recv is
+// returned as it is; a failed Wait (the stream's context ended, or its
+// deadline comes before the pace allows the next item) ends the stream
+// with Canceled or DeadlineExceeded.
+func (s *BatchServer) ProcessBatch(stream pb.BatchService_ProcessBatchServer) error {
+	// TODO(task 10): pace, receive, re-check the token, authorise, apply, SendAndClose.
+	return status.Errorf(codes.Unimplemented, "ProcessBatch: not implemented yet (see README, task 10)")
+}
+
+// ProcessBatch sends items on one ProcessBatch stream as the caller that
+// token stands for, and returns the server's result (task 11).
+//
+// Open the stream with pb.NewBatchServiceClient(c.conn), its context
+// carrying the token (WithToken). Send the items in order, then
+// CloseAndRecv. If Send returns io.EOF the server has ended the stream:
+// its real status comes from CloseAndRecv. When ctx ends, stop sending
+// promptly and return its error as a status (Canceled or
+// DeadlineExceeded).
+func (c *StreamingClient) ProcessBatch(ctx context.Context, token string, items []*pb.BatchItem) (*pb.BatchResult, error) {
+	// TODO(task 11): open the stream with the token, send, CloseAndRecv.
+	return nil, status.Errorf(codes.Unimplemented, "StreamingClient.ProcessBatch: not implemented yet (see README, task 11)")
 }

@@ -7,7 +7,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,8 +24,10 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/katatest"
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
@@ -110,6 +114,32 @@ func listDir(t *testing.T, dir string, skip ...string) []string {
 		}
 	}
 	return names
+}
+
+// awaitWhileRunning waits for ready while a handler of method runs. It
+// fails at once when that handler has already returned (a stub answers
+// straight away), and after katatest.TestTimeout otherwise.
+func awaitWhileRunning[T any](t *testing.T, s *katatest.Server, method string, ready <-chan T, what string) {
+	t.Helper()
+	deadline := time.After(katatest.TestTimeout)
+	for {
+		changed := s.HandlersChanged()
+		select {
+		case <-ready:
+			return
+		default:
+		}
+		if handlerEnded(s, method) {
+			t.Fatalf("waiting for %s: the %s handler returned first", what, method)
+		}
+		select {
+		case <-ready:
+			return
+		case <-changed:
+		case <-deadline:
+			t.Fatalf("waited %v for %s", katatest.TestTimeout, what)
+		}
+	}
 }
 
 type fakeClock struct {
@@ -383,11 +413,7 @@ func TestFileUpload(t *testing.T) {
 				t.Fatalf("Send(offset=%d) = %v, want nil", c.Offset, err)
 			}
 		}
-		select {
-		case <-b.reached:
-		case <-ctx.Done():
-			t.Fatal("the server did not receive 2 chunks before the test's deadline")
-		}
+		awaitWhileRunning(t, env.Server, uploadMethod, b.reached, "the server to receive 2 chunks")
 		cancel()
 		_, err = stream.CloseAndRecv()
 		katatest.WantCode(t, err, codes.Canceled, "CloseAndRecv() after cancel")
@@ -599,7 +625,6 @@ func TestUploadResume(t *testing.T) {
 		if err := first.Send(chunks[0]); err != nil {
 			t.Fatalf("Send() = %v", err)
 		}
-		env.WaitInFlight(t, uploadMethod, 1)
 		// The first stream is receiving once its status says so.
 		waitForState(t, env, id, pb.UploadState_UPLOAD_STATE_RECEIVING)
 		second := chunksOf("twice.txt", id, data, testChunk)[1:]
@@ -667,7 +692,8 @@ func waitForState(t *testing.T, env *uploadEnv, id string, want pb.UploadState) 
 		if err == nil && st.GetState() == want {
 			return
 		}
-		if ctx.Err() != nil {
+		// NotFound only means the handler has not begun the upload yet.
+		if (err != nil && status.Code(err) != codes.NotFound) || handlerEnded(env.Server, uploadMethod) || ctx.Err() != nil {
 			t.Fatalf("GetUploadStatus(%q) = %v, %v; want state %v", id, st, err, want)
 		}
 	}
@@ -779,11 +805,15 @@ func TestClientUpload(t *testing.T) {
 		path := writeTestFile(t, t.TempDir(), "slow.txt", randomBytes(t, 4*testChunk))
 		ctx, cancel := context.WithCancel(katatest.Context(t))
 		done := make(chan error, 1)
+		returned := make(chan struct{})
 		go func() {
+			defer close(returned)
 			_, err := c.UploadFile(ctx, path)
 			done <- err
 		}()
-		env.WaitInFlight(t, uploadMethod, 1)
+		if !env.WaitInFlightUnless(t, uploadMethod, 1, returned) {
+			t.Fatalf("StreamingClient.UploadFile() = %v before its upload reached the server", <-done)
+		}
 		select {
 		case err := <-done:
 			t.Fatalf("StreamingClient.UploadFile() at %d bytes/s returned %v at once, want it to wait for the limiter", testChunk/5, err)
@@ -1104,4 +1134,678 @@ func TestUploadWithRetry(t *testing.T) {
 		katatest.WantCode(t, err, codes.OK, "UploadWithRetry(%q) whose first attempt hangs past AttemptTimeout", "hang.txt")
 		checkStored(t, env, res, "hang.txt", data)
 	})
+}
+
+const (
+	pointsMethod = "/streaming.v1.DataCollectionService/CollectDataPoints"
+	logsMethod   = "/streaming.v1.DataCollectionService/CollectLogs"
+)
+
+var collectionNow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// collectionEnv is one test's data collection server and clients.
+type collectionEnv struct {
+	*katatest.Server
+	srv    *DataCollectionServer
+	store  *recordingStore
+	ticks  chan time.Time
+	client pb.DataCollectionServiceClient
+}
+
+// startCollectionServer starts a server with a recording store, a fixed
+// clock and a flush ticker the test fires by hand. After the server has
+// stopped it checks that no goroutine of this test is left.
+func startCollectionServer(t *testing.T, cfg CollectionConfig, opts ...katatest.Option) *collectionEnv {
+	t.Helper()
+	before := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, before) }) // runs last
+	store := &recordingStore{saved: make(chan int, 1000)}
+	ticks := make(chan time.Time)
+	if cfg.Store == nil {
+		cfg.Store = store
+	}
+	cfg.Now = func() time.Time { return collectionNow }
+	cfg.NewTicker = func(time.Duration) Ticker { return manualTicker(ticks) }
+	srv := NewDataCollectionServer(cfg)
+	s := katatest.Start(t, func(g *grpc.Server) { pb.RegisterDataCollectionServiceServer(g, srv) }, opts...)
+	return &collectionEnv{Server: s, srv: srv, store: store, ticks: ticks, client: pb.NewDataCollectionServiceClient(s.Conn)}
+}
+
+type manualTicker chan time.Time
+
+func (m manualTicker) C() <-chan time.Time { return m }
+func (m manualTicker) Stop()               {}
+
+// recordingStore saves in memory, reports each batch's size on saved, and
+// fails the batches whose 1-based numbers are in failBatches.
+type recordingStore struct {
+	failBatches []int
+	saved       chan int
+
+	mu      sync.Mutex
+	batches [][]*pb.DataPoint
+	calls   int
+}
+
+func (r *recordingStore) SaveBatch(_ context.Context, points []*pb.DataPoint) error {
+	r.mu.Lock()
+	r.calls++
+	fail := slices.Contains(r.failBatches, r.calls)
+	if !fail {
+		r.batches = append(r.batches, points)
+	}
+	r.mu.Unlock()
+	r.saved <- len(points)
+	if fail {
+		return errors.New("disk full (injected by the test)")
+	}
+	return nil
+}
+
+func (r *recordingStore) savedSizes() []int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var sizes []int
+	for _, b := range r.batches {
+		sizes = append(sizes, len(b))
+	}
+	return sizes
+}
+
+// waitSaves waits for n more SaveBatch calls while the stream is open.
+func (r *recordingStore) waitSaves(t *testing.T, s *katatest.Server, n int) {
+	t.Helper()
+	for i := range n {
+		awaitWhileRunning(t, s, pointsMethod, r.saved, fmt.Sprintf("batch %d of %d to be saved while the stream is open (batches are saved as they fill)", i+1, n))
+	}
+}
+
+func point(source string, i int) *pb.DataPoint {
+	return &pb.DataPoint{
+		Source:    source,
+		Timestamp: timestamppb.New(collectionNow.Add(-time.Duration(i) * time.Second)),
+		Metrics:   map[string]float64{"cpu": float64(i % 100), "mem": 512},
+		Tags:      map[string]string{"region": "eu-west-1"},
+	}
+}
+
+func sendPoints(ctx context.Context, client pb.DataCollectionServiceClient, points ...*pb.DataPoint) (*pb.CollectionResult, error) {
+	stream, err := client.CollectDataPoints(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range points {
+		if err := stream.Send(p); err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			return nil, err
+		}
+	}
+	return stream.CloseAndRecv()
+}
+
+func wantCounts(t *testing.T, res *pb.CollectionResult, total, ok, failed int64) {
+	t.Helper()
+	if res.GetTotalProcessed() != total || res.GetSuccessfulCount() != ok || res.GetErrorCount() != failed {
+		t.Fatalf("CollectDataPoints result = {total %d, successful %d, errors %d}, want {total %d, successful %d, errors %d}",
+			res.GetTotalProcessed(), res.GetSuccessfulCount(), res.GetErrorCount(), total, ok, failed)
+	}
+}
+
+func TestValidateDataPoint(t *testing.T) {
+	now, skew := collectionNow, 5*time.Minute
+	valid := []*pb.DataPoint{
+		point("web-01", 1),
+		{Source: "db.eu-west-1", Timestamp: timestamppb.New(now.Add(skew)), Metrics: map[string]float64{"q": -1e300}},
+	}
+	for _, p := range valid {
+		if err := validateDataPoint(p, now, skew); err != nil {
+			t.Errorf("validateDataPoint(%v) = %v, want nil", p, err)
+		}
+	}
+	manyMetrics, manyTags := map[string]float64{}, map[string]string{}
+	for i := range maxMetricsPerPoint + 1 {
+		manyMetrics[fmt.Sprint("m", i)] = 1
+	}
+	for i := range maxTagsPerPoint + 1 {
+		manyTags[fmt.Sprint("t", i)] = "v"
+	}
+	invalid := []struct {
+		name    string
+		edit    func(p *pb.DataPoint)
+		mention string
+	}{
+		{"empty source", func(p *pb.DataPoint) { p.Source = "" }, "source"},
+		{"65-byte source", func(p *pb.DataPoint) { p.Source = strings.Repeat("s", 65) }, "64"},
+		{"source with a quote", func(p *pb.DataPoint) { p.Source = "x'; DROP TABLE points; --" }, "source"},
+		{"no timestamp", func(p *pb.DataPoint) { p.Timestamp = nil }, "timestamp"},
+		{"zero timestamp", func(p *pb.DataPoint) { p.Timestamp = &timestamppb.Timestamp{} }, "timestamp"},
+		{"far-future timestamp", func(p *pb.DataPoint) { p.Timestamp = timestamppb.New(now.Add(time.Hour)) }, "ahead"},
+		{"no metrics", func(p *pb.DataPoint) { p.Metrics = nil }, "metrics"},
+		{"65 metrics", func(p *pb.DataPoint) { p.Metrics = manyMetrics }, "64"},
+		{"NaN", func(p *pb.DataPoint) { p.Metrics["cpu"] = math.NaN() }, "NaN"},
+		{"+Inf", func(p *pb.DataPoint) { p.Metrics["cpu"] = math.Inf(1) }, "Inf"},
+		{"-Inf", func(p *pb.DataPoint) { p.Metrics["cpu"] = math.Inf(-1) }, "Inf"},
+		{"empty metric name", func(p *pb.DataPoint) { p.Metrics[""] = 1 }, "metric"},
+		{"33 tags", func(p *pb.DataPoint) { p.Tags = manyTags }, "32"},
+		{"oversized tag", func(p *pb.DataPoint) { p.Tags["note"] = strings.Repeat("x", maxTagBytes+1) }, "128"},
+	}
+	for _, tc := range invalid {
+		p := point("web-01", 1)
+		tc.edit(p)
+		err := validateDataPoint(p, now, skew)
+		if status.Code(err) != codes.InvalidArgument {
+			t.Errorf("validateDataPoint(%s) = %v, want code InvalidArgument", tc.name, err)
+			continue
+		}
+		if !strings.Contains(status.Convert(err).Message(), tc.mention) {
+			t.Errorf("validateDataPoint(%s) = %v, want a message mentioning %q", tc.name, err, tc.mention)
+		}
+	}
+}
+
+func TestDataCollection(t *testing.T) {
+	t.Run("Batch_data_points", func(t *testing.T) {
+		env := startCollectionServer(t, CollectionConfig{})
+		ctx := katatest.Context(t)
+		var points []*pb.DataPoint
+		for i := range 1000 {
+			points = append(points, point("web-01", i))
+		}
+		res, err := sendPoints(ctx, env.client, points...)
+		katatest.WantCode(t, err, codes.OK, "CollectDataPoints(1000 valid points)")
+		wantCounts(t, res, 1000, 1000, 0)
+		if sizes := env.store.savedSizes(); len(sizes) != 10 || slices.Max(sizes) != 100 {
+			t.Fatalf("store saved batches of %v points, want 10 batches of 100", sizes)
+		}
+		sum, err := env.client.GetMetricsSummary(ctx, &pb.GetMetricsSummaryRequest{Source: "web-01"})
+		katatest.WantCode(t, err, codes.OK, "GetMetricsSummary(%q)", "web-01")
+		cpu := sum.GetMetrics()[0]
+		if cpu.GetName() != "cpu" || cpu.GetCount() != 1000 || cpu.GetMin() != 0 || cpu.GetMax() != 99 || cpu.GetMean() != 49.5 || cpu.GetLast() != 99 {
+			t.Fatalf("GetMetricsSummary(web-01) cpu = %v, want count 1000, min 0, max 99, mean 49.5, last 99", cpu)
+		}
+	})
+
+	t.Run("Real_time_streaming", func(t *testing.T) {
+		env := startCollectionServer(t, CollectionConfig{})
+		ctx := katatest.Context(t)
+		stream, err := env.client.CollectDataPoints(ctx)
+		katatest.WantCode(t, err, codes.OK, "CollectDataPoints()")
+		for i := range 250 {
+			if err := stream.Send(point("web-02", i)); err != nil {
+				t.Fatalf("Send(point %d) = %v", i, err)
+			}
+			if i == 199 {
+				env.store.waitSaves(t, env.Server, 2) // both full batches, before the stream ends
+			}
+		}
+		res, err := stream.CloseAndRecv()
+		katatest.WantCode(t, err, codes.OK, "CollectDataPoints(250 points)")
+		wantCounts(t, res, 250, 250, 0)
+		if sizes := env.store.savedSizes(); !slices.Equal(sizes, []int{100, 100, 50}) {
+			t.Fatalf("store saved batches of %v points, want [100 100 50] (the rest saved at the end)", sizes)
+		}
+	})
+
+	t.Run("Counts_invalid_points_and_goes_on", func(t *testing.T) {
+		env := startCollectionServer(t, CollectionConfig{})
+		var points []*pb.DataPoint
+		for i := range 300 {
+			p := point("web-03", i)
+			if i%30 == 17 {
+				p.Metrics["cpu"] = math.NaN()
+			}
+			points = append(points, p)
+		}
+		res, err := sendPoints(katatest.Context(t), env.client, points...)
+		katatest.WantCode(t, err, codes.OK, "CollectDataPoints(300 points, 10 NaN)")
+		wantCounts(t, res, 300, 290, 10)
+		if len(res.GetErrors()) != 10 || !strings.HasPrefix(res.GetErrors()[0], "point 17:") || !strings.Contains(res.GetErrors()[0], "NaN") {
+			t.Fatalf("CollectDataPoints errors = %q, want 10 entries starting %q naming the reason", res.GetErrors(), "point 17: ... NaN")
+		}
+	})
+
+	t.Run("Reports_the_first_errors_then_how_many_more", func(t *testing.T) {
+		env := startCollectionServer(t, CollectionConfig{MaxErrorsReported: 5})
+		var points []*pb.DataPoint
+		for range 12 {
+			points = append(points, &pb.DataPoint{Source: "web-04"})
+		}
+		res, err := sendPoints(katatest.Context(t), env.client, points...)
+		katatest.WantCode(t, err, codes.OK, "CollectDataPoints(12 invalid points)")
+		wantCounts(t, res, 12, 0, 12)
+		if errs := res.GetErrors(); len(errs) != 6 || errs[5] != "and 7 more" {
+			t.Fatalf("CollectDataPoints errors = %q, want 5 errors then %q", errs, "and 7 more")
+		}
+	})
+
+	t.Run("Failed_batch_counts_as_errors", func(t *testing.T) {
+		store := &recordingStore{saved: make(chan int, 100), failBatches: []int{2}}
+		env := startCollectionServer(t, CollectionConfig{Store: store})
+		var points []*pb.DataPoint
+		for i := range 300 {
+			points = append(points, point("web-05", i))
+		}
+		res, err := sendPoints(katatest.Context(t), env.client, points...)
+		katatest.WantCode(t, err, codes.OK, "CollectDataPoints(300 points, second batch fails)")
+		wantCounts(t, res, 300, 200, 100)
+		if len(res.GetErrors()) == 0 || !strings.Contains(res.GetErrors()[0], "saving failed") {
+			t.Fatalf("CollectDataPoints errors = %q, want the failed batch reported", res.GetErrors())
+		}
+	})
+
+	t.Run("Ends_a_stream_past_its_cap_keeping_what_it_received", func(t *testing.T) {
+		env := startCollectionServer(t, CollectionConfig{MaxPointsPerStream: 150})
+		var points []*pb.DataPoint
+		for i := range 400 {
+			points = append(points, point("web-06", i))
+		}
+		_, err := sendPoints(katatest.Context(t), env.client, points...)
+		katatest.WantCode(t, err, codes.ResourceExhausted, "CollectDataPoints(400 points, MaxPointsPerStream=150)")
+		katatest.WantMessage(t, err, "CollectDataPoints(past the cap)")("150")
+		env.WaitIdle(t)
+		if sizes := env.store.savedSizes(); !slices.Equal(sizes, []int{100, 50}) {
+			t.Fatalf("store saved batches of %v points, want [100 50]: the 150 accepted points saved", sizes)
+		}
+	})
+
+	t.Run("Empty_stream", func(t *testing.T) {
+		env := startCollectionServer(t, CollectionConfig{})
+		res, err := sendPoints(katatest.Context(t), env.client)
+		katatest.WantCode(t, err, codes.OK, "CollectDataPoints(no points)")
+		wantCounts(t, res, 0, 0, 0)
+	})
+
+	badPoints := []struct {
+		test string
+		edit func(p *pb.DataPoint)
+	}{
+		{"Rejects_empty_source", func(p *pb.DataPoint) { p.Source = "" }},
+		{"Rejects_oversized_source", func(p *pb.DataPoint) { p.Source = strings.Repeat("a", 100) }},
+		{"Rejects_NaN", func(p *pb.DataPoint) { p.Metrics["cpu"] = math.NaN() }},
+		{"Rejects_positive_infinity", func(p *pb.DataPoint) { p.Metrics["cpu"] = math.Inf(1) }},
+		{"Rejects_negative_infinity", func(p *pb.DataPoint) { p.Metrics["cpu"] = math.Inf(-1) }},
+		{"Rejects_no_metrics", func(p *pb.DataPoint) { p.Metrics = nil }},
+		{"Rejects_too_many_metrics", func(p *pb.DataPoint) {
+			for i := range 70 {
+				p.Metrics[fmt.Sprint("m", i)] = 1
+			}
+		}},
+		{"Rejects_too_many_tags", func(p *pb.DataPoint) {
+			for i := range 40 {
+				p.Tags[fmt.Sprint("t", i)] = "v"
+			}
+		}},
+		{"Rejects_zero_timestamp", func(p *pb.DataPoint) { p.Timestamp = &timestamppb.Timestamp{} }},
+		{"Rejects_far_future_timestamp", func(p *pb.DataPoint) { p.Timestamp = timestamppb.New(collectionNow.Add(24 * time.Hour)) }},
+	}
+	for _, tc := range badPoints {
+		t.Run(tc.test, func(t *testing.T) {
+			env := startCollectionServer(t, CollectionConfig{})
+			bad := point("web-07", 1)
+			tc.edit(bad)
+			res, err := sendPoints(katatest.Context(t), env.client, point("web-07", 0), bad, point("web-07", 2))
+			katatest.WantCode(t, err, codes.OK, "CollectDataPoints(good, bad, good)")
+			wantCounts(t, res, 3, 2, 1)
+			if errs := res.GetErrors(); len(errs) != 1 || !strings.HasPrefix(errs[0], "point 1:") {
+				t.Fatalf("CollectDataPoints errors = %q, want one error for point 1", errs)
+			}
+		})
+	}
+}
+
+func logEntry(app string, level pb.LogLevel, msg string) *pb.LogEntry {
+	return &pb.LogEntry{Application: app, Level: level, Timestamp: timestamppb.New(collectionNow), Message: msg, Fields: map[string]string{"request_id": "r-1"}}
+}
+
+// logSender is an open CollectLogs stream.
+type logSender struct {
+	t      *testing.T
+	stream pb.DataCollectionService_CollectLogsClient
+}
+
+func openLogs(t *testing.T, ctx context.Context, env *collectionEnv) *logSender {
+	t.Helper()
+	stream, err := env.client.CollectLogs(ctx)
+	katatest.WantCode(t, err, codes.OK, "CollectLogs()")
+	return &logSender{t: t, stream: stream}
+}
+
+func (l *logSender) send(entries ...*pb.LogEntry) {
+	l.t.Helper()
+	for _, e := range entries {
+		if err := l.stream.Send(e); err != nil {
+			l.t.Fatalf("CollectLogs Send(%q) = %v", e.GetMessage(), err)
+		}
+	}
+}
+
+// waitIndexed waits until the index holds n entries, without the stream
+// ending: only a flush by size or by tick can get them there.
+func waitIndexed(t *testing.T, env *collectionEnv, n int, why string) {
+	t.Helper()
+	deadline := time.After(katatest.TestTimeout)
+	for {
+		handlers := env.HandlersChanged()
+		got, _, changed := env.srv.logs.stats()
+		if got == n {
+			return
+		}
+		if handlerEnded(env.Server, logsMethod) {
+			t.Fatalf("CollectLogs returned with %d entries indexed, want %d indexed while the stream is open (%s)", got, n, why)
+		}
+		select {
+		case <-changed:
+		case <-handlers:
+		case <-deadline:
+			t.Fatalf("index holds %d entries while the stream is open, want %d (%s)", got, n, why)
+		}
+	}
+}
+
+// handlerEnded reports whether a handler of method started and none is
+// running now.
+func handlerEnded(s *katatest.Server, method string) bool {
+	return s.Started(method) > 0 && s.InFlight(method) == 0
+}
+
+func TestLogAggregation(t *testing.T) {
+	t.Run("Log_collection", func(t *testing.T) {
+		env := startCollectionServer(t, CollectionConfig{})
+		l := openLogs(t, katatest.Context(t), env)
+		for i := range 2500 {
+			l.send(logEntry("checkout", pb.LogLevel_LOG_LEVEL_INFO, fmt.Sprint("order ", i, " placed")))
+		}
+		waitIndexed(t, env, 2000, "a flush every LogBufferSize=1000 entries")
+		res, err := l.stream.CloseAndRecv()
+		katatest.WantCode(t, err, codes.OK, "CollectLogs(2500 entries)")
+		if res.GetTotalReceived() != 2500 || res.GetIndexedCount() != 2500 || res.GetFilteredCount() != 0 || res.GetErrorCount() != 0 {
+			t.Fatalf("CollectLogs result = %v, want 2500 received and 2500 indexed", res)
+		}
+		if n, flushes, _ := env.srv.logs.stats(); n != 2500 || flushes != 3 {
+			t.Fatalf("index holds %d entries from %d flushes when the result arrives, want 2500 from 3 (the final flush before SendAndClose)", n, flushes)
+		}
+	})
+
+	t.Run("Filtering_and_indexing", func(t *testing.T) {
+		env := startCollectionServer(t, CollectionConfig{MinLevel: pb.LogLevel_LOG_LEVEL_WARN})
+		ctx := katatest.Context(t)
+		l := openLogs(t, ctx, env)
+		l.send(
+			logEntry("api", pb.LogLevel_LOG_LEVEL_DEBUG, "cache miss"),
+			logEntry("api", pb.LogLevel_LOG_LEVEL_INFO, "request served"),
+			logEntry("api", pb.LogLevel_LOG_LEVEL_WARN, "slow upstream"),
+			logEntry("api", pb.LogLevel_LOG_LEVEL_ERROR, "upstream Timeout after 3s"),
+			logEntry("billing", pb.LogLevel_LOG_LEVEL_ERROR, "payment timeout"),
+			logEntry("billing", pb.LogLevel_LOG_LEVEL_FATAL, "out of memory"),
+		)
+		res, err := l.stream.CloseAndRecv()
+		katatest.WantCode(t, err, codes.OK, "CollectLogs(6 entries, MinLevel WARN)")
+		if res.GetTotalReceived() != 6 || res.GetIndexedCount() != 4 || res.GetFilteredCount() != 2 || res.GetErrorCount() != 0 {
+			t.Fatalf("CollectLogs result = %v, want 6 received, 4 indexed, 2 filtered", res)
+		}
+		found, err := env.client.SearchLogs(ctx, &pb.SearchLogsRequest{MinLevel: pb.LogLevel_LOG_LEVEL_ERROR, Term: "timeout"})
+		katatest.WantCode(t, err, codes.OK, "SearchLogs(ERROR, %q)", "timeout")
+		if found.GetTotalMatches() != 2 || found.GetEntries()[0].GetMessage() != "payment timeout" {
+			t.Fatalf("SearchLogs(ERROR, timeout) = %v, want 2 matches, newest first", found)
+		}
+		found, err = env.client.SearchLogs(ctx, &pb.SearchLogsRequest{Application: "billing"})
+		katatest.WantCode(t, err, codes.OK, "SearchLogs(application=billing)")
+		if found.GetTotalMatches() != 2 {
+			t.Fatalf("SearchLogs(application=billing) = %v, want 2 matches", found)
+		}
+	})
+
+	t.Run("Redacts_secrets_before_indexing", func(t *testing.T) {
+		env := startCollectionServer(t, CollectionConfig{})
+		ctx := katatest.Context(t)
+		e := logEntry("auth", pb.LogLevel_LOG_LEVEL_WARN, "login failed")
+		e.Fields = map[string]string{"user": "alice", "password": "hunter2", "Authorization": "Bearer abc.def", "api_key": "k-123", "session_token": "s-9"}
+		l := openLogs(t, ctx, env)
+		l.send(e)
+		_, err := l.stream.CloseAndRecv()
+		katatest.WantCode(t, err, codes.OK, "CollectLogs(entry with secrets)")
+		found, err := env.client.SearchLogs(ctx, &pb.SearchLogsRequest{Application: "auth"})
+		katatest.WantCode(t, err, codes.OK, "SearchLogs(application=auth)")
+		if len(found.GetEntries()) != 1 {
+			t.Fatalf("SearchLogs(application=auth) = %v, want the entry", found)
+		}
+		fields := found.GetEntries()[0].GetFields()
+		for _, k := range []string{"password", "Authorization", "api_key", "session_token"} {
+			if fields[k] != redacted {
+				t.Fatalf("indexed field %s = %q, want %q", k, fields[k], redacted)
+			}
+		}
+		if fields["user"] != "alice" {
+			t.Fatalf("indexed field user = %q, want %q (only sensitive fields are redacted)", fields["user"], "alice")
+		}
+	})
+
+	t.Run("Flushes_on_the_interval", func(t *testing.T) {
+		env := startCollectionServer(t, CollectionConfig{})
+		l := openLogs(t, katatest.Context(t), env)
+		l.send(logEntry("cron", pb.LogLevel_LOG_LEVEL_INFO, "tick 1"), logEntry("cron", pb.LogLevel_LOG_LEVEL_INFO, "tick 2"))
+		// Fire the ticker until both entries are indexed: a tick that
+		// arrives before the entries only flushes an empty buffer.
+		deadline := time.After(katatest.TestTimeout)
+		for {
+			handlers := env.HandlersChanged()
+			if n, _, _ := env.srv.logs.stats(); n == 2 {
+				break
+			}
+			if handlerEnded(env.Server, logsMethod) {
+				t.Fatal("CollectLogs returned before indexing the 2 entries on a tick while the stream was open")
+			}
+			select {
+			case env.ticks <- collectionNow:
+			case <-handlers:
+			case <-deadline:
+				t.Fatal("the flush goroutine stopped taking ticks, or never indexed the 2 entries on a tick while the stream was open")
+			}
+		}
+		res, err := l.stream.CloseAndRecv()
+		katatest.WantCode(t, err, codes.OK, "CollectLogs(2 entries)")
+		if res.GetIndexedCount() != 2 {
+			t.Fatalf("CollectLogs result = %v, want 2 indexed", res)
+		}
+	})
+
+	t.Run("Flushes_when_the_buffer_fills", func(t *testing.T) {
+		env := startCollectionServer(t, CollectionConfig{LogBufferSize: 10})
+		l := openLogs(t, katatest.Context(t), env)
+		for i := range 25 {
+			l.send(logEntry("batch", pb.LogLevel_LOG_LEVEL_INFO, fmt.Sprint("job ", i)))
+		}
+		waitIndexed(t, env, 20, "a flush every LogBufferSize=10 entries")
+		res, err := l.stream.CloseAndRecv()
+		katatest.WantCode(t, err, codes.OK, "CollectLogs(25 entries)")
+		if res.GetIndexedCount() != 25 {
+			t.Fatalf("CollectLogs result = %v, want 25 indexed", res)
+		}
+	})
+
+	t.Run("Counts_invalid_entries_and_goes_on", func(t *testing.T) {
+		env := startCollectionServer(t, CollectionConfig{MaxLogMessageBytes: 100})
+		l := openLogs(t, katatest.Context(t), env)
+		l.send(
+			logEntry("api", pb.LogLevel(42), "unknown level"),
+			logEntry("api", pb.LogLevel_LOG_LEVEL_UNSPECIFIED, "no level"),
+			logEntry("api", pb.LogLevel_LOG_LEVEL_ERROR, strings.Repeat("x", 101)),
+			logEntry("", pb.LogLevel_LOG_LEVEL_ERROR, "no application"),
+			logEntry("api", pb.LogLevel_LOG_LEVEL_ERROR, "fine"),
+		)
+		res, err := l.stream.CloseAndRecv()
+		katatest.WantCode(t, err, codes.OK, "CollectLogs(4 invalid, 1 valid)")
+		if res.GetTotalReceived() != 5 || res.GetErrorCount() != 4 || res.GetIndexedCount() != 1 {
+			t.Fatalf("CollectLogs result = %v, want 5 received, 4 errors (unknown or missing level, oversized message, no application), 1 indexed", res)
+		}
+	})
+
+	t.Run("Cancel_mid_stream_leaves_no_goroutine", func(t *testing.T) {
+		env := startCollectionServer(t, CollectionConfig{})
+		ctx, cancel := context.WithCancel(katatest.Context(t))
+		l := openLogs(t, ctx, env)
+		l.send(logEntry("api", pb.LogLevel_LOG_LEVEL_INFO, "one"))
+		for {
+			changed := env.HandlersChanged()
+			if env.Started(logsMethod) > 0 {
+				break
+			}
+			select {
+			case <-changed:
+			case <-ctx.Done():
+				t.Fatal("the CollectLogs handler never started")
+			}
+		}
+		if handlerEnded(env.Server, logsMethod) {
+			_, err := l.stream.CloseAndRecv()
+			t.Fatalf("CollectLogs returned %v before the client ended the stream, want it to run until cancelled", err)
+		}
+		cancel()
+		_, err := l.stream.CloseAndRecv()
+		katatest.WantCode(t, err, codes.Canceled, "CollectLogs() after cancel")
+		env.WaitIdle(t) // the per-test leak check then finds no flusher
+	})
+}
+
+func TestCollectionClient(t *testing.T) {
+	t.Run("SendDataPoints_streams_until_the_channel_closes", func(t *testing.T) {
+		env := startCollectionServer(t, CollectionConfig{})
+		c := newCollectionClient(t, env)
+		points := make(chan *pb.DataPoint)
+		go func() {
+			defer close(points)
+			for i := range 300 {
+				points <- point("edge-1", i)
+			}
+		}()
+		res, err := c.SendDataPoints(katatest.Context(t), points)
+		katatest.WantCode(t, err, codes.OK, "SendDataPoints(300 points)")
+		wantCounts(t, res, 300, 300, 0)
+	})
+
+	t.Run("SendLogs_streams_until_the_channel_closes", func(t *testing.T) {
+		env := startCollectionServer(t, CollectionConfig{})
+		c := newCollectionClient(t, env)
+		entries := make(chan *pb.LogEntry, 3)
+		for i := range 3 {
+			entries <- logEntry("edge", pb.LogLevel_LOG_LEVEL_ERROR, fmt.Sprint("disk ", i))
+		}
+		close(entries)
+		res, err := c.SendLogs(katatest.Context(t), entries)
+		katatest.WantCode(t, err, codes.OK, "SendLogs(3 entries)")
+		if res.GetIndexedCount() != 3 {
+			t.Fatalf("SendLogs result = %v, want 3 indexed", res)
+		}
+	})
+
+	t.Run("SendDataPoints_stops_promptly_on_cancel", func(t *testing.T) {
+		received := make(chan struct{})
+		var once sync.Once
+		signal := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+			return handler(srv, &recvSignal{ServerStream: ss, onRecv: func() { once.Do(func() { close(received) }) }})
+		}
+		env := startCollectionServer(t, CollectionConfig{}, katatest.WithStreamInterceptor(signal))
+		c := newCollectionClient(t, env)
+		ctx, cancel := context.WithCancel(katatest.Context(t))
+		points := make(chan *pb.DataPoint) // never closed: only cancel ends it
+		done := make(chan error, 1)
+		go func() {
+			_, err := c.SendDataPoints(ctx, points)
+			done <- err
+		}()
+		select {
+		case points <- point("edge-2", 0):
+		case err := <-done:
+			t.Fatalf("SendDataPoints() = %v before reading its first point", err)
+		}
+		// Once the server has the point, the client's Send is over and it
+		// waits for the next point: only ctx can end that wait.
+		awaitWhileRunning(t, env.Server, pointsMethod, received, "the server to receive the first point")
+		cancel()
+		select {
+		case err := <-done:
+			katatest.WantCode(t, err, codes.Canceled, "SendDataPoints() after cancel")
+		case <-time.After(katatest.TestTimeout):
+			t.Fatal("SendDataPoints() did not return after cancel while waiting for points")
+		}
+		env.WaitIdle(t)
+	})
+
+	t.Run("SendDataPoints_returns_the_server_status_when_Send_fails", func(t *testing.T) {
+		env := startCollectionServer(t, CollectionConfig{MaxPointsPerStream: 10})
+		c := newCollectionClient(t, env)
+		points := make(chan *pb.DataPoint)
+		done := make(chan error, 1)
+		go func() {
+			_, err := c.SendDataPoints(katatest.Context(t), points)
+			done <- err
+		}()
+		// Feed points until the client gives up: once the server has ended
+		// the stream, Send fails with io.EOF.
+		for i := 0; ; i++ {
+			select {
+			case points <- point("edge-3", i):
+				continue
+			case err := <-done:
+				katatest.WantCode(t, err, codes.ResourceExhausted, "SendDataPoints(endless points, MaxPointsPerStream=10)")
+			}
+			break
+		}
+	})
+}
+
+// recvSignal calls onRecv after each message the handler receives.
+type recvSignal struct {
+	grpc.ServerStream
+	onRecv func()
+}
+
+func (r *recvSignal) RecvMsg(m any) error {
+	err := r.ServerStream.RecvMsg(m)
+	if err == nil {
+		r.onRecv()
+	}
+	return err
+}
+
+func newCollectionClient(t *testing.T, env *collectionEnv) *StreamingClient {
+	t.Helper()
+	c, err := NewStreamingClient(katatest.Target, WithDialOptions(env.DialOptions()...))
+	if err != nil {
+		t.Fatalf("NewStreamingClient() = %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestMonitorConnection(t *testing.T) {
+	env := startCollectionServer(t, CollectionConfig{})
+	c := newCollectionClient(t, env)
+	ctx, cancel := context.WithCancel(katatest.Context(t))
+	states := make(chan connectivity.State, 16)
+	done := make(chan error, 1)
+	go func() { done <- c.MonitorConnection(ctx, func(s connectivity.State) { states <- s }) }()
+	var seen []connectivity.State
+	for ready := false; !ready; {
+		select {
+		case s := <-states:
+			seen = append(seen, s)
+			ready = s == connectivity.Ready
+		case err := <-done:
+			t.Fatalf("MonitorConnection() = %v after reporting %v, want it to report until cancelled", err, seen)
+		case <-ctx.Done():
+			t.Fatalf("MonitorConnection reported %v, want it to connect and report READY", seen)
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("MonitorConnection() after cancel = %v, want context.Canceled", err)
+		}
+	case <-time.After(katatest.TestTimeout):
+		t.Fatal("MonitorConnection() did not return after cancel")
+	}
 }

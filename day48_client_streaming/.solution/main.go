@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/status"
 
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
@@ -381,4 +383,386 @@ func backoff(p RetryPolicy, attempt int) time.Duration {
 	}
 	base = min(base, float64(p.MaxBackoff))
 	return time.Duration(base/2 + rand.Float64()*base/2)
+}
+
+// validateDataPoint checks one point. See the task 8 stub.
+func validateDataPoint(p *pb.DataPoint, now time.Time, maxFutureSkew time.Duration) error {
+	switch src := p.GetSource(); {
+	case src == "":
+		return status.Error(codes.InvalidArgument, "source is empty")
+	case len(src) > 64:
+		return status.Errorf(codes.InvalidArgument, "source is %d bytes long, limit 64", len(src))
+	case !sourcePattern.MatchString(src):
+		return status.Errorf(codes.InvalidArgument, "source %q does not match %s", src, sourcePattern)
+	}
+	switch ts := p.GetTimestamp(); {
+	case ts == nil || (ts.GetSeconds() == 0 && ts.GetNanos() == 0):
+		return status.Error(codes.InvalidArgument, "timestamp is missing or zero")
+	case !ts.IsValid():
+		return status.Errorf(codes.InvalidArgument, "timestamp %v is out of range", ts)
+	case ts.AsTime().After(now.Add(maxFutureSkew)):
+		return status.Errorf(codes.InvalidArgument, "timestamp %s is more than %v ahead of the server's clock", ts.AsTime().Format(time.RFC3339), maxFutureSkew)
+	}
+	switch n := len(p.GetMetrics()); {
+	case n == 0:
+		return status.Error(codes.InvalidArgument, "no metrics: want 1 to 64")
+	case n > maxMetricsPerPoint:
+		return status.Errorf(codes.InvalidArgument, "%d metrics, limit %d", n, maxMetricsPerPoint)
+	}
+	for name, v := range p.GetMetrics() {
+		if name == "" || len(name) > maxMetricNameBytes {
+			return status.Errorf(codes.InvalidArgument, "metric name %q: want 1 to %d bytes", name, maxMetricNameBytes)
+		}
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return status.Errorf(codes.InvalidArgument, "metric %q is %v: want a finite value", name, v)
+		}
+	}
+	if n := len(p.GetTags()); n > maxTagsPerPoint {
+		return status.Errorf(codes.InvalidArgument, "%d tags, limit %d", n, maxTagsPerPoint)
+	}
+	for k, v := range p.GetTags() {
+		if len(k) > maxTagBytes || len(v) > maxTagBytes {
+			return status.Errorf(codes.InvalidArgument, "tag %.20q is longer than %d bytes", k, maxTagBytes)
+		}
+	}
+	return nil
+}
+
+// CollectDataPoints receives metric samples. See the task 9 stub.
+func (s *DataCollectionServer) CollectDataPoints(stream pb.DataCollectionService_CollectDataPointsServer) error {
+	start := s.cfg.Now()
+	var received, saved int64
+	errs := errorList{max: s.cfg.MaxErrorsReported}
+	batch := make([]*pb.DataPoint, 0, s.cfg.BatchSize)
+	// save hands the batch to the store; a failed batch counts as errors.
+	// It runs on a context that outlives a broken stream, so points
+	// already received are not lost with it.
+	save := func() {
+		if len(batch) == 0 {
+			return
+		}
+		if err := s.cfg.Store.SaveBatch(context.WithoutCancel(stream.Context()), batch); err != nil {
+			errs.add("%d points up to point %d: saving failed: %v", len(batch), received-1, err)
+		} else {
+			s.aggregates.add(batch)
+			saved += int64(len(batch))
+		}
+		batch = make([]*pb.DataPoint, 0, s.cfg.BatchSize) // the store may keep the old one
+	}
+
+	for {
+		p, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			save()
+			return err
+		}
+		if received == s.cfg.MaxPointsPerStream {
+			save()
+			return status.Errorf(codes.ResourceExhausted, "stream sent more than %d points (MaxPointsPerStream); the first %d were processed", s.cfg.MaxPointsPerStream, received)
+		}
+		index := received
+		received++
+		if err := validateDataPoint(p, s.cfg.Now(), s.cfg.MaxFutureSkew); err != nil {
+			errs.add("point %d: %s", index, status.Convert(err).Message())
+			continue
+		}
+		if batch = append(batch, p); len(batch) == s.cfg.BatchSize {
+			save()
+		}
+	}
+	save()
+	return stream.SendAndClose(&pb.CollectionResult{
+		TotalProcessed:   received,
+		SuccessfulCount:  saved,
+		ErrorCount:       received - saved,
+		Errors:           errs.list(),
+		ProcessingTimeMs: s.cfg.Now().Sub(start).Milliseconds(),
+	})
+}
+
+// CollectLogs receives log entries. See the task 12 stub.
+func (s *DataCollectionServer) CollectLogs(stream pb.DataCollectionService_CollectLogsServer) error {
+	// The flusher goroutine owns the buffer; this one only hands it
+	// entries. The channel is bounded, so a slow index slows the stream.
+	entries := make(chan *pb.LogEntry, s.cfg.LogBufferSize)
+	indexed := make(chan int64, 1)
+	go func() { indexed <- s.flushLogs(entries) }()
+
+	var received, filtered, invalid int64
+	var recvErr error
+	for {
+		e, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			recvErr = err
+			break
+		}
+		received++
+		switch {
+		case validateLogEntry(e, s.cfg.MaxLogMessageBytes) != nil:
+			invalid++
+		case e.GetLevel() < s.cfg.MinLevel:
+			filtered++
+		default:
+			entries <- redactEntry(e)
+		}
+	}
+	// Closing the channel makes the flusher index what is left and return;
+	// waiting for it means it never outlives the stream.
+	close(entries)
+	n := <-indexed
+	if recvErr != nil {
+		return recvErr
+	}
+	return stream.SendAndClose(&pb.LogCollectionResult{
+		TotalReceived: received,
+		IndexedCount:  n,
+		FilteredCount: filtered,
+		ErrorCount:    invalid,
+		Status:        "OK",
+	})
+}
+
+// flushLogs buffers entries and indexes the buffer when it is full, on
+// every tick, and when entries is closed. It returns how many it indexed.
+func (s *DataCollectionServer) flushLogs(entries <-chan *pb.LogEntry) (indexed int64) {
+	ticker := s.cfg.NewTicker(s.cfg.FlushInterval)
+	defer ticker.Stop()
+	buf := make([]*pb.LogEntry, 0, s.cfg.LogBufferSize)
+	flush := func() {
+		if len(buf) > 0 {
+			s.logs.addBatch(buf)
+			indexed += int64(len(buf))
+			buf = make([]*pb.LogEntry, 0, s.cfg.LogBufferSize) // the index keeps the old one
+		}
+	}
+	for {
+		select {
+		case e, ok := <-entries:
+			if !ok {
+				flush()
+				return indexed
+			}
+			if buf = append(buf, e); len(buf) == s.cfg.LogBufferSize {
+				flush()
+			}
+		case <-ticker.C():
+			flush()
+		}
+	}
+}
+
+// validateLogEntry checks one log entry.
+func validateLogEntry(e *pb.LogEntry, maxMessageBytes int) error {
+	switch {
+	case e.GetLevel() < pb.LogLevel_LOG_LEVEL_DEBUG || e.GetLevel() > pb.LogLevel_LOG_LEVEL_FATAL:
+		return fmt.Errorf("unknown level %d", e.GetLevel())
+	case e.GetApplication() == "" || len(e.GetApplication()) > maxApplicationBytes:
+		return fmt.Errorf("application must be 1 to %d bytes", maxApplicationBytes)
+	case len(e.GetMessage()) > maxMessageBytes:
+		return fmt.Errorf("message is %d bytes, limit %d", len(e.GetMessage()), maxMessageBytes)
+	case !utf8.ValidString(e.GetMessage()):
+		return errors.New("message is not valid UTF-8")
+	case len(e.GetFields()) > maxLogFields:
+		return fmt.Errorf("%d fields, limit %d", len(e.GetFields()), maxLogFields)
+	}
+	return nil
+}
+
+// SendDataPoints streams points until the channel closes. See the task 13
+// stub.
+func (c *StreamingClient) SendDataPoints(ctx context.Context, points <-chan *pb.DataPoint) (*pb.CollectionResult, error) {
+	stream, err := c.collection.CollectDataPoints(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return sendAll(ctx, stream, points)
+}
+
+// SendLogs streams log entries until the channel closes. See the task 13
+// stub.
+func (c *StreamingClient) SendLogs(ctx context.Context, entries <-chan *pb.LogEntry) (*pb.LogCollectionResult, error) {
+	stream, err := c.collection.CollectLogs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return sendAll(ctx, stream, entries)
+}
+
+// clientStream is the sending half of a client-streaming call.
+type clientStream[Req, Resp any] interface {
+	Send(Req) error
+	CloseAndRecv() (Resp, error)
+}
+
+// sendAll sends every item from items until it is closed, then returns
+// the server's answer. The stream was opened with ctx, so returning on
+// ctx's end also ends the stream on the server.
+func sendAll[Req, Resp any](ctx context.Context, stream clientStream[Req, Resp], items <-chan Req) (Resp, error) {
+	var none Resp
+	for {
+		select {
+		case <-ctx.Done():
+			return none, status.FromContextError(ctx.Err()).Err()
+		case item, ok := <-items:
+			if !ok {
+				return stream.CloseAndRecv()
+			}
+			if err := stream.Send(item); err != nil {
+				if errors.Is(err, io.EOF) {
+					// The server ended the stream; its status says why.
+					return stream.CloseAndRecv()
+				}
+				return none, err
+			}
+		}
+	}
+}
+
+// MonitorConnection reports the connection's state changes. See the task
+// 14 stub.
+func (c *StreamingClient) MonitorConnection(ctx context.Context, onChange func(connectivity.State)) error {
+	c.conn.Connect()
+	for state := c.conn.GetState(); ; state = c.conn.GetState() {
+		onChange(state)
+		if !c.conn.WaitForStateChange(ctx, state) {
+			return ctx.Err()
+		}
+	}
+}
+
+// ProcessBatch authorises and applies a stream of items. See the task 10
+// stub for the contract.
+func (s *BatchServer) ProcessBatch(stream pb.BatchService_ProcessBatchServer) error {
+	ctx := stream.Context()
+	caller, ok := identityFrom(ctx)
+	if !ok {
+		return status.Error(codes.Unauthenticated, "no authenticated caller: the stream did not pass through AuthInterceptor")
+	}
+	pace := s.newPacer()
+	// seen holds at most MaxItemsPerStream ids of at most maxItemIDBytes:
+	// a stream past the limit ends before it can add more.
+	seen := make(map[string]bool)
+	result := &pb.BatchResult{}
+	for {
+		// Waiting before Recv leaves the next items unread in the
+		// transport, whose flow control then holds the client back, so
+		// nothing piles up in this process.
+		if err := pace.Wait(ctx); err != nil {
+			if ctx.Err() != nil {
+				return status.FromContextError(ctx.Err()).Err()
+			}
+			return status.Errorf(codes.DeadlineExceeded, "item %d cannot be received before the stream's deadline at %v items/s: %v", len(result.Outcomes)+1, s.cfg.ItemsPerSecond, err)
+		}
+		item, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		// A token that expires mid-stream ends it here. The items applied
+		// before stay applied; the client, which gets no result, sends
+		// the batch again with a fresh token, and WRITE, DELETE and PURGE
+		// all give the same result when repeated.
+		if err := checkTokenFresh(ctx, s.cfg.Now); err != nil {
+			return err
+		}
+		if len(result.Outcomes) == s.cfg.MaxItemsPerStream {
+			return status.Errorf(codes.ResourceExhausted, "stream sent more items than the limit of %d (MaxItemsPerStream)", s.cfg.MaxItemsPerStream)
+		}
+		msg, err := s.applyItem(caller, item, seen)
+		if err != nil {
+			msg = status.Convert(err).Message()
+			result.RejectedCount++
+		} else {
+			result.AppliedCount++
+		}
+		result.Outcomes = append(result.Outcomes, &pb.ItemOutcome{
+			ItemId:  item.GetItemId(),
+			Code:    int32(status.Code(err)),
+			Message: msg,
+		})
+	}
+	result.TotalItems = int64(len(result.Outcomes))
+	return stream.SendAndClose(result)
+}
+
+// applyItem checks one item and applies it for caller. It returns what it
+// did, or a status error saying why the item was rejected.
+func (s *BatchServer) applyItem(caller Identity, item *pb.BatchItem, seen map[string]bool) (string, error) {
+	id, key, op := item.GetItemId(), item.GetKey(), item.GetOperation()
+	switch {
+	case id == "":
+		return "", status.Error(codes.InvalidArgument, "item_id is empty")
+	case len(id) > maxItemIDBytes:
+		return "", status.Errorf(codes.InvalidArgument, "item_id is %d bytes long, limit %d", len(id), maxItemIDBytes)
+	case seen[id]:
+		return "", status.Errorf(codes.AlreadyExists, "item_id %q was already sent on this stream; not applied again", id)
+	}
+	seen[id] = true
+
+	switch op {
+	case pb.BatchOperation_BATCH_OPERATION_WRITE, pb.BatchOperation_BATCH_OPERATION_DELETE, pb.BatchOperation_BATCH_OPERATION_PURGE:
+	default:
+		return "", status.Errorf(codes.InvalidArgument, "operation %d is unknown: want WRITE, DELETE or PURGE", op)
+	}
+	owner, err := keyOwner(key)
+	if err != nil {
+		return "", status.Error(codes.InvalidArgument, err.Error())
+	}
+	if n := len(item.GetPayload()); n > s.cfg.MaxPayloadBytes {
+		return "", status.Errorf(codes.InvalidArgument, "payload is %d bytes, limit %d (MaxPayloadBytes)", n, s.cfg.MaxPayloadBytes)
+	}
+
+	if op == pb.BatchOperation_BATCH_OPERATION_PURGE {
+		if !caller.Admin {
+			return "", status.Errorf(codes.PermissionDenied, "PURGE is for admins only, and user %q is not one", caller.User)
+		}
+		return fmt.Sprintf("purged every key of %q: %d removed", owner, s.store.purgeOwner(owner)), nil
+	}
+	if owner != caller.User {
+		return "", status.Errorf(codes.PermissionDenied, "user %q may not touch key %q: only keys under %q are theirs", caller.User, key, caller.User+"/")
+	}
+	if op == pb.BatchOperation_BATCH_OPERATION_WRITE {
+		s.store.put(key, item.GetPayload())
+		return "written", nil
+	}
+	if !s.store.delete(key) {
+		return "deleted (it was not there)", nil
+	}
+	return "deleted", nil
+}
+
+// ProcessBatch sends items on one ProcessBatch stream. See the task 11
+// stub for the contract.
+func (c *StreamingClient) ProcessBatch(ctx context.Context, token string, items []*pb.BatchItem) (*pb.BatchResult, error) {
+	// Cancelling on return ends the stream if we give up before
+	// CloseAndRecv, so neither side keeps it open.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := pb.NewBatchServiceClient(c.conn).ProcessBatch(WithToken(ctx, token))
+	if err != nil {
+		return nil, err
+	}
+	for _, item := range items {
+		// Send may still succeed into the transport's buffer after ctx
+		// ends; checking first stops the batch at the next item.
+		if err := ctx.Err(); err != nil {
+			return nil, status.FromContextError(err).Err()
+		}
+		if err := stream.Send(item); err != nil {
+			if errors.Is(err, io.EOF) {
+				// The server ended the batch early; its status says why.
+				_, err = stream.CloseAndRecv()
+			}
+			return nil, err
+		}
+	}
+	return stream.CloseAndRecv()
 }

@@ -165,6 +165,10 @@ func (s *Server) WaitInFlightUnless(t testing.TB, fullMethod string, n int, stop
 	}
 }
 
+// HandlersChanged returns a channel closed at the next start or end of a
+// handler, for waits that must also notice a handler ending early.
+func (s *Server) HandlersChanged() <-chan struct{} { return s.inFlight.changed() }
+
 // handlerTracker counts running handlers per method. Every change closes
 // the current notify channel, so waiters need no polling.
 type handlerTracker struct {

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
+)
+
+// BatchConfig holds the batch server's limits. The zero value of a field
+// means its default; tests shrink the limits to reach them quickly.
+type BatchConfig struct {
+	// MaxItemsPerStream is the most items one ProcessBatch stream may
+	// send. It also bounds the item ids a stream remembers to spot
+	// duplicates. Default 10000.
+	MaxItemsPerStream int
+	// MaxPayloadBytes is the largest payload one item may carry.
+	// Default 64 KiB.
+	MaxPayloadBytes int
+	// ItemsPerSecond is the pace at which a stream's items are received.
+	// Default 1000.
+	ItemsPerSecond float64
+	// Burst is how many items a stream may send at once before the pace
+	// applies. Default 100.
+	Burst int
+	// Now is the clock token expiry is checked against. Default time.Now.
+	Now func() time.Time
+}
+
+const (
+	defaultMaxItemsPerStream = 10_000
+	defaultMaxPayloadBytes   = 64 << 10
+	defaultItemsPerSecond    = 1000
+	defaultBurst             = 100
+	// maxItemIDBytes and maxKeyBytes bound what a stream remembers and
+	// stores per item, whatever the transport's message limit.
+	maxItemIDBytes = 128
+	maxKeyBytes    = 256
+)
+
+func (c BatchConfig) withDefaults() BatchConfig {
+	if c.MaxItemsPerStream <= 0 {
+		c.MaxItemsPerStream = defaultMaxItemsPerStream
+	}
+	if c.MaxPayloadBytes <= 0 {
+		c.MaxPayloadBytes = defaultMaxPayloadBytes
+	}
+	if c.ItemsPerSecond <= 0 {
+		c.ItemsPerSecond = defaultItemsPerSecond
+	}
+	if c.Burst <= 0 {
+		c.Burst = defaultBurst
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// BatchServer implements pb.BatchServiceServer. Its handler is in
+// batch_main.go; this file holds the parts the lesson gives you. It needs
+// AuthInterceptor in front of it: the caller's identity comes from there.
+type BatchServer struct {
+	pb.UnimplementedBatchServiceServer
+
+	cfg   BatchConfig
+	store *keyStore
+	// newPacer makes the limiter one stream waits on before each Recv.
+	// Tests replace it to watch or hold the pace.
+	newPacer func() pacer
+}
+
+// pacer is what a stream waits on before it receives its next item; a
+// *rate.Limiter is one.
+type pacer interface {
+	Wait(ctx context.Context) error
+}
+
+// NewBatchServer returns a server with an empty key store.
+func NewBatchServer(cfg BatchConfig) *BatchServer {
+	cfg = cfg.withDefaults()
+	return &BatchServer{
+		cfg:   cfg,
+		store: &keyStore{values: make(map[string][]byte)},
+		newPacer: func() pacer {
+			return rate.NewLimiter(rate.Limit(cfg.ItemsPerSecond), cfg.Burst)
+		},
+	}
+}
+
+// keyStore is the in-memory key-value store batches act on. Keys are
+// "<owner>/<name>".
+type keyStore struct {
+	mu     sync.Mutex
+	values map[string][]byte
+}
+
+// put stores a copy of payload under key.
+func (k *keyStore) put(key string, payload []byte) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.values[key] = append([]byte{}, payload...)
+}
+
+// delete removes key and reports whether it was there.
+func (k *keyStore) delete(key string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	_, ok := k.values[key]
+	delete(k.values, key)
+	return ok
+}
+
+// purgeOwner removes every key of owner and returns how many there were.
+func (k *keyStore) purgeOwner(owner string) int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	n := 0
+	for key := range k.values {
+		if o, _ := keyOwner(key); o == owner {
+			delete(k.values, key)
+			n++
+		}
+	}
+	return n
+}
+
+// get returns a copy of the payload stored under key.
+func (k *keyStore) get(key string) ([]byte, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	v, ok := k.values[key]
+	return append([]byte{}, v...), ok
+}
+
+// keyOwner returns the owner part of a "<owner>/<name>" key. Both parts
+// must be non-empty; the name may contain further slashes.
+func keyOwner(key string) (string, error) {
+	owner, name, found := strings.Cut(key, "/")
+	switch {
+	case key == "":
+		return "", fmt.Errorf("key is empty: want \"<owner>/<name>\"")
+	case len(key) > maxKeyBytes:
+		return "", fmt.Errorf("key is %d bytes long, limit %d", len(key), maxKeyBytes)
+	case !found || owner == "" || name == "":
+		return "", fmt.Errorf("key %q is malformed: want \"<owner>/<name>\"", key)
+	}
+	return owner, nil
+}

@@ -1,0 +1,633 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/katatest"
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
+)
+
+const batchMethod = "/streaming.v1.BatchService/ProcessBatch"
+
+// The tokens every batch test server knows. shortToken is alice's too,
+// but expires a minute after batchEpoch; the others an hour after.
+const (
+	aliceToken   = "alice-token"
+	bobToken     = "bob-token"
+	malloryToken = "mallory-token"
+	rootToken    = "root-token"
+	shortToken   = "alice-short-lived-token"
+)
+
+var batchEpoch = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+
+// batchEnv is one test's batch server, its clock and a raw client.
+type batchEnv struct {
+	*katatest.Server
+	srv    *BatchServer
+	clock  *fakeClock
+	client pb.BatchServiceClient
+}
+
+// startBatchServer starts a BatchServer behind AuthInterceptor, paced by
+// its real rate limiter.
+func startBatchServer(t *testing.T, cfg BatchConfig) *batchEnv {
+	t.Helper()
+	return startPacedBatchServer(t, cfg, nil)
+}
+
+// startPacedBatchServer is startBatchServer whose streams wait on probe
+// instead of a rate limiter, when probe is not nil.
+func startPacedBatchServer(t *testing.T, cfg BatchConfig, probe *pacingProbe) *batchEnv {
+	t.Helper()
+	clock := &fakeClock{now: batchEpoch}
+	cfg.Now = clock.Now
+	tokens := NewTokenStore()
+	tokens.Add(aliceToken, Identity{User: "alice", Expires: batchEpoch.Add(time.Hour)})
+	tokens.Add(bobToken, Identity{User: "bob", Expires: batchEpoch.Add(time.Hour)})
+	tokens.Add(malloryToken, Identity{User: "mallory", Expires: batchEpoch.Add(time.Hour)})
+	tokens.Add(rootToken, Identity{User: "root", Admin: true, Expires: batchEpoch.Add(time.Hour)})
+	tokens.Add(shortToken, Identity{User: "alice", Expires: batchEpoch.Add(time.Minute)})
+
+	srv := NewBatchServer(cfg)
+	opts := []katatest.Option{katatest.WithStreamInterceptor(AuthInterceptor(tokens, clock.Now))}
+	if probe != nil {
+		srv.newPacer = func() pacer { return probe }
+		opts = append(opts, katatest.WithStreamInterceptor(probe.intercept))
+	}
+	s := katatest.Start(t, func(g *grpc.Server) { pb.RegisterBatchServiceServer(g, srv) }, opts...)
+	return &batchEnv{Server: s, srv: srv, clock: clock, client: pb.NewBatchServiceClient(s.Conn)}
+}
+
+// newClient returns a StreamingClient connected to env's server.
+func (env *batchEnv) newClient(t *testing.T) *StreamingClient {
+	t.Helper()
+	c, err := NewStreamingClient(katatest.Target, WithDialOptions(env.DialOptions()...))
+	if err != nil {
+		t.Fatalf("NewStreamingClient() = %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// wantStored fails the test unless key holds payload.
+func (env *batchEnv) wantStored(t *testing.T, key, payload string) {
+	t.Helper()
+	got, ok := env.srv.store.get(key)
+	if !ok || !bytes.Equal(got, []byte(payload)) {
+		t.Fatalf("store[%q] = %q (present %v), want %q", key, got, ok, payload)
+	}
+}
+
+// wantAbsent fails the test if key holds anything.
+func (env *batchEnv) wantAbsent(t *testing.T, key string) {
+	t.Helper()
+	if got, ok := env.srv.store.get(key); ok {
+		t.Fatalf("store[%q] = %q, want no such key", key, got)
+	}
+}
+
+// write, del and purge build one item each.
+func write(id, key, payload string) *pb.BatchItem {
+	return &pb.BatchItem{ItemId: id, Operation: pb.BatchOperation_BATCH_OPERATION_WRITE, Key: key, Payload: []byte(payload)}
+}
+
+func del(id, key string) *pb.BatchItem {
+	return &pb.BatchItem{ItemId: id, Operation: pb.BatchOperation_BATCH_OPERATION_DELETE, Key: key}
+}
+
+func purge(id, key string) *pb.BatchItem {
+	return &pb.BatchItem{ItemId: id, Operation: pb.BatchOperation_BATCH_OPERATION_PURGE, Key: key}
+}
+
+// sendBatch sends items on a new stream authenticated by token (none when
+// empty) and returns what CloseAndRecv answers. A Send that fails with
+// io.EOF means the server has already answered, so the status is taken
+// from CloseAndRecv as a client should.
+func sendBatch(ctx context.Context, client pb.BatchServiceClient, token string, items ...*pb.BatchItem) (*pb.BatchResult, error) {
+	if token != "" {
+		ctx = WithToken(ctx, token)
+	}
+	stream, err := client.ProcessBatch(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, item := range items {
+		if err := stream.Send(item); err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			return nil, err
+		}
+	}
+	return stream.CloseAndRecv()
+}
+
+// outcome is what a test expects for one item.
+type outcome struct {
+	id   string
+	code codes.Code
+}
+
+// wantOutcomes fails the test unless res holds exactly want, in order, a
+// message on every rejected item, and counts that add up.
+func wantOutcomes(t *testing.T, call string, res *pb.BatchResult, want ...outcome) {
+	t.Helper()
+	got := res.GetOutcomes()
+	if len(got) != len(want) {
+		t.Fatalf("%s returned %d outcomes %v, want %d, one per item in the order sent", call, len(got), got, len(want))
+	}
+	var applied int64
+	for i, w := range want {
+		g := got[i]
+		if g.GetItemId() != w.id || codes.Code(g.GetCode()) != w.code {
+			t.Fatalf("%s outcome %d = {item_id %q, code %v, %q}, want {item_id %q, code %v}", call, i, g.GetItemId(), codes.Code(g.GetCode()), g.GetMessage(), w.id, w.code)
+		}
+		if w.code == codes.OK {
+			applied++
+		} else if g.GetMessage() == "" {
+			t.Fatalf("%s outcome %d (item_id %q, code %v) has no message, want one saying what was wrong", call, i, w.id, w.code)
+		}
+	}
+	total, rejected := int64(len(want)), int64(len(want))-applied
+	if res.GetTotalItems() != total || res.GetAppliedCount() != applied || res.GetRejectedCount() != rejected {
+		t.Fatalf("%s counts total=%d applied=%d rejected=%d, want total=%d applied=%d rejected=%d",
+			call, res.GetTotalItems(), res.GetAppliedCount(), res.GetRejectedCount(), total, applied, rejected)
+	}
+}
+
+// pacingProbe stands in for the rate limiter of every stream of one test
+// server and watches the handler's receives. Each Wait takes one permit,
+// or passes once open is closed, so a test decides how many items may be
+// received; and every RecvMsg is checked to come after a Wait of its own.
+type pacingProbe struct {
+	permits chan struct{}
+	open    chan struct{}
+
+	mu       sync.Mutex
+	waits    int      // Wait calls begun
+	received int      // RecvMsg calls begun
+	early    []string // receives that no Wait of their own preceded
+	changed  chan struct{}
+}
+
+// newPacingProbe returns a probe that lets the first permits Waits pass.
+func newPacingProbe(permits int) *pacingProbe {
+	p := &pacingProbe{permits: make(chan struct{}, permits), open: make(chan struct{}), changed: make(chan struct{})}
+	for range permits {
+		p.permits <- struct{}{}
+	}
+	return p
+}
+
+// Wait counts the call, then passes on a permit or once open is closed;
+// it gives up when ctx ends, as a rate.Limiter does.
+func (p *pacingProbe) Wait(ctx context.Context) error {
+	p.update(func() { p.waits++ })
+	select {
+	case <-p.permits:
+		return nil
+	case <-p.open:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// update changes the probe's counts under its lock and wakes waitForWaits.
+func (p *pacingProbe) update(change func()) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	change()
+	close(p.changed)
+	p.changed = make(chan struct{})
+}
+
+// counts returns how many Waits and receives have begun, and the receives
+// that came before their Wait.
+func (p *pacingProbe) counts() (waits, received int, early []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.waits, p.received, append([]string(nil), p.early...)
+}
+
+// waitForWaits waits until n Waits have begun; false when stop is closed
+// first, because the handler finished without getting there.
+func (p *pacingProbe) waitForWaits(t *testing.T, n int, stop <-chan struct{}) bool {
+	t.Helper()
+	deadline := time.NewTimer(katatest.TestTimeout)
+	defer deadline.Stop()
+	for {
+		p.mu.Lock()
+		waits, changed := p.waits, p.changed
+		p.mu.Unlock()
+		if waits >= n {
+			return true
+		}
+		select {
+		case <-changed:
+		case <-stop:
+			return false
+		case <-deadline.C:
+			t.Fatalf("waited %v for the handler to wait on its pacer %d times, it did %d times", katatest.TestTimeout, n, waits)
+		}
+	}
+}
+
+// intercept wraps every ProcessBatch stream so the probe sees its receives.
+func (p *pacingProbe) intercept(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if info.FullMethod != batchMethod {
+		return handler(srv, ss)
+	}
+	return handler(srv, &probedStream{ServerStream: ss, probe: p})
+}
+
+// probedStream reports each RecvMsg to its probe.
+type probedStream struct {
+	grpc.ServerStream
+	probe *pacingProbe
+}
+
+// RecvMsg records the receive, noting it as early when the handler has
+// not waited on the pacer for it, then receives.
+func (s *probedStream) RecvMsg(m any) error {
+	p := s.probe
+	p.update(func() {
+		p.received++
+		if p.waits < p.received {
+			p.early = append(p.early, fmt.Sprintf("receive %d after %d waits", p.received, p.waits))
+		}
+	})
+	return s.ServerStream.RecvMsg(m)
+}
+
+func TestBatchProcessing(t *testing.T) {
+	t.Run("Applies_own_writes_and_deletes", func(t *testing.T) {
+		env := startBatchServer(t, BatchConfig{})
+		res, err := sendBatch(katatest.Context(t), env.client, aliceToken,
+			write("w1", "alice/a", "first a"),
+			write("w2", "alice/b", "b"),
+			del("d1", "alice/b"),
+			write("w3", "alice/a", "second a"),
+			del("d2", "alice/never-written"),
+		)
+		katatest.WantCode(t, err, codes.OK, "ProcessBatch(alice: own writes and deletes)")
+		wantOutcomes(t, "ProcessBatch(alice: own writes and deletes)", res,
+			outcome{"w1", codes.OK}, outcome{"w2", codes.OK}, outcome{"d1", codes.OK}, outcome{"w3", codes.OK}, outcome{"d2", codes.OK})
+		env.wantStored(t, "alice/a", "second a")
+		env.wantAbsent(t, "alice/b")
+	})
+
+	t.Run("Rejects_missing_token", func(t *testing.T) {
+		env := startBatchServer(t, BatchConfig{})
+		ctx := katatest.Context(t)
+		_, err := sendBatch(ctx, env.client, "", write("w1", "alice/x", "x"))
+		katatest.WantCode(t, err, codes.Unauthenticated, "ProcessBatch(no authorization metadata)")
+		katatest.WantMessage(t, err, "ProcessBatch(no authorization metadata)")("authorization")
+		env.WaitIdle(t)
+		env.wantAbsent(t, "alice/x")
+		// The same item with a token goes through: the token made the difference.
+		res, err := sendBatch(ctx, env.client, aliceToken, write("w1", "alice/x", "x"))
+		katatest.WantCode(t, err, codes.OK, "ProcessBatch(alice: the same item with a token)")
+		wantOutcomes(t, "ProcessBatch(alice: the same item with a token)", res, outcome{"w1", codes.OK})
+		env.wantStored(t, "alice/x", "x")
+	})
+
+	t.Run("Rejects_unknown_token", func(t *testing.T) {
+		env := startBatchServer(t, BatchConfig{})
+		ctx := katatest.Context(t)
+		for _, token := range []string{"stolen-token", "alice-token-but-longer"} {
+			_, err := sendBatch(ctx, env.client, token, write("w1", "alice/x", "x"))
+			katatest.WantCode(t, err, codes.Unauthenticated, "ProcessBatch(token=%q)", token)
+			katatest.WantMessage(t, err, "ProcessBatch(token=%q)", token)("unknown")
+			if strings.Contains(err.Error(), token) {
+				t.Fatalf("ProcessBatch(token=%q) = %v, want a message that does not repeat the token", token, err)
+			}
+		}
+		// A header that is not "Bearer <token>" is refused as malformed.
+		stream, err := env.client.ProcessBatch(metadata.AppendToOutgoingContext(ctx, "authorization", "Basic "+aliceToken))
+		katatest.WantCode(t, err, codes.OK, "ProcessBatch()")
+		_, err = stream.CloseAndRecv()
+		katatest.WantCode(t, err, codes.Unauthenticated, "ProcessBatch(authorization=%q)", "Basic <token>")
+		env.WaitIdle(t)
+		env.wantAbsent(t, "alice/x")
+		res, err := sendBatch(ctx, env.client, aliceToken, write("w1", "alice/x", "x"))
+		katatest.WantCode(t, err, codes.OK, "ProcessBatch(alice: the same item with her token)")
+		wantOutcomes(t, "ProcessBatch(alice: the same item with her token)", res, outcome{"w1", codes.OK})
+	})
+
+	t.Run("Expired_token_mid_stream_ends_the_stream", func(t *testing.T) {
+		// Two items pass the pacer; the third waits while the clock moves
+		// past the token's expiry.
+		probe := newPacingProbe(2)
+		env := startPacedBatchServer(t, BatchConfig{}, probe)
+		ctx := katatest.Context(t)
+		stream, err := env.client.ProcessBatch(WithToken(ctx, shortToken))
+		katatest.WantCode(t, err, codes.OK, "ProcessBatch(short-lived token)")
+		for i := range 4 {
+			if err := stream.Send(write(fmt.Sprint("e", i+1), fmt.Sprint("alice/e", i+1), "e")); err != nil {
+				break // the server has answered; CloseAndRecv says how
+			}
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_, err = stream.CloseAndRecv()
+		}()
+		if !probe.waitForWaits(t, 3, done) {
+			t.Fatalf("ProcessBatch(4 items) = %v before waiting on the pacer for the 3rd item, want a Wait before every Recv", err)
+		}
+		env.clock.Advance(2 * time.Minute)
+		close(probe.open)
+		<-done
+		katatest.WantCode(t, err, codes.Unauthenticated, "ProcessBatch(token expired after 2 of 4 items)")
+		katatest.WantMessage(t, err, "ProcessBatch(token expired after 2 of 4 items)")("expired")
+		env.WaitIdle(t)
+		// Items applied before the expiry stay applied; none after.
+		env.wantStored(t, "alice/e1", "e")
+		env.wantStored(t, "alice/e2", "e")
+		env.wantAbsent(t, "alice/e3")
+		env.wantAbsent(t, "alice/e4")
+	})
+
+	t.Run("Denies_another_users_key", func(t *testing.T) {
+		env := startBatchServer(t, BatchConfig{})
+		ctx := katatest.Context(t)
+		res, err := sendBatch(ctx, env.client, bobToken, write("b1", "bob/secret", "bob's"))
+		katatest.WantCode(t, err, codes.OK, "ProcessBatch(bob: own write)")
+		wantOutcomes(t, "ProcessBatch(bob: own write)", res, outcome{"b1", codes.OK})
+		call := "ProcessBatch(alice: bob's keys and her own)"
+		res, err = sendBatch(ctx, env.client, aliceToken,
+			write("a1", "bob/secret", "alice's"),
+			del("a2", "bob/secret"),
+			write("a3", "bob/new", "alice's"),
+			write("a4", "alice/own", "mine"),
+			write("a5", "alicebob/x", "a prefix of the owner is not the owner"),
+		)
+		katatest.WantCode(t, err, codes.OK, "%s", call)
+		wantOutcomes(t, call, res,
+			outcome{"a1", codes.PermissionDenied}, outcome{"a2", codes.PermissionDenied}, outcome{"a3", codes.PermissionDenied},
+			outcome{"a4", codes.OK}, outcome{"a5", codes.PermissionDenied})
+		env.wantStored(t, "bob/secret", "bob's")
+		env.wantAbsent(t, "bob/new")
+		env.wantStored(t, "alice/own", "mine")
+		env.wantAbsent(t, "alicebob/x")
+	})
+
+	t.Run("Denies_purge_to_non_admin", func(t *testing.T) {
+		env := startBatchServer(t, BatchConfig{})
+		ctx := katatest.Context(t)
+		_, err := sendBatch(ctx, env.client, bobToken, write("b1", "bob/keep", "b"))
+		katatest.WantCode(t, err, codes.OK, "ProcessBatch(bob: own write)")
+		call := "ProcessBatch(alice: PURGE)"
+		res, err := sendBatch(ctx, env.client, aliceToken,
+			write("a1", "alice/keep", "a"),
+			purge("p1", "alice/*"),
+			purge("p2", "bob/*"),
+		)
+		katatest.WantCode(t, err, codes.OK, "%s", call)
+		wantOutcomes(t, call, res, outcome{"a1", codes.OK}, outcome{"p1", codes.PermissionDenied}, outcome{"p2", codes.PermissionDenied})
+		env.wantStored(t, "alice/keep", "a")
+		env.wantStored(t, "bob/keep", "b")
+	})
+
+	t.Run("Allows_purge_to_admin", func(t *testing.T) {
+		env := startBatchServer(t, BatchConfig{})
+		ctx := katatest.Context(t)
+		_, err := sendBatch(ctx, env.client, aliceToken, write("a1", "alice/one", "1"), write("a2", "alice/two/deep", "2"))
+		katatest.WantCode(t, err, codes.OK, "ProcessBatch(alice: own writes)")
+		_, err = sendBatch(ctx, env.client, bobToken, write("b1", "bob/keep", "b"))
+		katatest.WantCode(t, err, codes.OK, "ProcessBatch(bob: own write)")
+		call := "ProcessBatch(root: PURGE alice)"
+		res, err := sendBatch(ctx, env.client, rootToken, purge("p1", "alice/*"))
+		katatest.WantCode(t, err, codes.OK, "%s", call)
+		wantOutcomes(t, call, res, outcome{"p1", codes.OK})
+		env.wantAbsent(t, "alice/one")
+		env.wantAbsent(t, "alice/two/deep")
+		env.wantStored(t, "bob/keep", "b")
+	})
+
+	t.Run("Reports_duplicate_ids_once_applied_once", func(t *testing.T) {
+		env := startBatchServer(t, BatchConfig{})
+		ctx := katatest.Context(t)
+		call := "ProcessBatch(alice: item_id w1 three times)"
+		res, err := sendBatch(ctx, env.client, aliceToken,
+			write("w1", "alice/doc", "first"),
+			write("w1", "alice/doc", "second"),
+			del("w1", "alice/doc"),
+			write("w2", "alice/other", "other"),
+		)
+		katatest.WantCode(t, err, codes.OK, "%s", call)
+		wantOutcomes(t, call, res, outcome{"w1", codes.OK}, outcome{"w1", codes.AlreadyExists}, outcome{"w1", codes.AlreadyExists}, outcome{"w2", codes.OK})
+		env.wantStored(t, "alice/doc", "first")
+		// Ids are unique within a stream; a new stream may use them again.
+		call = "ProcessBatch(alice: item_id w1 on a new stream)"
+		res, err = sendBatch(ctx, env.client, aliceToken, write("w1", "alice/doc", "third"))
+		katatest.WantCode(t, err, codes.OK, "%s", call)
+		wantOutcomes(t, call, res, outcome{"w1", codes.OK})
+		env.wantStored(t, "alice/doc", "third")
+	})
+
+	t.Run("Rejects_invalid_items_and_goes_on", func(t *testing.T) {
+		env := startBatchServer(t, BatchConfig{MaxPayloadBytes: 16})
+		longID := strings.Repeat("i", maxItemIDBytes+1)
+		items := []*pb.BatchItem{
+			write("", "alice/a", "no id"),
+			write(longID, "alice/a", "long id"),
+			{ItemId: "op0", Operation: pb.BatchOperation_BATCH_OPERATION_UNSPECIFIED, Key: "alice/a"},
+			{ItemId: "op99", Operation: pb.BatchOperation(99), Key: "alice/a"},
+			write("k1", "noslash", "x"),
+			write("k2", "/a", "x"),
+			write("k3", "alice/", "x"),
+			write("k4", "", "x"),
+			write("k5", "alice/"+strings.Repeat("k", maxKeyBytes), "x"),
+			write("big", "alice/a", strings.Repeat("p", 17)),
+			write("ok", "alice/ok", "fine"),
+		}
+		call := "ProcessBatch(alice: invalid items, then a valid one)"
+		res, err := sendBatch(katatest.Context(t), env.client, aliceToken, items...)
+		katatest.WantCode(t, err, codes.OK, "%s", call)
+		want := []outcome{{"", codes.InvalidArgument}, {longID, codes.InvalidArgument}}
+		for _, id := range []string{"op0", "op99", "k1", "k2", "k3", "k4", "k5", "big"} {
+			want = append(want, outcome{id, codes.InvalidArgument})
+		}
+		wantOutcomes(t, call, res, append(want, outcome{"ok", codes.OK})...)
+		if msg := res.GetOutcomes()[9].GetMessage(); !strings.Contains(msg, "16") {
+			t.Fatalf("%s outcome for a 17-byte payload says %q, want it to name the limit 16", call, msg)
+		}
+		env.wantAbsent(t, "alice/a")
+		env.wantStored(t, "alice/ok", "fine")
+	})
+
+	t.Run("Ends_stream_past_MaxItemsPerStream", func(t *testing.T) {
+		env := startBatchServer(t, BatchConfig{MaxItemsPerStream: 3})
+		ctx := katatest.Context(t)
+		items := func(prefix string, n int) []*pb.BatchItem {
+			var items []*pb.BatchItem
+			for i := range n {
+				items = append(items, write(fmt.Sprint(prefix, i+1), fmt.Sprint("alice/", prefix, i+1), "m"))
+			}
+			return items
+		}
+		res, err := sendBatch(ctx, env.client, aliceToken, items("at", 3)...)
+		katatest.WantCode(t, err, codes.OK, "ProcessBatch(3 items, MaxItemsPerStream=3)")
+		wantOutcomes(t, "ProcessBatch(3 items, MaxItemsPerStream=3)", res, outcome{"at1", codes.OK}, outcome{"at2", codes.OK}, outcome{"at3", codes.OK})
+		_, err = sendBatch(ctx, env.client, aliceToken, items("over", 5)...)
+		katatest.WantCode(t, err, codes.ResourceExhausted, "ProcessBatch(5 items, MaxItemsPerStream=3)")
+		katatest.WantMessage(t, err, "ProcessBatch(5 items, MaxItemsPerStream=3)")("3")
+		env.WaitIdle(t)
+		env.wantStored(t, "alice/over3", "m")
+		env.wantAbsent(t, "alice/over4")
+	})
+
+	t.Run("Identity_comes_from_the_token_not_the_item", func(t *testing.T) {
+		env := startBatchServer(t, BatchConfig{})
+		ctx := katatest.Context(t)
+		// Items carry keys, not users: the same items mean different
+		// things for different callers.
+		items := []*pb.BatchItem{write("p1", "alice/profile", "from the sender"), purge("p2", "alice/*"), write("p3", "mallory/profile", "from the sender")}
+		call := "ProcessBatch(mallory: alice's keys)"
+		res, err := sendBatch(ctx, env.client, malloryToken, items...)
+		katatest.WantCode(t, err, codes.OK, "%s", call)
+		wantOutcomes(t, call, res, outcome{"p1", codes.PermissionDenied}, outcome{"p2", codes.PermissionDenied}, outcome{"p3", codes.OK})
+		env.wantAbsent(t, "alice/profile")
+		env.wantStored(t, "mallory/profile", "from the sender")
+		call = "ProcessBatch(alice: the same items)"
+		res, err = sendBatch(ctx, env.client, aliceToken, items...)
+		katatest.WantCode(t, err, codes.OK, "%s", call)
+		wantOutcomes(t, call, res, outcome{"p1", codes.OK}, outcome{"p2", codes.PermissionDenied}, outcome{"p3", codes.PermissionDenied})
+		env.wantStored(t, "alice/profile", "from the sender")
+	})
+
+	t.Run("Paces_with_the_limiter", func(t *testing.T) {
+		// The pacer lets 3 items through and holds the 4th Wait.
+		probe := newPacingProbe(3)
+		env := startPacedBatchServer(t, BatchConfig{}, probe)
+		ctx := katatest.Context(t)
+		stream, err := env.client.ProcessBatch(WithToken(ctx, aliceToken))
+		katatest.WantCode(t, err, codes.OK, "ProcessBatch(alice)")
+		var want []outcome
+		for i := range 6 {
+			id := fmt.Sprint("w", i+1)
+			want = append(want, outcome{id, codes.OK})
+			if err := stream.Send(write(id, "alice/"+id, "p")); err != nil {
+				break // the server has answered; CloseAndRecv says how
+			}
+		}
+		var res *pb.BatchResult
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			res, err = stream.CloseAndRecv()
+		}()
+		if !probe.waitForWaits(t, 4, done) {
+			waits, _, _ := probe.counts()
+			t.Fatalf("ProcessBatch(6 items) = %v after %d waits on the pacer, want a Wait before every Recv", err, waits)
+		}
+		check := func(when string) {
+			t.Helper()
+			if _, received, _ := probe.counts(); received != 3 {
+				t.Fatalf("%s the pacer held the 4th item, the handler had received %d items, want 3: receive only after the pacer allows it", when, received)
+			}
+			env.wantStored(t, "alice/w3", "p")
+			env.wantAbsent(t, "alice/w4")
+		}
+		check("when")
+		select {
+		case <-done:
+			t.Fatalf("ProcessBatch(6 items) = %v while the pacer held the 4th item, want it to wait", err)
+		case <-time.After(katatest.NeverWindow):
+		}
+		check(fmt.Sprint(katatest.NeverWindow, " after"))
+		close(probe.open)
+		<-done
+		katatest.WantCode(t, err, codes.OK, "ProcessBatch(6 items, paced)")
+		wantOutcomes(t, "ProcessBatch(6 items, paced)", res, want...)
+		if _, _, early := probe.counts(); len(early) > 0 {
+			t.Fatalf("ProcessBatch received items before waiting on the pacer for them: %v", early)
+		}
+	})
+}
+
+func TestBatchClient(t *testing.T) {
+	t.Run("Sends_items_with_the_token_and_returns_outcomes", func(t *testing.T) {
+		env := startBatchServer(t, BatchConfig{})
+		c := env.newClient(t)
+		_, err := sendBatch(katatest.Context(t), env.client, aliceToken, write("seed", "alice/old", "old"))
+		katatest.WantCode(t, err, codes.OK, "ProcessBatch(alice: seed)")
+		call := "StreamingClient.ProcessBatch(alice-token, 3 items)"
+		res, err := c.ProcessBatch(katatest.Context(t), aliceToken, []*pb.BatchItem{
+			write("w1", "alice/notes", "hello"),
+			write("w2", "bob/notes", "not hers"),
+			del("d1", "alice/old"),
+		})
+		katatest.WantCode(t, err, codes.OK, "%s", call)
+		wantOutcomes(t, call, res, outcome{"w1", codes.OK}, outcome{"w2", codes.PermissionDenied}, outcome{"d1", codes.OK})
+		env.wantStored(t, "alice/notes", "hello")
+		env.wantAbsent(t, "bob/notes")
+		env.wantAbsent(t, "alice/old")
+	})
+
+	t.Run("Returns_the_server_status_when_Send_fails", func(t *testing.T) {
+		env := startBatchServer(t, BatchConfig{})
+		c := env.newClient(t)
+		// 16 MiB of items: far more than flow control lets the client send
+		// before the server's rejection arrives, so a later Send fails.
+		items := bigItems(512, 32<<10)
+		_, err := c.ProcessBatch(katatest.Context(t), "stolen-token", items)
+		katatest.WantCode(t, err, codes.Unauthenticated, "StreamingClient.ProcessBatch(unknown token, %d items) rejected by the server mid-stream", len(items))
+	})
+
+	t.Run("Stops_promptly_on_cancel", func(t *testing.T) {
+		// The pacer lets one item through and holds the rest, so the
+		// client is still sending (or waiting for flow control) when the
+		// test cancels.
+		probe := newPacingProbe(1)
+		env := startPacedBatchServer(t, BatchConfig{}, probe)
+		c := env.newClient(t)
+		items := bigItems(512, 32<<10)
+		ctx, cancel := context.WithCancel(katatest.Context(t))
+		defer cancel()
+		var err error
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_, err = c.ProcessBatch(ctx, aliceToken, items)
+		}()
+		if !probe.waitForWaits(t, 2, done) {
+			t.Fatalf("StreamingClient.ProcessBatch(%d items) = %v before the server received the first item", len(items), err)
+		}
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(katatest.TestTimeout):
+			t.Fatal("StreamingClient.ProcessBatch() did not return after its context was cancelled")
+		}
+		katatest.WantCode(t, err, codes.Canceled, "StreamingClient.ProcessBatch() cancelled after the first item")
+		env.WaitIdle(t)
+	})
+}
+
+// bigItems returns n WRITE items for alice of size bytes each, sharing one
+// payload, with ids and keys big-1 to big-n.
+func bigItems(n, size int) []*pb.BatchItem {
+	payload := bytes.Repeat([]byte{'b'}, size)
+	items := make([]*pb.BatchItem, n)
+	for i := range items {
+		id := fmt.Sprint("big-", i+1)
+		items[i] = &pb.BatchItem{ItemId: id, Operation: pb.BatchOperation_BATCH_OPERATION_WRITE, Key: "alice/" + id, Payload: payload}
+	}
+	return items
+}
