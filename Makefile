@@ -8,7 +8,7 @@ KATA = go run ./internal/kata
 RACE = $(if $(filter 1,$(shell go env CGO_ENABLED)),-race)
 
 .DEFAULT_GOAL := help
-.PHONY: help check solutions stubs antipatterns demo progress test proto lint bench
+.PHONY: help check solutions stubs antipatterns demo progress test proto lint bench grpcurl
 
 help: ## list the targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z]+:.*## / { printf "  make %-13s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -42,3 +42,6 @@ lint: ## gofmt, go vet, buf lint and a check that pb/ is up to date
 
 bench: ## run the benchmarks against the reference solutions
 	$(KATA) bench $(DAY)
+
+grpcurl: ## build the pinned grpcurl into .bin/grpcurl, for the lesson READMEs
+	$(KATA) grpcurl -build

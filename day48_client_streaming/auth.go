@@ -1,140 +1,38 @@
 package main
 
 import (
-	"context"
-	"strings"
-	"sync"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
+
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/bearer"
 )
 
-// authenticatedPrefix selects the methods AuthInterceptor guards: every
-// method of BatchService. Other services pass through untouched.
-const authenticatedPrefix = "/streaming.v1.BatchService/"
+// The lesson's authentication comes from internal/bearer, shared with
+// Day 49; these names are what the Day 48 code uses.
+type (
+	// Identity is the caller a bearer token stands for.
+	Identity = bearer.Identity
+	// TokenStore maps bearer tokens to identities.
+	TokenStore = bearer.TokenStore
+)
 
-// Identity is the caller a bearer token stands for.
-type Identity struct {
-	// User owns the keys "<User>/...".
-	User string
-	// Admin may run destructive operations such as PURGE.
-	Admin bool
-	// Expires is when the token stops being accepted. The zero time has
-	// long passed, so a token without an expiry is never accepted.
-	Expires time.Time
-}
+// NewTokenStore returns an empty token store.
+func NewTokenStore() *TokenStore { return bearer.NewTokenStore() }
 
-// TokenStore maps bearer tokens to the identities they stand for. It is
-// safe for concurrent use.
-type TokenStore struct {
-	mu     sync.RWMutex
-	tokens map[string]Identity
-}
-
-// NewTokenStore returns an empty store.
-func NewTokenStore() *TokenStore {
-	return &TokenStore{tokens: make(map[string]Identity)}
-}
-
-// Add makes token stand for id, replacing what it stood for before.
-func (s *TokenStore) Add(token string, id Identity) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.tokens[token] = id
-}
-
-func (s *TokenStore) lookup(token string) (Identity, bool) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	id, ok := s.tokens[token]
-	return id, ok
-}
-
-// AuthInterceptor authenticates every stream of BatchService by its
-// "authorization: Bearer <token>" metadata. A missing, malformed, unknown
-// or expired token (judged by now) ends the stream with Unauthenticated
-// before the handler runs; otherwise the handler's stream context carries
-// the caller's Identity (see identityFrom). Streams of other services pass
-// through untouched.
+// AuthInterceptor authenticates every BatchService stream by its
+// "authorization: Bearer <token>" metadata and puts the caller's Identity
+// in the stream's context; other services pass through.
 func AuthInterceptor(tokens *TokenStore, now func() time.Time) grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		if !strings.HasPrefix(info.FullMethod, authenticatedPrefix) {
-			return handler(srv, ss)
-		}
-		id, err := authenticate(ss.Context(), tokens, now)
-		if err != nil {
-			return err
-		}
-		ctx := context.WithValue(ss.Context(), identityKey{}, id)
-		return handler(srv, &identityStream{ServerStream: ss, ctx: ctx})
-	}
+	return bearer.StreamInterceptor(tokens, now, "/streaming.v1.BatchService/")
 }
 
-// authenticate finds the caller of the stream whose context is ctx. Its
-// errors never contain the token: they end up in logs and on the client.
-func authenticate(ctx context.Context, tokens *TokenStore, now func() time.Time) (Identity, error) {
-	values := metadata.ValueFromIncomingContext(ctx, "authorization")
-	if len(values) == 0 {
-		return Identity{}, status.Error(codes.Unauthenticated, `missing "authorization" metadata: want "Bearer <token>"`)
-	}
-	if len(values) > 1 {
-		return Identity{}, status.Errorf(codes.Unauthenticated, `malformed "authorization" metadata: %d values, want exactly one "Bearer <token>"`, len(values))
-	}
-	scheme, token, found := strings.Cut(values[0], " ")
-	if !found || !strings.EqualFold(scheme, "Bearer") || token == "" || strings.ContainsAny(token, " \t") {
-		return Identity{}, status.Error(codes.Unauthenticated, `malformed "authorization" metadata: want "Bearer <token>"`)
-	}
-	id, ok := tokens.lookup(token)
-	if !ok {
-		return Identity{}, status.Error(codes.Unauthenticated, "unknown bearer token")
-	}
-	if err := checkExpiry(id, now()); err != nil {
-		return Identity{}, err
-	}
-	return id, nil
-}
-
-type identityKey struct{}
-
-// identityFrom returns the Identity that AuthInterceptor put in ctx; false
-// when there is none (the stream did not pass through the interceptor).
-func identityFrom(ctx context.Context) (Identity, bool) {
-	id, ok := ctx.Value(identityKey{}).(Identity)
-	return id, ok
-}
-
-// checkTokenFresh re-checks, against now, that the token the stream was
-// authenticated with has not expired since. A handler calls it for every
-// message it receives, so a long stream cannot outlive its token.
-func checkTokenFresh(ctx context.Context, now func() time.Time) error {
-	id, ok := identityFrom(ctx)
-	if !ok {
-		return status.Error(codes.Unauthenticated, "no authenticated caller: the stream did not pass through AuthInterceptor")
-	}
-	return checkExpiry(id, now())
-}
-
-func checkExpiry(id Identity, now time.Time) error {
-	if !now.Before(id.Expires) {
-		return status.Errorf(codes.Unauthenticated, "token of user %q expired at %s (now %s)", id.User, id.Expires.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
-	}
-	return nil
-}
-
-// identityStream is a ServerStream whose context carries the caller.
-type identityStream struct {
-	grpc.ServerStream
-	ctx context.Context
-}
-
-// Context returns the stream's context with the caller's Identity in it.
-func (s *identityStream) Context() context.Context { return s.ctx }
-
-// WithToken returns a copy of ctx that sends token as the
-// "authorization: Bearer <token>" metadata of the calls made with it.
-func WithToken(ctx context.Context, token string) context.Context {
-	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
-}
+var (
+	// identityFrom returns the caller AuthInterceptor put in a stream's context.
+	identityFrom = bearer.IdentityFrom
+	// checkTokenFresh re-checks, for each received message, that the
+	// stream's token has not expired since the stream began.
+	checkTokenFresh = bearer.CheckFresh
+	// WithToken returns a context whose calls send the token.
+	WithToken = bearer.WithToken
+)

@@ -1,0 +1,328 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"unicode/utf8"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
+)
+
+// deliver offers m to c's outbound queue. See the task 1 stub.
+func (c *connection) deliver(m *pb.ChatMessage, droppable bool) {
+	if c.evicted() {
+		return
+	}
+	select {
+	case c.out <- m:
+	default:
+		if droppable {
+			return
+		}
+		c.evict(status.Errorf(codes.ResourceExhausted, "slow consumer: the outbound queue of %d messages is full; disconnected", cap(c.out)))
+	}
+}
+
+// join adds c to a room. See the task 2 stub.
+func (h *hub) join(c *connection, roomID string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if c.evicted() {
+		return nil
+	}
+	if c.rooms[roomID] {
+		c.deliver(h.notice(pb.MessageType_MESSAGE_TYPE_JOIN_ROOM, c.user, roomID), false)
+		return nil
+	}
+	if len(c.rooms) >= h.cfg.MaxRoomsPerConn {
+		return status.Errorf(codes.ResourceExhausted, "cannot join %q: already in %d rooms, limit %d", roomID, len(c.rooms), h.cfg.MaxRoomsPerConn)
+	}
+	r := h.roomLocked(roomID)
+	for _, m := range r.recentHistory(h.cfg.HistoryOnJoin) {
+		c.deliver(m, false)
+	}
+	c.deliver(h.notice(pb.MessageType_MESSAGE_TYPE_JOIN_ROOM, c.user, roomID), false)
+	h.toOthersLocked(r, c, h.notice(pb.MessageType_MESSAGE_TYPE_USER_JOINED, c.user, roomID), false)
+	r.members[c] = true
+	c.rooms[roomID] = true
+	return nil
+}
+
+// leave removes c from a room. See the task 2 stub.
+func (h *hub) leave(c *connection, roomID string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !c.rooms[roomID] {
+		return status.Errorf(codes.FailedPrecondition, "cannot leave %q: not a member", roomID)
+	}
+	h.leaveLocked(c, roomID)
+	c.deliver(h.notice(pb.MessageType_MESSAGE_TYPE_LEAVE_ROOM, c.user, roomID), false)
+	return nil
+}
+
+func (h *hub) leaveLocked(c *connection, roomID string) {
+	r := h.rooms[roomID]
+	delete(r.members, c)
+	delete(c.rooms, roomID)
+	if len(r.members) == 0 {
+		delete(h.rooms, roomID) // an empty room and its history go
+		return
+	}
+	h.toOthersLocked(r, c, h.notice(pb.MessageType_MESSAGE_TYPE_USER_LEFT, c.user, roomID), false)
+}
+
+// disconnect removes c from everything. See the task 2 stub.
+func (h *hub) disconnect(c *connection) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	// Marking it gone under the lock stops a request still being handled
+	// from joining it to a room again.
+	c.evict(status.Error(codes.Canceled, "disconnected"))
+	for roomID := range c.rooms {
+		h.leaveLocked(c, roomID)
+	}
+	l := h.limiters[c.user]
+	if l.conns--; l.conns == 0 {
+		delete(h.limiters, c.user)
+	}
+}
+
+// publish stores and broadcasts a chat message. See the task 2 stub.
+func (h *hub) publish(c *connection, roomID, content string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !c.rooms[roomID] {
+		return status.Errorf(codes.PermissionDenied, "cannot chat in %q: join it first", roomID)
+	}
+	r := h.rooms[roomID]
+	r.seq++
+	m := &pb.ChatMessage{
+		MessageId: fmt.Sprintf("%s-%d", roomID, r.seq),
+		UserId:    c.user,
+		RoomId:    roomID,
+		Type:      pb.MessageType_MESSAGE_TYPE_CHAT,
+		Content:   content,
+		Timestamp: timestamppb.New(h.cfg.Now()),
+	}
+	r.history = append(r.history, m)
+	if over := len(r.history) - h.cfg.MaxHistory; over > 0 {
+		r.history = slices.Delete(r.history, 0, over)
+	}
+	for member := range r.members {
+		member.deliver(m, false)
+	}
+	return nil
+}
+
+// typing tells the others in a room that c is typing. See the task 2 stub.
+func (h *hub) typing(c *connection, roomID string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !c.rooms[roomID] {
+		return status.Errorf(codes.PermissionDenied, "cannot type in %q: join it first", roomID)
+	}
+	h.toOthersLocked(h.rooms[roomID], c, h.notice(pb.MessageType_MESSAGE_TYPE_TYPING, c.user, roomID), true)
+	return nil
+}
+
+func (h *hub) toOthersLocked(r *room, except *connection, m *pb.ChatMessage, droppable bool) {
+	for member := range r.members {
+		if member != except {
+			member.deliver(m, droppable)
+		}
+	}
+}
+
+func (h *hub) notice(t pb.MessageType, user, roomID string) *pb.ChatMessage {
+	return &pb.ChatMessage{Type: t, UserId: user, RoomId: roomID, Timestamp: timestamppb.New(h.cfg.Now())}
+}
+
+// handle acts on one request. See the task 3 stub.
+func (s *ChatServer) handle(c *connection, req *pb.ChatMessage) error {
+	if !s.hub.allow(c) {
+		if c.refusedInARow++; c.refusedInARow >= s.cfg.FloodLimit {
+			return status.Errorf(codes.ResourceExhausted, "flood: %d messages in a row over the rate limit of %v a second; disconnected", c.refusedInARow, s.cfg.MessagesPerSecond)
+		}
+		s.refuse(c, req, status.Errorf(codes.ResourceExhausted, "rate limit: at most %v messages a second (burst %d); message dropped", s.cfg.MessagesPerSecond, s.cfg.Burst))
+		return nil
+	}
+	c.refusedInARow = 0
+
+	var err error
+	switch roomID := req.GetRoomId(); req.GetType() {
+	case pb.MessageType_MESSAGE_TYPE_JOIN_ROOM:
+		if !roomPattern.MatchString(roomID) {
+			err = status.Errorf(codes.InvalidArgument, "room %q is invalid: want %s", roomID, roomPattern)
+		} else {
+			err = s.hub.join(c, roomID)
+		}
+	case pb.MessageType_MESSAGE_TYPE_LEAVE_ROOM:
+		err = s.hub.leave(c, roomID)
+	case pb.MessageType_MESSAGE_TYPE_CHAT:
+		if err = s.checkContent(req.GetContent()); err == nil {
+			err = s.hub.publish(c, roomID, req.GetContent())
+		}
+	case pb.MessageType_MESSAGE_TYPE_TYPING:
+		err = s.hub.typing(c, roomID)
+	default:
+		err = status.Errorf(codes.InvalidArgument, "message type %v cannot be sent by a client: want CHAT, JOIN_ROOM, LEAVE_ROOM or TYPING", req.GetType())
+	}
+	if err != nil {
+		s.refuse(c, req, err)
+	}
+	return nil
+}
+
+func (s *ChatServer) checkContent(content string) error {
+	switch {
+	case content == "":
+		return status.Error(codes.InvalidArgument, "content is empty")
+	case len(content) > s.cfg.MaxContentBytes:
+		return status.Errorf(codes.InvalidArgument, "content is %d bytes, limit %d", len(content), s.cfg.MaxContentBytes)
+	case !utf8.ValidString(content):
+		return status.Error(codes.InvalidArgument, "content is not valid UTF-8")
+	}
+	return nil
+}
+
+// refuse answers req in-band with an ERROR message carrying err's status.
+func (s *ChatServer) refuse(c *connection, req *pb.ChatMessage, err error) {
+	st := status.Convert(err)
+	c.deliver(&pb.ChatMessage{
+		Type:      pb.MessageType_MESSAGE_TYPE_ERROR,
+		UserId:    c.user,
+		RoomId:    req.GetRoomId(),
+		ErrorCode: int32(st.Code()),
+		Content:   st.Message(),
+		Timestamp: timestamppb.New(s.cfg.Now()),
+	}, false)
+}
+
+// Chat serves one client's stream. See the task 3 stub.
+func (s *ChatServer) Chat(stream pb.ChatService_ChatServer) error {
+	id, ok := identityFrom(stream.Context())
+	if !ok {
+		return status.Error(codes.Unauthenticated, "no authenticated caller")
+	}
+	c := newConnection(id.User, s.cfg.QueueSize)
+	s.hub.register(c)
+	defer s.hub.disconnect(c)
+
+	// The reader goroutine receives and handles requests; this goroutine
+	// is the only one that calls Send. The reader ends when the stream
+	// does, which happens when this handler returns.
+	readDone := make(chan error, 1)
+	go func() { readDone <- s.readRequests(stream, c) }()
+	for {
+		select {
+		case m := <-c.out:
+			if err := stream.Send(m); err != nil {
+				return err
+			}
+		case err := <-readDone:
+			// The client closed its side (nil), the stream broke, or handle
+			// ended it: send the replies already queued, then end.
+			for {
+				select {
+				case m := <-c.out:
+					if sendErr := stream.Send(m); sendErr != nil {
+						return errors.Join(err, sendErr)
+					}
+				default:
+					return err
+				}
+			}
+		case <-c.gone:
+			return c.goneErr
+		}
+	}
+}
+
+// readRequests handles requests until the client closes its side (nil),
+// the stream fails, or handle ends it.
+func (s *ChatServer) readRequests(stream pb.ChatService_ChatServer, c *connection) error {
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := s.handle(c, req); err != nil {
+			return err
+		}
+	}
+}
+
+// Run joins room and chats in it. See the task 4 stub.
+func (c *ChatClient) Run(ctx context.Context, room string, lines <-chan string, onMessage func(*pb.ChatMessage)) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := c.chat.Chat(WithToken(ctx, c.token))
+	if err != nil {
+		return err
+	}
+	// The receiver runs until the stream ends; every return below waits
+	// for it, so Run leaves no goroutine behind.
+	received := make(chan error, 1)
+	go func() {
+		for {
+			m, err := stream.Recv()
+			if errors.Is(err, io.EOF) {
+				received <- nil // the server ended the stream with OK
+				return
+			}
+			if err != nil {
+				received <- err
+				return
+			}
+			onMessage(m)
+		}
+	}()
+	stop := func(err error) error {
+		cancel()
+		<-received
+		return err
+	}
+
+	// This goroutine is the only sender.
+	send := func(m *pb.ChatMessage) error {
+		if err := stream.Send(m); err != nil {
+			if errors.Is(err, io.EOF) {
+				return <-received // the server ended the stream; this is why
+			}
+			return stop(err)
+		}
+		return nil
+	}
+	if err := send(&pb.ChatMessage{Type: pb.MessageType_MESSAGE_TYPE_JOIN_ROOM, RoomId: room}); err != nil {
+		return err
+	}
+	for {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				// End of input: half-close and let the server finish.
+				if err := stream.CloseSend(); err != nil {
+					return stop(err)
+				}
+				return <-received
+			}
+			if err := send(&pb.ChatMessage{Type: pb.MessageType_MESSAGE_TYPE_CHAT, RoomId: room, Content: line}); err != nil {
+				return err
+			}
+		case err := <-received:
+			return err
+		case <-ctx.Done():
+			return stop(status.FromContextError(ctx.Err()).Err())
+		}
+	}
+}

@@ -1,0 +1,213 @@
+package main
+
+import (
+	"regexp"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
+)
+
+// Config holds the chat server's limits. The zero value of a field means
+// its default; tests shrink the limits to reach them quickly.
+type Config struct {
+	// QueueSize bounds each connection's outbound queue. A member whose
+	// queue is full when a message must reach it is evicted. Default 64.
+	QueueSize int
+	// MaxHistory bounds each room's stored messages. Default 100.
+	MaxHistory int
+	// HistoryOnJoin is how many recent messages a joiner receives.
+	// Default 20.
+	HistoryOnJoin int
+	// MaxContentBytes bounds a message's content. Default 2000.
+	MaxContentBytes int
+	// MaxRoomsPerConn bounds the rooms one connection joins. Default 10.
+	MaxRoomsPerConn int
+	// MessagesPerSecond and Burst rate-limit each user, across all of the
+	// user's connections. Defaults 5 and 10.
+	MessagesPerSecond float64
+	Burst             int
+	// FloodLimit ends a stream after this many refused messages in a row.
+	// Default 20.
+	FloodLimit int
+	// Now is the clock, for timestamps and the rate limiter. Default time.Now.
+	Now func() time.Time
+}
+
+func (c Config) withDefaults() Config {
+	if c.QueueSize == 0 {
+		c.QueueSize = 64
+	}
+	if c.MaxHistory == 0 {
+		c.MaxHistory = 100
+	}
+	if c.HistoryOnJoin == 0 {
+		c.HistoryOnJoin = 20
+	}
+	if c.MaxContentBytes == 0 {
+		c.MaxContentBytes = 2000
+	}
+	if c.MaxRoomsPerConn == 0 {
+		c.MaxRoomsPerConn = 10
+	}
+	if c.MessagesPerSecond == 0 {
+		c.MessagesPerSecond = 5
+	}
+	if c.Burst == 0 {
+		c.Burst = 10
+	}
+	if c.FloodLimit == 0 {
+		c.FloodLimit = 20
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// roomPattern is what a room name may look like.
+var roomPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
+
+// ChatServer implements pb.ChatServiceServer. Chat and its helpers are in
+// main.go; this file holds the state they share.
+type ChatServer struct {
+	pb.UnimplementedChatServiceServer
+
+	cfg Config
+	hub *hub
+}
+
+// NewChatServer returns a server with cfg's limits.
+func NewChatServer(cfg Config) *ChatServer {
+	cfg = cfg.withDefaults()
+	return &ChatServer{cfg: cfg, hub: &hub{
+		cfg:      cfg,
+		rooms:    make(map[string]*room),
+		limiters: make(map[string]*userLimiter),
+	}}
+}
+
+// connection is one client's chat stream as the hub sees it: who it is,
+// its outbound queue, and whether it has been evicted.
+type connection struct {
+	user string
+	// out is the bounded outbound queue. Only the stream's writer receives
+	// from it; anyone may offer to it, never blocking (see deliver).
+	out chan *pb.ChatMessage
+
+	evictOnce sync.Once
+	gone      chan struct{} // closed when the connection is evicted
+	goneErr   error         // why; written once before gone is closed
+
+	rooms map[string]bool // joined rooms; guarded by hub.mu
+
+	// refusedInARow counts rate-limited requests since the last accepted
+	// one; only the stream's reader touches it.
+	refusedInARow int
+}
+
+func newConnection(user string, queueSize int) *connection {
+	return &connection{
+		user:  user,
+		out:   make(chan *pb.ChatMessage, queueSize),
+		gone:  make(chan struct{}),
+		rooms: make(map[string]bool),
+	}
+}
+
+// evict marks the connection as gone for reason err. Only the first call
+// counts. The stream's handler sees gone closed and ends the stream with
+// err; the hub stops delivering to it at once.
+func (c *connection) evict(err error) {
+	c.evictOnce.Do(func() {
+		c.goneErr = err
+		close(c.gone)
+	})
+}
+
+// evicted reports whether evict was called.
+func (c *connection) evicted() bool {
+	select {
+	case <-c.gone:
+		return true
+	default:
+		return false
+	}
+}
+
+// hub holds the rooms, their members and histories, and the per-user rate
+// limiters. One mutex guards it all: fan-out happens under it, and since
+// delivering never blocks, holding it stays short, and every member of a
+// room sees that room's messages in one order.
+type hub struct {
+	cfg Config
+
+	mu       sync.Mutex
+	rooms    map[string]*room
+	limiters map[string]*userLimiter
+}
+
+// room is one chat room.
+type room struct {
+	members map[*connection]bool
+	history []*pb.ChatMessage // oldest first, at most cfg.MaxHistory
+	seq     int64             // the last CHAT sequence number given out
+}
+
+// roomLocked returns the room, creating it. h.mu must be held.
+func (h *hub) roomLocked(id string) *room {
+	r, ok := h.rooms[id]
+	if !ok {
+		r = &room{members: make(map[*connection]bool)}
+		h.rooms[id] = r
+	}
+	return r
+}
+
+// recentHistory returns up to n of the room's latest messages, oldest
+// first. h.mu must be held.
+func (r *room) recentHistory(n int) []*pb.ChatMessage {
+	return r.history[max(0, len(r.history)-n):]
+}
+
+// userLimiter rate-limits one user across that user's connections; it is
+// kept while any of them is open.
+type userLimiter struct {
+	limiter *rate.Limiter
+	conns   int
+}
+
+// register adds a connection for rate limiting.
+func (h *hub) register(c *connection) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	l, ok := h.limiters[c.user]
+	if !ok {
+		l = &userLimiter{limiter: rate.NewLimiter(rate.Limit(h.cfg.MessagesPerSecond), h.cfg.Burst)}
+		h.limiters[c.user] = l
+	}
+	l.conns++
+}
+
+// allow reports whether the user may send another message now. A request
+// can still be in the reader's hands after its connection was
+// disconnected; it is refused.
+func (h *hub) allow(c *connection) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	l, ok := h.limiters[c.user]
+	return ok && !c.evicted() && l.limiter.AllowN(h.cfg.Now(), 1)
+}
+
+// counts returns how many rooms, memberships and rate limiters the hub
+// holds; tests use them to prove cleanup.
+func (h *hub) counts() (rooms, memberships, limiters int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, r := range h.rooms {
+		memberships += len(r.members)
+	}
+	return len(h.rooms), memberships, len(h.limiters)
+}

@@ -1,0 +1,124 @@
+// Command day49_bidi_streaming is the Day 49 kata: gRPC bidirectional
+// streaming. This file holds the parts you write; README.md walks through
+// them task by task, and `make progress` shows which are done.
+package main
+
+import (
+	"context"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
+)
+
+// deliver offers m to c's outbound queue without ever blocking (task 1).
+//
+// Do nothing if c was evicted. If the queue (c.out) has room, put m in
+// it. If it is full: drop m when droppable (typing indicators), otherwise
+// evict c with a ResourceExhausted status whose message says "slow
+// consumer" and names the queue size. The publisher must never wait for a
+// slow member.
+func (c *connection) deliver(m *pb.ChatMessage, droppable bool) {
+	// TODO(task 1): a select with a default case.
+}
+
+// join adds c to the room roomID (task 2). Hold h.mu throughout.
+//
+// Evicted connections are ignored (nil). Joining a room c is already in
+// only sends the JOIN_ROOM confirmation again. Past cfg.MaxRoomsPerConn
+// rooms, return ResourceExhausted naming the limit. Otherwise deliver to
+// c the room's recent history (room.recentHistory(cfg.HistoryOnJoin)),
+// then a JOIN_ROOM confirmation (h.notice); deliver USER_JOINED to the
+// other members; then record the membership in both room.members and
+// c.rooms.
+func (h *hub) join(c *connection, roomID string) error {
+	// TODO(task 2)
+	return status.Errorf(codes.Unimplemented, "join: not implemented yet (see README, task 2)")
+}
+
+// leave removes c from roomID and confirms with LEAVE_ROOM (task 2). A
+// room c is not in is FailedPrecondition. The others get USER_LEFT; a room
+// left empty is deleted with its history.
+func (h *hub) leave(c *connection, roomID string) error {
+	// TODO(task 2)
+	return status.Errorf(codes.Unimplemented, "leave: not implemented yet (see README, task 2)")
+}
+
+// disconnect is called once when c's stream ends, however it ends (task
+// 2). Under h.mu: evict c (so a request still in flight cannot join it to
+// a room again), leave every room it is in (the others get USER_LEFT), and
+// drop its user's rate limiter when this was the user's last connection.
+// Afterwards nothing in the hub refers to c.
+func (h *hub) disconnect(c *connection) {
+	// TODO(task 2)
+}
+
+// publish stores a CHAT message from c in roomID and delivers it to every
+// member, c included (task 2).
+//
+// A room c has not joined is PermissionDenied. The message gets its id
+// ("<room>-<sequence>", from room.seq), c's user as user_id and the
+// server's time. Append it to the room's history, keeping at most
+// cfg.MaxHistory, then deliver it to each member. Do all of it under h.mu,
+// so every member sees the room's messages in one order.
+func (h *hub) publish(c *connection, roomID, content string) error {
+	// TODO(task 2)
+	return status.Errorf(codes.Unimplemented, "publish: not implemented yet (see README, task 2)")
+}
+
+// typing tells the other members of roomID that c is typing (task 2): a
+// TYPING message, never stored, not sent back to c, and droppable. A room
+// c has not joined is PermissionDenied.
+func (h *hub) typing(c *connection, roomID string) error {
+	// TODO(task 2)
+	return status.Errorf(codes.Unimplemented, "typing: not implemented yet (see README, task 2)")
+}
+
+// handle acts on one request from c (task 3).
+//
+// First the rate limit (s.hub.allow): over it, count the refusal in
+// c.refusedInARow and answer in-band with ResourceExhausted; at
+// cfg.FloodLimit refusals in a row return ResourceExhausted, which ends
+// the stream. An accepted request resets the count. Then by type:
+// JOIN_ROOM (room must match roomPattern, else InvalidArgument), LEAVE_ROOM,
+// CHAT (content non-empty, at most cfg.MaxContentBytes, valid UTF-8, else
+// InvalidArgument) and TYPING go to the hub; any other type is
+// InvalidArgument. A refused request is answered in-band with an ERROR
+// message carrying the status code and message; the stream goes on, so
+// return nil. Never read the user from the request: it is c.user.
+func (s *ChatServer) handle(c *connection, req *pb.ChatMessage) error {
+	// TODO(task 3)
+	return status.Errorf(codes.Unimplemented, "handle: not implemented yet (see README, task 3)")
+}
+
+// Chat serves one client's stream (task 3, with handle).
+//
+// The caller is identityFrom(stream.Context()) (Unauthenticated when
+// missing). Create the connection, register it with the hub, and make sure
+// s.hub.disconnect runs however Chat returns. Run a reader goroutine that
+// Recv()s and handles requests until io.EOF, an error, or handle ends the
+// stream. This goroutine is the only one that calls Send: it sends what
+// arrives on c.out, and returns when the reader ends (send what is still
+// queued, then return the reader's error: nil after the client's io.EOF)
+// or when c is evicted (return c.goneErr).
+func (s *ChatServer) Chat(stream pb.ChatService_ChatServer) error {
+	// TODO(task 3)
+	return status.Errorf(codes.Unimplemented, "Chat: not implemented yet (see README, task 3)")
+}
+
+// Run joins room and chats in it until lines is closed or ctx ends
+// (task 4).
+//
+// Open the stream with WithToken(ctx, c.token) and a context you cancel
+// on return. One goroutine receives and calls onMessage for each message;
+// the calling goroutine is the only sender: first a JOIN_ROOM, then a CHAT
+// for each line. When lines is closed, CloseSend and wait for the server
+// to end the stream. Return the server's status (nil when it ended with
+// OK; an io.EOF from Send means the status comes from Recv). When ctx
+// ends, return its status promptly. Never return before the receiving
+// goroutine has finished.
+func (c *ChatClient) Run(ctx context.Context, room string, lines <-chan string, onMessage func(*pb.ChatMessage)) error {
+	// TODO(task 4)
+	return status.Errorf(codes.Unimplemented, "ChatClient.Run: not implemented yet (see README, task 4)")
+}

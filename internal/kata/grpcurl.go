@@ -1,0 +1,452 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Time limits of the grpcurl check, generous for the shared 2-core machine.
+const (
+	grpcurlBuildTimeout = 30 * time.Minute // the first build compiles grpcurl and its module graph
+	// serverReadyTimeout bounds the wait for a README's server to answer
+	// its health check; go run compiles the day first.
+	serverReadyTimeout = 90 * time.Second
+	// serverStopLimit is how long a server may take to exit after SIGINT:
+	// the days' servers give running calls 5 s (shutdownTimeout in
+	// demo.go) before cutting them off, and none should be running.
+	serverStopLimit       = 5 * time.Second
+	readmeCommandTimeout  = time.Minute
+	healthPollInterval    = 250 * time.Millisecond
+	healthProbeMaxSeconds = "5" // grpcurl -max-time for one readiness probe
+)
+
+// grpcurlPackage is the main package of grpcurl in tools/clients/go.mod.
+const grpcurlPackage = "github.com/fullstorydev/grpcurl/cmd/grpcurl"
+
+// cmdGrpcurl runs the grpcurl commands that each day's README marks as
+// checked (see readmeblocks.go) against the day's server running the
+// reference solutions, and checks their exit status and output. With
+// -build it only builds .bin/grpcurl.
+func cmdGrpcurl(ctx context.Context, r *repo, inv invocation) error {
+	if inv.flag("build") {
+		_, err := r.buildGrpcurl(ctx)
+		return err
+	}
+	days, err := r.days(inv.day)
+	if err != nil || len(days) == 0 {
+		return noDays(err)
+	}
+	type dayBlocks struct {
+		day    day
+		blocks []checkedBlock
+	}
+	var todo []dayBlocks
+	for _, d := range days {
+		data, err := os.ReadFile(filepath.Join(d.path, "README.md"))
+		if errors.Is(err, os.ErrNotExist) {
+			fmt.Printf("day%s: no README.md, no grpcurl commands to check\n", d.num)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		blocks, err := parseCheckedBlocks(string(data))
+		if err != nil {
+			return fmt.Errorf("%s/README.md: %w", d.dir, err)
+		}
+		if len(blocks) == 0 {
+			fmt.Printf("day%s: the README marks no grpcurl commands as checked\n", d.num)
+			continue
+		}
+		todo = append(todo, dayBlocks{d, blocks})
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	if _, err := exec.LookPath("bash"); err != nil {
+		return fmt.Errorf("the README commands run with bash, which is not installed: %w", err)
+	}
+	grpcurl, err := r.buildGrpcurl(ctx)
+	if err != nil {
+		return err
+	}
+	var failed []string
+	for _, t := range todo {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err := r.checkReadmeCommands(ctx, t.day, t.blocks, grpcurl); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			fmt.Printf("day%s grpcurl: FAILED: %v\n", t.day.num, err)
+			failed = append(failed, t.day.dir)
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("grpcurl commands failed: %s", strings.Join(failed, ", "))
+	}
+	return nil
+}
+
+// buildGrpcurl builds the grpcurl version pinned in tools/clients/go.mod
+// into .bin/grpcurl and returns its path. The go command skips the build
+// when .bin/grpcurl is already up to date.
+func (r *repo) buildGrpcurl(ctx context.Context) (string, error) {
+	if _, err := os.Stat(filepath.Join(r.root, "tools", "clients", "go.mod")); err != nil {
+		return "", fmt.Errorf("tools/clients/go.mod, which pins grpcurl, is missing: %w", err)
+	}
+	bin := filepath.Join(r.root, ".bin", "grpcurl")
+	fmt.Println("building grpcurl from tools/clients/go.mod into .bin/grpcurl (the first build downloads and compiles grpcurl and takes a few minutes; later ones take seconds)")
+	err := r.run(ctx, runOpts{timeout: grpcurlBuildTimeout}, "go", "build", "-C", "tools/clients", "-o", bin, grpcurlPackage)
+	if err != nil {
+		return "", fmt.Errorf("building grpcurl: %w", err)
+	}
+	return bin, nil
+}
+
+// checkReadmeCommands starts the day's server as its README says, with the
+// reference solutions, runs every checked command against it and stops it.
+func (r *repo) checkReadmeCommands(ctx context.Context, d day, blocks []checkedBlock, grpcurl string) (err error) {
+	readme := d.dir + "/README.md"
+	var serverCmd *readmeCommand
+	var commands []readmeCommand
+	for _, b := range blocks {
+		switch b.kind {
+		case blockServer:
+			if serverCmd != nil {
+				return fmt.Errorf("%s:%d: a second server block (the first is at line %d)", readme, b.line, serverCmd.line)
+			}
+			if len(b.commands) != 1 {
+				return fmt.Errorf("%s:%d: a server block holds one command, this one %d", readme, b.line, len(b.commands))
+			}
+			serverCmd = &b.commands[0]
+		case blockGrpcurl:
+			commands = append(commands, b.commands...)
+		}
+	}
+	if serverCmd == nil {
+		return fmt.Errorf("%s has checked grpcurl commands but no <!-- checked: %s --> block to start the server", readme, blockServer)
+	}
+	if len(commands) == 0 {
+		return fmt.Errorf("%s has a server block but no <!-- checked: %s --> commands", readme, blockGrpcurl)
+	}
+	serverArgs, err := goRunArgs(*serverCmd)
+	if err != nil {
+		return fmt.Errorf("%s:%d: %w", readme, serverCmd.line, err)
+	}
+	addr, err := commandsAddress(commands)
+	if err != nil {
+		return fmt.Errorf("%s: %w", readme, err)
+	}
+	if err := portFree(addr); err != nil {
+		return err
+	}
+
+	replace, err := solutionOverlay([]day{d})
+	if err != nil {
+		return err
+	}
+	overlay, remove, err := writeTempOverlay(replace)
+	if err != nil {
+		return err
+	}
+	defer remove()
+
+	fmt.Printf("day%s: %d grpcurl commands in %s\n", d.num, len(commands), readme)
+	fmt.Printf("day%s: starting the server as %s:%d says, with the reference solutions: %s\n", d.num, readme, serverCmd.line, serverCmd.text)
+	srv, err := r.startServer(ctx, append([]string{"run", "-overlay=" + overlay}, serverArgs...))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		took, stopErr := srv.stop()
+		if ctx.Err() != nil {
+			return // interrupted: the server was only to be stopped
+		}
+		if stopErr == nil {
+			fmt.Printf("day%s: the server stopped cleanly %.1fs after SIGINT (limit %v)\n", d.num, took.Seconds(), serverStopLimit)
+			return
+		}
+		if err == nil {
+			err = stopErr
+			srv.showOutput()
+			return
+		}
+		fmt.Printf("day%s: and stopping the server: %v\n", d.num, stopErr)
+	}()
+
+	fmt.Printf("day%s: waiting up to %v for %s to answer the health check\n", d.num, serverReadyTimeout, addr)
+	start := time.Now()
+	if err := srv.waitHealthy(ctx, grpcurl, addr); err != nil {
+		if ctx.Err() == nil {
+			srv.showOutput()
+		}
+		return err
+	}
+	fmt.Printf("day%s: the server answers after %.1fs\n", d.num, time.Since(start).Seconds())
+
+	var failed []string
+	for _, c := range commands {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		where := fmt.Sprintf("%s:%d", readme, c.line)
+		if problem := r.runReadmeCommand(ctx, c); problem != "" {
+			fmt.Printf("FAIL %s: %s\n", where, problem)
+			failed = append(failed, where)
+			continue
+		}
+		fmt.Printf("ok   %s: exit status %d, %d shown output lines found\n", where, c.exit, len(c.expect))
+	}
+	if len(failed) > 0 {
+		srv.showOutput()
+		return fmt.Errorf("%d of %d commands did not do what the README shows: %s", len(failed), len(commands), strings.Join(failed, ", "))
+	}
+	fmt.Printf("day%s: all %d grpcurl commands work as printed\n", d.num, len(commands))
+	return nil
+}
+
+// runReadmeCommand runs one command through bash from the repository root
+// and describes how it differs from what the README shows, or returns "".
+func (r *repo) runReadmeCommand(ctx context.Context, c readmeCommand) string {
+	var out bytes.Buffer
+	err := r.run(ctx, runOpts{timeout: readmeCommandTimeout, stdout: &out, stderr: &out, display: c.summary()}, "bash", "-c", c.text)
+	code := 0
+	if err != nil {
+		if !exitedNonZero(err) {
+			return fmt.Sprintf("%v\n%s", err, quoteOutput(out.String()))
+		}
+		var exit *exec.ExitError
+		errors.As(err, &exit)
+		code = exit.ExitCode()
+	}
+	var problems []string
+	if code != c.exit {
+		problems = append(problems, fmt.Sprintf("exit status %d, want %d", code, c.exit))
+	}
+	for _, m := range missingOutput(out.String(), c.expect) {
+		problems = append(problems, "no output line matches #> "+m)
+	}
+	if len(problems) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s; it printed:\n%s", strings.Join(problems, "; "), quoteOutput(out.String()))
+}
+
+// quoteOutput indents what a command printed, for a failure report.
+func quoteOutput(s string) string {
+	s = strings.TrimRight(s, "\n")
+	if s == "" {
+		return "    (nothing)"
+	}
+	return indent(s, "    ")
+}
+
+// goRunArgs checks that a server block's command is a plain "go run ..."
+// and returns its arguments after "run". The runner starts it without a
+// shell, so quoting and other shell syntax are refused.
+func goRunArgs(c readmeCommand) ([]string, error) {
+	if strings.ContainsAny(c.text, "\\\n'\"`$|&;<>(){}*?~") || len(c.expect) > 0 || c.exit != 0 {
+		return nil, fmt.Errorf("the server block must hold one plain command, go run PACKAGE [FLAGS], without shell syntax or shown output; it holds %q", c.text)
+	}
+	words := strings.Fields(c.text)
+	if len(words) < 3 || words[0] != "go" || words[1] != "run" {
+		return nil, fmt.Errorf("the server command must be go run PACKAGE [FLAGS], not %q", c.text)
+	}
+	return words[2:], nil
+}
+
+// localAddress matches a loopback host:port in a command.
+var localAddress = regexp.MustCompile(`\b(?:127\.0\.0\.1|localhost):\d+\b`)
+
+// commandsAddress returns the one loopback address the commands talk to.
+func commandsAddress(commands []readmeCommand) (string, error) {
+	var addrs []string
+	for _, c := range commands {
+		for _, a := range localAddress.FindAllString(c.text, -1) {
+			if !slices.Contains(addrs, a) {
+				addrs = append(addrs, a)
+			}
+		}
+	}
+	switch len(addrs) {
+	case 1:
+		return addrs[0], nil
+	case 0:
+		return "", errors.New("the checked commands name no 127.0.0.1:PORT or localhost:PORT to talk to")
+	default:
+		return "", fmt.Errorf("the checked commands talk to several addresses (%s); the server serves one", strings.Join(addrs, ", "))
+	}
+}
+
+// portFree fails with an explanation when something already listens on
+// addr: the commands would talk to it instead of the server under test.
+func portFree(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%s is already in use, so the README's server cannot listen there "+
+			"(is a server from an earlier go run still running? stop it and run the check again): %w", addr, err)
+	}
+	return l.Close()
+}
+
+// server is a program started in the background with its own process
+// group.
+type server struct {
+	cmd    *exec.Cmd
+	out    *lockedBuffer
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the program has exited
+	err    error         // what Wait returned, once done is closed
+}
+
+// startServer starts the go command with args from the repository root.
+// Its output is kept for failure reports. Cancelling ctx interrupts its
+// process group, as stop does.
+func (r *repo) startServer(ctx context.Context, args []string) (*server, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	out := &lockedBuffer{}
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = r.root
+	cmd.Stdout, cmd.Stderr = out, out
+	ownProcessGroup(cmd)
+	fmt.Printf("$ %s &\n", commandLine(r.root, "go", args))
+	if err := cmd.Start(); err != nil {
+		cancel()
+		return nil, fmt.Errorf("starting the server: %w", err)
+	}
+	s := &server{cmd: cmd, out: out, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		s.err = cmd.Wait()
+		close(s.done)
+	}()
+	return s, nil
+}
+
+// exited reports whether the program has exited.
+func (s *server) exited() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// waitHealthy polls addr with grpcurl until the standard health check
+// answers SERVING, the program exits, or serverReadyTimeout passes.
+func (s *server) waitHealthy(parent context.Context, grpcurl, addr string) error {
+	ctx, cancel := context.WithTimeout(parent, serverReadyTimeout)
+	defer cancel()
+	var last []byte
+	for {
+		probe, probeCancel := context.WithTimeout(ctx, 10*time.Second)
+		last, _ = exec.CommandContext(probe, grpcurl, "-plaintext", "-max-time", healthProbeMaxSeconds,
+			addr, "grpc.health.v1.Health/Check").CombinedOutput()
+		probeCancel()
+		if bytes.Contains(last, []byte(`"SERVING"`)) {
+			return nil
+		}
+		if s.exited() {
+			if parent.Err() != nil {
+				return parent.Err()
+			}
+			if strings.Contains(s.out.String(), "address already in use") {
+				return fmt.Errorf("the server could not listen on %s: the address is already in use", addr)
+			}
+			return fmt.Errorf("the server exited before answering the health check: %v", s.err)
+		}
+		select {
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return fmt.Errorf("the server did not answer the health check on %s within %v; the last attempt said: %s",
+					addr, serverReadyTimeout, strings.TrimSpace(string(last)))
+			}
+			return ctx.Err()
+		case <-s.done:
+		case <-time.After(healthPollInterval):
+		}
+	}
+}
+
+// stop interrupts the program's process group with SIGINT, as Ctrl+C in a
+// terminal would, and requires a clean exit within serverStopLimit. A
+// program that overstays is killed. It returns how long the exit took.
+func (s *server) stop() (time.Duration, error) {
+	if s.exited() {
+		s.cancel()
+		return 0, fmt.Errorf("the server had exited before it was stopped: %v", s.err)
+	}
+	start := time.Now()
+	s.cancel()
+	t := time.NewTimer(serverStopLimit)
+	defer t.Stop()
+	select {
+	case <-s.done:
+	case <-t.C:
+		killProcessGroup(s.cmd)
+		<-s.done
+		return 0, fmt.Errorf("the server did not exit within %v of SIGINT, so it was killed", serverStopLimit)
+	}
+	took := time.Since(start)
+	// The go command of go run catches SIGINT too and then exits 1 even
+	// when the program exited 0; a program that failed or died of the
+	// signal it did not handle, it reports on its last line.
+	if st := s.cmd.ProcessState; st == nil || st.ExitCode() > 1 {
+		return took, fmt.Errorf("the server did not exit cleanly after SIGINT: %v", s.err)
+	}
+	if report := goRunReport(s.out.String()); report != "" {
+		return took, fmt.Errorf("the server did not exit cleanly after SIGINT: go run says %q", report)
+	}
+	return took, nil
+}
+
+// goRunFailure matches the line go run prints after its program when the
+// program exited non-zero or was killed by a signal.
+var goRunFailure = regexp.MustCompile(`^(exit status \d+|signal: .+)$`)
+
+// goRunReport returns the failure go run reported at the end of output, or
+// "" when there is none.
+func goRunReport(output string) string {
+	lines := strings.Split(strings.TrimRight(output, "\n"), "\n")
+	if last := strings.TrimSpace(lines[len(lines)-1]); goRunFailure.MatchString(last) {
+		return last
+	}
+	return ""
+}
+
+// showOutput prints what the program printed, for a failure report.
+func (s *server) showOutput() {
+	fmt.Printf("the server printed:\n%s\n", quoteOutput(s.out.String()))
+}
+
+// lockedBuffer is a bytes.Buffer that a running command may write while
+// the runner reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
