@@ -3,9 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"sync"
 	"testing"
@@ -124,15 +122,7 @@ func sendBatch(ctx context.Context, client pb.BatchServiceClient, token string, 
 	if err != nil {
 		return nil, err
 	}
-	for _, item := range items {
-		if err := stream.Send(item); err != nil {
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			return nil, err
-		}
-	}
-	return stream.CloseAndRecv()
+	return streamAll(stream, items)
 }
 
 // outcome is what a test expects for one item.

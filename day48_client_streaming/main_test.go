@@ -189,23 +189,32 @@ func chunksOf(name, uploadID string, data []byte, chunkSize int) []*pb.FileChunk
 	}
 }
 
-// sendChunks sends chunks on a new stream and returns what CloseAndRecv
+// streamAll sends items on a client stream and returns what CloseAndRecv
 // answers. A Send that fails with io.EOF means the server has already
 // answered, so the status is taken from CloseAndRecv as a client should.
+func streamAll[Req, Resp any](stream interface {
+	Send(Req) error
+	CloseAndRecv() (Resp, error)
+}, items []Req) (Resp, error) {
+	for _, item := range items {
+		if err := stream.Send(item); err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			var none Resp
+			return none, err
+		}
+	}
+	return stream.CloseAndRecv()
+}
+
+// sendChunks sends chunks on a new UploadFile stream.
 func sendChunks(ctx context.Context, client pb.FileUploadServiceClient, chunks ...*pb.FileChunk) (*pb.UploadResult, error) {
 	stream, err := client.UploadFile(ctx)
 	if err != nil {
 		return nil, err
 	}
-	for _, c := range chunks {
-		if err := stream.Send(c); err != nil {
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			return nil, err
-		}
-	}
-	return stream.CloseAndRecv()
+	return streamAll(stream, chunks)
 }
 
 func TestValidateFileName(t *testing.T) {
@@ -1234,15 +1243,7 @@ func sendPoints(ctx context.Context, client pb.DataCollectionServiceClient, poin
 	if err != nil {
 		return nil, err
 	}
-	for _, p := range points {
-		if err := stream.Send(p); err != nil {
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			return nil, err
-		}
-	}
-	return stream.CloseAndRecv()
+	return streamAll(stream, points)
 }
 
 func wantCounts(t *testing.T, res *pb.CollectionResult, total, ok, failed int64) {

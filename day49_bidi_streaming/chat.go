@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
 )
@@ -86,6 +88,7 @@ func NewChatServer(cfg Config) *ChatServer {
 		cfg:      cfg,
 		rooms:    make(map[string]*room),
 		limiters: make(map[string]*userLimiter),
+		conns:    make(map[*connection]bool),
 	}}
 }
 
@@ -147,6 +150,7 @@ type hub struct {
 	mu       sync.Mutex
 	rooms    map[string]*room
 	limiters map[string]*userLimiter
+	conns    map[*connection]bool // every registered connection
 }
 
 // room is one chat room.
@@ -179,16 +183,43 @@ type userLimiter struct {
 	conns   int
 }
 
-// register adds a connection for rate limiting.
+// register adds a connection to the hub and to its user's rate limiter.
 func (h *hub) register(c *connection) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.conns[c] = true
 	l, ok := h.limiters[c.user]
 	if !ok {
 		l = &userLimiter{limiter: rate.NewLimiter(rate.Limit(h.cfg.MessagesPerSecond), h.cfg.Burst)}
 		h.limiters[c.user] = l
 	}
 	l.conns++
+}
+
+// unregisterLocked undoes register: it forgets the connection and drops
+// its user's rate limiter with the user's last connection. h.mu must be
+// held.
+func (h *hub) unregisterLocked(c *connection) {
+	if !h.conns[c] {
+		return
+	}
+	delete(h.conns, c)
+	l := h.limiters[c.user]
+	if l.conns--; l.conns == 0 {
+		delete(h.limiters, c.user)
+	}
+}
+
+// Shutdown ends every chat stream with Unavailable, so that a graceful
+// stop of the server does not wait for sessions that would never end by
+// themselves. Each stream's handler then cleans up as usual.
+func (s *ChatServer) Shutdown() {
+	h := s.hub
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for c := range h.conns {
+		c.evict(status.Error(codes.Unavailable, "the server is shutting down"))
+	}
 }
 
 // allow reports whether the user may send another message now. A request
@@ -201,13 +232,13 @@ func (h *hub) allow(c *connection) bool {
 	return ok && !c.evicted() && l.limiter.AllowN(h.cfg.Now(), 1)
 }
 
-// counts returns how many rooms, memberships and rate limiters the hub
-// holds; tests use them to prove cleanup.
-func (h *hub) counts() (rooms, memberships, limiters int) {
+// counts returns how many rooms, memberships, rate limiters and
+// connections the hub holds; tests use them to prove cleanup.
+func (h *hub) counts() (rooms, memberships, limitersAndConns int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, r := range h.rooms {
 		memberships += len(r.members)
 	}
-	return len(h.rooms), memberships, len(h.limiters)
+	return len(h.rooms), memberships, len(h.limiters) + len(h.conns)
 }

@@ -72,13 +72,17 @@ func run(addr string, once, serveOnly bool) error {
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
 	srv := grpc.NewServer(grpc.ChainStreamInterceptor(AuthInterceptor(tokens, time.Now)))
-	pb.RegisterChatServiceServer(srv, NewChatServer(Config{}))
+	chat := NewChatServer(Config{})
+	pb.RegisterChatServiceServer(srv, chat)
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(srv, healthSrv)
 	reflection.Register(srv)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
-	defer shutdown(srv, healthSrv)
+	defer func() {
+		healthSrv.Shutdown()
+		gracefulStop(srv, chat.Shutdown, shutdownTimeout)
+	}()
 
 	fmt.Println("=== Day 49: gRPC bidirectional streaming ===")
 	fmt.Printf("Serving streaming.v1.ChatService on %s\n\n", lis.Addr())
@@ -100,21 +104,28 @@ func run(addr string, once, serveOnly bool) error {
 	}
 }
 
-// shutdown lets running calls finish for a while, then cuts them off.
-func shutdown(srv *grpc.Server, healthSrv *health.Server) {
-	healthSrv.Shutdown()
+// gracefulStop stops srv: endStreams (when not nil) ends the long-lived
+// streams, which would otherwise hold a graceful stop for ever; then
+// GracefulStop lets running calls finish for up to timeout, after which
+// Stop cuts them off. It reports whether it had to cut them off.
+func gracefulStop(srv *grpc.Server, endStreams func(), timeout time.Duration) (forced bool) {
+	if endStreams != nil {
+		endStreams()
+	}
 	done := make(chan struct{})
 	go func() {
 		srv.GracefulStop()
 		close(done)
 	}()
-	t := time.NewTimer(shutdownTimeout)
+	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
 	case <-done:
+		return false
 	case <-t.C:
 		srv.Stop()
 		<-done
+		return true
 	}
 }
 

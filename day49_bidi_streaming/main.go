@@ -48,8 +48,7 @@ func (h *hub) leave(c *connection, roomID string) error {
 // disconnect is called once when c's stream ends, however it ends (task
 // 2). Under h.mu: evict c (so a request still in flight cannot join it to
 // a room again), leave every room it is in (the others get USER_LEFT), and
-// drop its user's rate limiter when this was the user's last connection.
-// Afterwards nothing in the hub refers to c.
+// h.unregisterLocked(c). Afterwards nothing in the hub refers to c.
 func (h *hub) disconnect(c *connection) {
 	// TODO(task 2)
 }
@@ -98,10 +97,12 @@ func (s *ChatServer) handle(c *connection, req *pb.ChatMessage) error {
 // missing). Create the connection, register it with the hub, and make sure
 // s.hub.disconnect runs however Chat returns. Run a reader goroutine that
 // Recv()s and handles requests until io.EOF, an error, or handle ends the
-// stream. This goroutine is the only one that calls Send: it sends what
-// arrives on c.out, and returns when the reader ends (send what is still
-// queued, then return the reader's error: nil after the client's io.EOF)
-// or when c is evicted (return c.goneErr).
+// stream, and a writer goroutine, the only one that calls Send: it sends
+// what arrives on c.out; when the reader ends it sends what is still
+// queued and returns the reader's error (nil after the client's io.EOF).
+// Chat itself returns the writer's result, or c.goneErr as soon as c is
+// evicted, even while the writer is stuck in a Send to a client that does
+// not read.
 func (s *ChatServer) Chat(stream pb.ChatService_ChatServer) error {
 	// TODO(task 3)
 	return status.Errorf(codes.Unimplemented, "Chat: not implemented yet (see README, task 3)")

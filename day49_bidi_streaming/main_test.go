@@ -337,12 +337,13 @@ func TestHub(t *testing.T) {
 // "<user>-token" for alice, bob, carol, mallory and a silent reader.
 type chatEnv struct {
 	*katatest.Server
-	srv    *ChatServer
-	tokens *TokenStore
-	client pb.ChatServiceClient
+	grpcServer *grpc.Server
+	srv        *ChatServer
+	tokens     *TokenStore
+	client     pb.ChatServiceClient
 }
 
-func startChat(t *testing.T, cfg Config) *chatEnv {
+func startChat(t *testing.T, cfg Config, opts ...katatest.Option) *chatEnv {
 	t.Helper()
 	before := goleak.IgnoreCurrent()
 	t.Cleanup(func() { goleak.VerifyNone(t, before) }) // runs last
@@ -352,9 +353,14 @@ func startChat(t *testing.T, cfg Config) *chatEnv {
 	}
 	cfg.Now = frozenClock
 	srv := NewChatServer(cfg)
-	s := katatest.Start(t, func(g *grpc.Server) { pb.RegisterChatServiceServer(g, srv) },
-		katatest.WithServerOptions(grpc.ChainStreamInterceptor(AuthInterceptor(tokens, frozenClock))))
-	return &chatEnv{Server: s, srv: srv, tokens: tokens, client: pb.NewChatServiceClient(s.Conn)}
+	env := &chatEnv{srv: srv, tokens: tokens}
+	opts = append([]katatest.Option{katatest.WithServerOptions(grpc.ChainStreamInterceptor(AuthInterceptor(tokens, frozenClock)))}, opts...)
+	env.Server = katatest.Start(t, func(g *grpc.Server) {
+		env.grpcServer = g
+		pb.RegisterChatServiceServer(g, srv)
+	}, opts...)
+	env.client = pb.NewChatServiceClient(env.Conn)
+	return env
 }
 
 // session is one open Chat stream as a test drives it.
@@ -654,6 +660,9 @@ func TestChat(t *testing.T) {
 			waitFor(alice, aliceGot, aliceErr, (round+1)*8)
 			waitFor(bob, bobGot, bobErr, (round+1)*8)
 		}
+		// The server must end silent's stream while silent still reads
+		// nothing: two Chat handlers (alice's and bob's) remain.
+		env.WaitInFlight(t, chatMethod, 2)
 		var err error
 		for err == nil {
 			_, err = silent.stream.Recv()
@@ -785,4 +794,183 @@ func TestChatClient(t *testing.T) {
 		}
 		env.WaitIdle(t)
 	})
+}
+
+// handlerResult records how the Chat handler ended: its returned error and
+// its stream context's error at that moment.
+type handlerResult struct {
+	mu                 sync.Mutex
+	handlerErr, ctxErr error
+	hadDeadline        bool
+	done               chan struct{}
+}
+
+func (r *handlerResult) intercept(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	_, hadDeadline := ss.Context().Deadline()
+	err := handler(srv, ss)
+	r.mu.Lock()
+	r.handlerErr, r.ctxErr, r.hadDeadline = err, ss.Context().Err(), hadDeadline
+	r.mu.Unlock()
+	close(r.done)
+	return err
+}
+
+func (r *handlerResult) wait(t *testing.T) (handlerErr, ctxErr error) {
+	t.Helper()
+	select {
+	case <-r.done:
+	case <-time.After(katatest.TestTimeout):
+		t.Fatal("the Chat handler did not return")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.handlerErr, r.ctxErr
+}
+
+// recvStatus receives until the stream ends and returns its status (nil
+// for OK).
+func recvStatus(s *session) error {
+	for {
+		if _, err := s.stream.Recv(); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+func wantHubEmpty(t *testing.T, env *chatEnv) {
+	t.Helper()
+	env.WaitIdle(t)
+	if rooms, memberships, rest := env.srv.hub.counts(); rooms+memberships+rest != 0 {
+		t.Fatalf("after the stream ended the hub holds %d rooms, %d memberships, %d limiters and connections; want none", rooms, memberships, rest)
+	}
+}
+
+func TestStreamErrors(t *testing.T) {
+	t.Run("Client_cancel_is_Canceled_on_the_server_and_cleaned_up", func(t *testing.T) {
+		result := &handlerResult{done: make(chan struct{})}
+		env := startChat(t, Config{}, katatest.WithStreamInterceptor(result.intercept))
+		alice := env.open(t, "alice")
+		alice.join("lobby")
+		alice.cancel()
+		handlerErr, ctxErr := result.wait(t)
+		if !errors.Is(ctxErr, context.Canceled) {
+			t.Fatalf("server stream context after the client cancelled: %v, want context.Canceled", ctxErr)
+		}
+		katatest.WantCode(t, handlerErr, codes.Canceled, "Chat handler after the client cancelled")
+		wantHubEmpty(t, env)
+	})
+
+	t.Run("Deadline_ends_the_stream_on_both_sides", func(t *testing.T) {
+		result := &handlerResult{done: make(chan struct{})}
+		env := startChat(t, Config{}, katatest.WithStreamInterceptor(result.intercept))
+		ctx, cancel := context.WithTimeout(katatest.Context(t), 300*time.Millisecond)
+		defer cancel()
+		stream, err := env.client.Chat(WithToken(ctx, "alice-token"))
+		katatest.WantCode(t, err, codes.OK, "Chat(alice, 300ms deadline)")
+		alice := &session{t: t, user: "alice", stream: stream, cancel: cancel}
+		alice.join("lobby")
+		katatest.WantCode(t, recvStatus(alice), codes.DeadlineExceeded, "Recv after the stream's deadline")
+		_, ctxErr := result.wait(t)
+		result.mu.Lock()
+		hadDeadline := result.hadDeadline
+		result.mu.Unlock()
+		// The server's copy of the deadline or the client's cancel,
+		// whichever arrives first, ends the server's context.
+		if !hadDeadline || ctxErr == nil {
+			t.Fatalf("server stream context: deadline propagated %v, ended with %v; want the client's deadline on the server and the context ended", hadDeadline, ctxErr)
+		}
+		wantHubEmpty(t, env)
+	})
+
+	t.Run("CloseSend_finishes_cleanly_and_delivers_the_replies", func(t *testing.T) {
+		env := startChat(t, Config{})
+		alice := env.open(t, "alice")
+		alice.send(&pb.ChatMessage{Type: pb.MessageType_MESSAGE_TYPE_JOIN_ROOM, RoomId: "lobby"})
+		alice.say("lobby", "last words")
+		if err := alice.stream.CloseSend(); err != nil {
+			t.Fatalf("CloseSend() = %v", err)
+		}
+		var got []string
+		for {
+			m, err := alice.stream.Recv()
+			if err != nil {
+				katatest.WantCode(t, ignoreEOF(err), codes.OK, "the stream's status after CloseSend")
+				break
+			}
+			got = append(got, describe([]*pb.ChatMessage{m})...)
+		}
+		if want := []string{"JOIN_ROOM alice", "CHAT alice: last words"}; !slices.Equal(got, want) {
+			t.Fatalf("after CloseSend alice received %q, want %q: a half-close still gets every reply", got, want)
+		}
+		wantHubEmpty(t, env)
+	})
+
+	t.Run("Cancel_aborts_instead", func(t *testing.T) {
+		result := &handlerResult{done: make(chan struct{})}
+		env := startChat(t, Config{}, katatest.WithStreamInterceptor(result.intercept))
+		alice := env.open(t, "alice")
+		alice.join("lobby")
+		alice.cancel()
+		katatest.WantCode(t, recvStatus(alice), codes.Canceled, "Recv after cancel")
+		handlerErr, _ := result.wait(t)
+		katatest.WantCode(t, handlerErr, codes.Canceled, "Chat handler after cancel")
+	})
+
+	t.Run("Oversized_message_is_ResourceExhausted", func(t *testing.T) {
+		env := startChat(t, Config{MaxContentBytes: 1 << 20}, katatest.WithServerOptions(grpc.MaxRecvMsgSize(4096)))
+		alice := env.open(t, "alice")
+		alice.join("lobby")
+		alice.say("lobby", strings.Repeat("x", 8192))
+		err := recvStatus(alice)
+		katatest.WantCode(t, err, codes.ResourceExhausted, "a 8 KiB message to a server with MaxRecvMsgSize 4096")
+		wantHubEmpty(t, env)
+	})
+
+	t.Run("A_reply_that_cannot_be_sent_ends_the_stream", func(t *testing.T) {
+		env := startChat(t, Config{}, katatest.WithServerOptions(grpc.MaxSendMsgSize(1024)))
+		alice := env.open(t, "alice")
+		alice.join("lobby")
+		alice.say("lobby", strings.Repeat("x", 1500)) // its echo is over the server's send limit
+		err := recvStatus(alice)
+		katatest.WantCode(t, err, codes.ResourceExhausted, "a reply over the server's MaxSendMsgSize")
+		wantHubEmpty(t, env)
+	})
+
+	t.Run("Shutdown_ends_live_streams_with_Unavailable", func(t *testing.T) {
+		env := startChat(t, Config{})
+		alice, bob := env.open(t, "alice"), env.open(t, "bob")
+		alice.join("lobby")
+		bob.join("lobby")
+		forced := make(chan bool, 1)
+		go func() { forced <- gracefulStop(env.grpcServer, env.srv.Shutdown, katatest.TestTimeout) }()
+		for _, s := range []*session{alice, bob} {
+			katatest.WantCode(t, recvStatus(s), codes.Unavailable, "%s's stream when the server shuts down", s.user)
+		}
+		if <-forced {
+			t.Fatal("the graceful stop had to be forced, want the chat streams ended so it completes by itself")
+		}
+		wantHubEmpty(t, env)
+	})
+
+	t.Run("Shutdown_timeout_cuts_off_streams_it_cannot_end", func(t *testing.T) {
+		env := startChat(t, Config{})
+		alice := env.open(t, "alice")
+		alice.join("lobby")
+		forced := make(chan bool, 1)
+		go func() { forced <- gracefulStop(env.grpcServer, nil, 200*time.Millisecond) }()
+		katatest.WantCode(t, recvStatus(alice), codes.Unavailable, "a chat stream when the server stops after its shutdown timeout")
+		if !<-forced {
+			t.Fatal("gracefulStop without ending the streams returned without forcing, want Stop after the timeout")
+		}
+	})
+}
+
+func ignoreEOF(err error) error {
+	if errors.Is(err, io.EOF) {
+		return nil
+	}
+	return err
 }

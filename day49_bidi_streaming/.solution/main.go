@@ -88,10 +88,7 @@ func (h *hub) disconnect(c *connection) {
 	for roomID := range c.rooms {
 		h.leaveLocked(c, roomID)
 	}
-	l := h.limiters[c.user]
-	if l.conns--; l.conns == 0 {
-		delete(h.limiters, c.user)
-	}
+	h.unregisterLocked(c)
 }
 
 // publish stores and broadcasts a chat message. See the task 2 stub.
@@ -215,20 +212,37 @@ func (s *ChatServer) Chat(stream pb.ChatService_ChatServer) error {
 	s.hub.register(c)
 	defer s.hub.disconnect(c)
 
-	// The reader goroutine receives and handles requests; this goroutine
-	// is the only one that calls Send. The reader ends when the stream
-	// does, which happens when this handler returns.
+	// The reader goroutine receives and handles requests; the writer
+	// goroutine is the only one that calls Send. This goroutine waits for
+	// the writer, or for an eviction: that must end the stream even while
+	// a Send is blocked on a client that does not read. Both goroutines
+	// end when the stream does, which happens when this handler returns.
 	readDone := make(chan error, 1)
 	go func() { readDone <- s.readRequests(stream, c) }()
+	writeDone := make(chan error, 1)
+	go func() { writeDone <- writeReplies(stream, c, readDone) }()
+	select {
+	case err := <-writeDone:
+		return err
+	case <-c.gone:
+		return c.goneErr
+	}
+}
+
+// writeReplies sends what arrives on c.out until c is evicted or the
+// reader ends; then it sends the replies already queued and returns the
+// reader's error (nil after the client's io.EOF).
+func writeReplies(stream pb.ChatService_ChatServer, c *connection, readDone <-chan error) error {
 	for {
 		select {
 		case m := <-c.out:
+			if c.evicted() {
+				return nil // the handler is returning; the stream is over
+			}
 			if err := stream.Send(m); err != nil {
 				return err
 			}
 		case err := <-readDone:
-			// The client closed its side (nil), the stream broke, or handle
-			// ended it: send the replies already queued, then end.
 			for {
 				select {
 				case m := <-c.out:
@@ -240,7 +254,7 @@ func (s *ChatServer) Chat(stream pb.ChatService_ChatServer) error {
 				}
 			}
 		case <-c.gone:
-			return c.goneErr
+			return nil
 		}
 	}
 }

@@ -1,0 +1,611 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
+)
+
+const (
+	fanOutRoom = "bench"
+	// fanOutConns is how many client connections the members share, as
+	// if a few processes each ran many chat sessions: 1,000 connections
+	// would measure the kernel's socket handling more than the hub.
+	fanOutConns = 10
+	// fanOutWindow bounds how far the saturating publisher runs ahead of
+	// the slowest receiver. At half the default QueueSize of 64, no
+	// member's queue can fill (the rest leaves room for presence
+	// notices), so saturation measures delivery, not evictions.
+	fanOutWindow = 32
+	// fanOutDeliveriesPerOp sets the messages one op publishes in the
+	// saturated run: 2,000 to 100 members, 200 to 1,000.
+	fanOutDeliveriesPerOp = 200_000
+	// fanOutContentBytes is the size of every message's content: phase,
+	// index and send time, padded to a short chat line.
+	fanOutContentBytes = 64
+	// The paced runs last about fanOutPacedFor, with between
+	// fanOutPacedMin and fanOutPacedMax messages.
+	fanOutPacedFor = 2 * time.Second
+	fanOutPacedMin = 200
+	fanOutPacedMax = 2_000
+	// fanOutWait bounds every wait for deliveries, joins and stream ends.
+	fanOutWait = 30 * time.Second
+
+	fanOutPublisher = "publisher"
+	fanOutStalled   = "stalled"
+)
+
+// BenchmarkRoomFanOut measures one room with N members, each on its own
+// Chat stream over TCP on 127.0.0.1 (the members share fanOutConns client
+// connections), and one publisher, against the reference server with its
+// default QueueSize and a rate limit raised out of the way. It reports:
+//
+//   - deliveries/s: messages published × members, with the publisher
+//     sending as fast as the room delivers (at most fanOutWindow messages
+//     ahead of the slowest member). Each op publishes
+//     fanOutDeliveriesPerOp/N messages; ns/op is this run alone.
+//   - x-ceiling: that rate as a fraction of the ceiling, the same members
+//     on the same kind of connections fed by a server whose handlers only
+//     Send the same pre-built messages in a loop: no hub, queue, writer
+//     handoff or publisher. Each op runs one round of each.
+//   - p50-ms and p99-ms: per-delivery latency, from the send time the
+//     publisher writes into the content to the member's receipt, with the
+//     publisher paced at a tenth of the saturated message rate.
+//   - p99-ms-stalled and p99-ratio-stalled: the same paced run with one
+//     more member, on a connection of its own, that never reads; the
+//     others' p99 and its ratio to p99-ms. Before that run, a burst of
+//     twice what the member's flow-control windows and queue can hold
+//     overflows its queue.
+//   - stalled-msgs-buffered: the chat messages (its join history
+//     included) the stalled member finally reads before its stream ends.
+//     The benchmark fails unless it ends with ResourceExhausted.
+//   - stalled-ended-unread: 1 if the server ended the stalled stream
+//     while it was still unread (the others got USER_LEFT), else 0.
+//
+// The saturated run scales with b.N; the paced runs and the burst have
+// fixed bounds (fanOutPacedMax messages, twice the member's buffers), and
+// every wait gives up after fanOutWait.
+func BenchmarkRoomFanOut(b *testing.B) {
+	for _, n := range []int{100, 1000} {
+		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) {
+			benchmarkRoomFanOut(b, n)
+		})
+	}
+}
+
+func benchmarkRoomFanOut(b *testing.B, n int) {
+	tokens := NewTokenStore()
+	for _, u := range append(fanOutUsers(n), fanOutPublisher, fanOutStalled) {
+		tokens.Add(u+"-token", Identity{User: u, Expires: time.Now().Add(time.Hour)})
+	}
+	auth := grpc.ChainStreamInterceptor(AuthInterceptor(tokens, time.Now))
+
+	chat := NewChatServer(Config{MessagesPerSecond: 1e9, Burst: 1e9})
+	hubAddr := startFanOutServer(b, chat, auth)
+	b.Cleanup(chat.Shutdown) // runs before the server stops
+	raw := &rawFanOut{round: make(chan struct{})}
+	rawAddr := startFanOutServer(b, raw, auth)
+
+	// The hub's room: the publisher first, then the members.
+	hubConns := dialFanOut(b, hubAddr, fanOutConns)
+	pubConn := dialFanOut(b, hubAddr, 1)[0]
+	hub := newFanOutTally(n + 1)
+	b.Cleanup(hub.close) // runs before the connections close
+	pub := hub.open(b, pubConn, -1, fanOutPublisher)
+	hub.awaitJoined(b, pub)
+	joinFanOutMembers(b, hub, hubConns, fanOutUsers(n))
+
+	// The ceiling's members.
+	rawConns := dialFanOut(b, rawAddr, fanOutConns)
+	ceiling := newFanOutTally(n)
+	b.Cleanup(ceiling.close)
+	for i, u := range fanOutUsers(n) {
+		ceiling.awaitJoined(b, ceiling.open(b, rawConns[i%len(rawConns)], i, u))
+	}
+
+	// Saturated, paired with a ceiling round in every op.
+	perOp := fanOutDeliveriesPerOp / n
+	var hubTime, rawTime time.Duration
+	for b.Loop() {
+		start := time.Now()
+		saturateFanOut(b, hub, pub, hub.begin(perOp, false), perOp)
+		hubTime += time.Since(start)
+
+		b.StopTimer()
+		start = time.Now()
+		p := ceiling.begin(perOp, false)
+		raw.start(p, perOp)
+		ceiling.awaitDelivered(b, p, perOp)
+		rawTime += time.Since(start)
+		b.StartTimer()
+	}
+	b.StopTimer()
+	saturated := float64(b.N*perOp*n) / hubTime.Seconds()
+	b.ReportMetric(saturated, "deliveries/s")
+	b.ReportMetric(rawTime.Seconds()/hubTime.Seconds(), "x-ceiling")
+
+	// A tenth of that load.
+	rate := saturated / float64(n) / 10 // messages a second
+	count := min(max(int(rate*fanOutPacedFor.Seconds()), fanOutPacedMin), fanOutPacedMax)
+	p := hub.begin(count, true)
+	pacedFanOut(b, hub, pub, p, rate, count)
+	hub.awaitDelivered(b, p, count)
+	p50, p99 := p.percentiles()
+
+	// The same with one more member, on a connection of its own, that
+	// never reads. First a burst, paced by the other members, of twice
+	// what its flow-control windows (64 KiB on each side) and its queue
+	// can hold, so that its queue overflows; then the paced run, measured.
+	stalledConn := dialFanOut(b, hubAddr, 1)[0]
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stalled, err := pb.NewChatServiceClient(stalledConn).Chat(WithToken(ctx, fanOutStalled+"-token"))
+	if err != nil {
+		b.Fatalf("Chat(%s) = %v", fanOutStalled, err)
+	}
+	if err := stalled.Send(&pb.ChatMessage{Type: pb.MessageType_MESSAGE_TYPE_JOIN_ROOM, RoomId: fanOutRoom}); err != nil {
+		b.Fatalf("%s: Send(JOIN_ROOM) = %v", fanOutStalled, err)
+	}
+	hub.awaitPresence(b, hub.stalledJoined.Load, "the stalled member's USER_JOINED")
+	fill := 2 * (2*65535/fanOutWireSize() + chat.cfg.QueueSize)
+	saturateFanOut(b, hub, pub, hub.begin(fill, false), fill)
+	p = hub.begin(count, true)
+	pacedFanOut(b, hub, pub, p, rate, count)
+	hub.awaitDelivered(b, p, count)
+	_, p99Stalled := p.percentiles()
+	// Whether the server ended the stalled stream while it went unread:
+	// its disconnect tells the others (USER_LEFT).
+	endedUnread := hub.stalledLeft.Load()
+
+	// What the stalled member reads when it finally does: what was
+	// buffered for it, then the status it was evicted with.
+	stop := time.AfterFunc(fanOutWait, cancel)
+	defer stop.Stop()
+	var buffered int
+	for err == nil {
+		var m *pb.ChatMessage
+		if m, err = stalled.Recv(); m.GetType() == pb.MessageType_MESSAGE_TYPE_CHAT {
+			buffered++
+		}
+	}
+	if status.Code(err) != codes.ResourceExhausted {
+		b.Fatalf("the stalled member's stream ended with %v after %d chat messages, want ResourceExhausted (slow consumer) after at most %d", err, buffered, fill)
+	}
+
+	b.ReportMetric(float64(p50)/1e3, "p50-ms")
+	b.ReportMetric(float64(p99)/1e3, "p99-ms")
+	b.ReportMetric(float64(p99Stalled)/1e3, "p99-ms-stalled")
+	b.ReportMetric(float64(p99Stalled)/float64(max(p99, 1)), "p99-ratio-stalled")
+	b.ReportMetric(float64(buffered), "stalled-msgs-buffered")
+	ended := 0.0
+	if endedUnread {
+		ended = 1
+	}
+	b.ReportMetric(ended, "stalled-ended-unread")
+}
+
+// fanOutWireSize is the size in bytes, with gRPC's 5-byte prefix, of a
+// chat message as the members receive it.
+func fanOutWireSize() int {
+	return 5 + proto.Size(&pb.ChatMessage{
+		MessageId: fanOutRoom + "-100000",
+		UserId:    fanOutPublisher,
+		RoomId:    fanOutRoom,
+		Type:      pb.MessageType_MESSAGE_TYPE_CHAT,
+		Content:   fanOutContent(1, 100000, time.Now()),
+		Timestamp: timestamppb.Now(),
+	})
+}
+
+func fanOutUsers(n int) []string {
+	users := make([]string, n)
+	for i := range users {
+		users[i] = fmt.Sprintf("member-%d", i)
+	}
+	return users
+}
+
+// startFanOutServer serves impl on 127.0.0.1 over real TCP, as the demo
+// does; cleanup stops it and waits for every handler to return.
+func startFanOutServer(b *testing.B, impl pb.ChatServiceServer, opts ...grpc.ServerOption) (addr string) {
+	b.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	g := grpc.NewServer(append(opts, grpc.WaitForHandlers(true))...)
+	pb.RegisterChatServiceServer(g, impl)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = g.Serve(lis) // returns once Stop closes the listener
+	}()
+	b.Cleanup(func() {
+		g.Stop()
+		<-done
+	})
+	return lis.Addr().String()
+}
+
+func dialFanOut(b *testing.B, addr string, n int) []*grpc.ClientConn {
+	b.Helper()
+	conns := make([]*grpc.ClientConn, n)
+	for i := range conns {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { conn.Close() })
+		conns[i] = conn
+	}
+	return conns
+}
+
+// joinFanOutMembers joins the members one at a time. Every join sends a
+// USER_JOINED to everyone already in the room, so after each batch of
+// fanOutWindow joins it waits until those notices have all been read:
+// joining 1,000 members back to back would put a notice into every
+// member's queue faster than the members read them, and evict them.
+func joinFanOutMembers(b *testing.B, t *fanOutTally, conns []*grpc.ClientConn, users []string) {
+	b.Helper()
+	var want int64
+	inRoom := int64(1) // the publisher
+	for i, u := range users {
+		t.awaitJoined(b, t.open(b, conns[i%len(conns)], i, u))
+		want += inRoom
+		inRoom++
+		if (i+1)%fanOutWindow == 0 || i == len(users)-1 {
+			t.awaitPresence(b, func() bool { return t.presence.Load() >= want }, "the members' join notices")
+		}
+	}
+}
+
+// publishFanOut sends message i of phase p: its content carries the phase,
+// the index and the send time.
+func publishFanOut(b *testing.B, pub *fanOutMember, p *fanOutPhase, i int) {
+	m := &pb.ChatMessage{Type: pb.MessageType_MESSAGE_TYPE_CHAT, RoomId: fanOutRoom, Content: fanOutContent(p.id, i, time.Now())}
+	if err := pub.stream.Send(m); err != nil {
+		b.Fatalf("publisher: Send(message %d) = %v", i, err)
+	}
+}
+
+// saturateFanOut publishes count messages as fast as the room takes
+// them: never more than fanOutWindow ahead of the slowest member. It
+// returns once every member has received all of them.
+func saturateFanOut(b *testing.B, t *fanOutTally, pub *fanOutMember, p *fanOutPhase, count int) {
+	for i := range count {
+		t.awaitDelivered(b, p, i-fanOutWindow+1)
+		publishFanOut(b, pub, p, i)
+	}
+	t.awaitDelivered(b, p, count)
+}
+
+// pacedFanOut publishes count messages at rate messages a second, on a
+// fixed schedule (a late send does not delay the next ones).
+func pacedFanOut(b *testing.B, t *fanOutTally, pub *fanOutMember, p *fanOutPhase, rate float64, count int) {
+	// The garbage of the saturated run before is collected first, so that
+	// both paced runs start alike.
+	runtime.GC()
+	interval := time.Duration(float64(time.Second) / rate)
+	start := time.Now()
+	for i := range count {
+		time.Sleep(time.Until(start.Add(time.Duration(i) * interval)))
+		t.check(b)
+		publishFanOut(b, pub, p, i)
+	}
+}
+
+func fanOutContent(phase int64, i int, sent time.Time) string {
+	buf := make([]byte, 0, fanOutContentBytes)
+	buf = strconv.AppendInt(buf, phase, 10)
+	buf = append(buf, ' ')
+	buf = strconv.AppendInt(buf, int64(i), 10)
+	buf = append(buf, ' ')
+	buf = strconv.AppendInt(buf, sent.UnixNano(), 10)
+	buf = append(buf, ' ')
+	for len(buf) < fanOutContentBytes {
+		buf = append(buf, 'x')
+	}
+	return string(buf)
+}
+
+func parseFanOutContent(s string) (phase int64, i int, sentNanos int64, ok bool) {
+	f1, rest, ok1 := strings.Cut(s, " ")
+	f2, rest, ok2 := strings.Cut(rest, " ")
+	f3, _, ok3 := strings.Cut(rest, " ")
+	if !ok1 || !ok2 || !ok3 {
+		return 0, 0, 0, false
+	}
+	phase, err1 := strconv.ParseInt(f1, 10, 64)
+	i, err2 := strconv.Atoi(f2)
+	sentNanos, err3 := strconv.ParseInt(f3, 10, 64)
+	return phase, i, sentNanos, err1 == nil && err2 == nil && err3 == nil
+}
+
+// fanOutMember is one Chat stream and the goroutine receiving from it.
+type fanOutMember struct {
+	id     int // its latency slot in a phase; -1 for the publisher
+	user   string
+	stream pb.ChatService_ChatClient
+	cancel context.CancelFunc
+	joined chan struct{} // closed on the JOIN_ROOM confirmation
+	done   chan struct{} // closed when the receiving goroutine returns
+}
+
+// fanOutTally is what the receiving goroutines of one server's members
+// share: the current phase, presence counts, and the first failure.
+type fanOutTally struct {
+	receivers int // how many members must receive each message
+	members   []*fanOutMember
+	phase     atomic.Pointer[fanOutPhase]
+	phases    int64 // the last phase id; only the benchmark goroutine uses it
+
+	presence      atomic.Int64 // USER_JOINED and USER_LEFT notices received
+	stalledJoined atomic.Bool  // the publisher saw the stalled member join
+	stalledLeft   atomic.Bool  // ... and leave
+
+	closing  atomic.Bool
+	failOnce sync.Once
+	failed   chan struct{}
+	failErr  error // written once before failed is closed
+}
+
+func newFanOutTally(receivers int) *fanOutTally {
+	return &fanOutTally{receivers: receivers, failed: make(chan struct{})}
+}
+
+func (t *fanOutTally) fail(err error) {
+	t.failOnce.Do(func() {
+		t.failErr = err
+		close(t.failed)
+	})
+}
+
+// check fails the benchmark if a member's stream has failed.
+func (t *fanOutTally) check(b *testing.B) {
+	select {
+	case <-t.failed:
+		b.Fatal(t.failErr)
+	default:
+	}
+}
+
+// close ends every member's stream and waits for its receiving goroutine.
+func (t *fanOutTally) close() {
+	t.closing.Store(true)
+	for _, m := range t.members {
+		m.cancel()
+	}
+	for _, m := range t.members {
+		<-m.done
+	}
+}
+
+// open starts a Chat stream for user on conn, sends JOIN_ROOM and starts
+// receiving.
+func (t *fanOutTally) open(b *testing.B, conn *grpc.ClientConn, id int, user string) *fanOutMember {
+	b.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	stream, err := pb.NewChatServiceClient(conn).Chat(WithToken(ctx, user+"-token"))
+	if err != nil {
+		cancel()
+		b.Fatalf("Chat(%s) = %v", user, err)
+	}
+	m := &fanOutMember{id: id, user: user, stream: stream, cancel: cancel, joined: make(chan struct{}), done: make(chan struct{})}
+	t.members = append(t.members, m)
+	go t.receive(m)
+	if err := stream.Send(&pb.ChatMessage{Type: pb.MessageType_MESSAGE_TYPE_JOIN_ROOM, RoomId: fanOutRoom}); err != nil {
+		b.Fatalf("%s: Send(JOIN_ROOM) = %v", user, err)
+	}
+	return m
+}
+
+func (t *fanOutTally) receive(m *fanOutMember) {
+	defer close(m.done)
+	joined := false
+	for {
+		msg, err := m.stream.Recv()
+		if err != nil {
+			if !t.closing.Load() {
+				t.fail(fmt.Errorf("%s: the stream ended: %w", m.user, err))
+			}
+			return
+		}
+		switch msg.GetType() {
+		case pb.MessageType_MESSAGE_TYPE_CHAT:
+			t.delivered(m.id, msg.GetContent(), time.Now())
+		case pb.MessageType_MESSAGE_TYPE_JOIN_ROOM:
+			if !joined {
+				joined = true
+				close(m.joined)
+			}
+		case pb.MessageType_MESSAGE_TYPE_USER_JOINED, pb.MessageType_MESSAGE_TYPE_USER_LEFT:
+			t.presence.Add(1)
+			if m.id < 0 && msg.GetUserId() == fanOutStalled {
+				if msg.GetType() == pb.MessageType_MESSAGE_TYPE_USER_JOINED {
+					t.stalledJoined.Store(true)
+				} else {
+					t.stalledLeft.Store(true)
+				}
+			}
+		case pb.MessageType_MESSAGE_TYPE_ERROR:
+			t.fail(fmt.Errorf("%s: in-band error %v: %s", m.user, codes.Code(msg.GetErrorCode()), msg.GetContent()))
+		}
+	}
+}
+
+func (t *fanOutTally) delivered(id int, content string, now time.Time) {
+	p := t.phase.Load()
+	phase, i, sent, ok := parseFanOutContent(content)
+	if p == nil || !ok || phase != p.id || i < 0 || i >= len(p.pending) {
+		return
+	}
+	if p.latency != nil && id >= 0 {
+		p.latency[id] = append(p.latency[id], now.Sub(time.Unix(0, sent)).Microseconds())
+	}
+	if p.pending[i].Add(-1) == 0 {
+		p.completed <- struct{}{}
+	}
+}
+
+func (t *fanOutTally) awaitJoined(b *testing.B, m *fanOutMember) {
+	b.Helper()
+	select {
+	case <-m.joined:
+	case <-t.failed:
+		b.Fatal(t.failErr)
+	case <-time.After(fanOutWait):
+		b.Fatalf("%s: no JOIN_ROOM confirmation within %v", m.user, fanOutWait)
+	}
+}
+
+// awaitPresence polls cond until it holds.
+func (t *fanOutTally) awaitPresence(b *testing.B, cond func() bool, what string) {
+	b.Helper()
+	deadline := time.Now().Add(fanOutWait)
+	for !cond() {
+		t.check(b)
+		if time.Now().After(deadline) {
+			b.Fatalf("%s did not arrive within %v", what, fanOutWait)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// fanOutPhase tracks one run's messages: how many members have yet to
+// receive each one, and (when recorded) every member's latencies.
+type fanOutPhase struct {
+	id        int64
+	pending   []atomic.Int32
+	completed chan struct{} // one value per message every member received
+	delivered int           // values taken from completed; benchmark goroutine only
+	latency   [][]int64     // microseconds, per member; nil when not recorded
+}
+
+// begin starts a phase of at most messages messages.
+func (t *fanOutTally) begin(messages int, record bool) *fanOutPhase {
+	t.phases++
+	p := &fanOutPhase{id: t.phases, pending: make([]atomic.Int32, messages), completed: make(chan struct{}, messages)}
+	for i := range p.pending {
+		p.pending[i].Store(int32(t.receivers))
+	}
+	if record {
+		p.latency = make([][]int64, t.receivers)
+	}
+	t.phase.Store(p)
+	return p
+}
+
+// awaitDelivered waits until n of p's messages reached every member.
+func (t *fanOutTally) awaitDelivered(b *testing.B, p *fanOutPhase, n int) {
+	if p.delivered >= n {
+		return
+	}
+	timeout := time.NewTimer(fanOutWait)
+	defer timeout.Stop()
+	for p.delivered < n {
+		select {
+		case <-p.completed:
+			p.delivered++
+		case <-t.failed:
+			b.Fatal(t.failErr)
+		case <-timeout.C:
+			b.Fatalf("%d of %d messages reached all %d members within %v", p.delivered, n, t.receivers, fanOutWait)
+		}
+	}
+}
+
+// percentiles returns the median and 99th percentile of the recorded
+// latencies, in microseconds. Call it once every message was delivered.
+func (p *fanOutPhase) percentiles() (p50, p99 int64) {
+	var all []int64
+	for _, l := range p.latency {
+		all = append(all, l...)
+	}
+	if len(all) == 0 {
+		return 0, 0
+	}
+	slices.Sort(all)
+	at := func(q float64) int64 { return all[min(len(all)-1, int(q*float64(len(all))))] }
+	return at(0.50), at(0.99)
+}
+
+// rawFanOut is the ceiling: each Chat stream is answered with a JOIN_ROOM
+// confirmation and then, for every round, with the round's pre-built
+// messages sent in a loop. No hub, no queue, no second goroutine: what
+// gRPC itself costs to deliver the same messages to the same members.
+type rawFanOut struct {
+	pb.UnimplementedChatServiceServer
+
+	mu    sync.Mutex
+	round chan struct{} // closed when the next round starts
+	msgs  []*pb.ChatMessage
+}
+
+// start begins a round of n messages for phase p.
+func (f *rawFanOut) start(p *fanOutPhase, n int) {
+	msgs := make([]*pb.ChatMessage, n)
+	now := time.Now()
+	for i := range msgs {
+		msgs[i] = &pb.ChatMessage{
+			MessageId: fmt.Sprintf("%s-%d", fanOutRoom, i+1),
+			UserId:    fanOutPublisher,
+			RoomId:    fanOutRoom,
+			Type:      pb.MessageType_MESSAGE_TYPE_CHAT,
+			Content:   fanOutContent(p.id, i, now),
+			Timestamp: timestamppb.New(now),
+		}
+	}
+	f.mu.Lock()
+	started := f.round
+	f.round = make(chan struct{})
+	f.msgs = msgs
+	f.mu.Unlock()
+	close(started)
+}
+
+func (f *rawFanOut) Chat(stream pb.ChatService_ChatServer) error {
+	req, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	next := f.round
+	f.mu.Unlock()
+	if err := stream.Send(&pb.ChatMessage{Type: pb.MessageType_MESSAGE_TYPE_JOIN_ROOM, RoomId: req.GetRoomId()}); err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-next:
+		case <-stream.Context().Done():
+			return status.FromContextError(stream.Context().Err()).Err()
+		}
+		f.mu.Lock()
+		msgs := f.msgs
+		next = f.round
+		f.mu.Unlock()
+		for _, m := range msgs {
+			if err := stream.Send(m); err != nil {
+				return err
+			}
+		}
+	}
+}
