@@ -19,11 +19,12 @@ type (
 // NewTokenStore returns an empty token store.
 func NewTokenStore() *TokenStore { return bearer.NewTokenStore() }
 
-// AuthInterceptor authenticates every ChatService stream by its
-// "authorization: Bearer <token>" metadata and puts the caller's Identity
-// in the stream's context.
+// AuthInterceptor authenticates every ChatService, EditorService and
+// GameService stream by its "authorization: Bearer <token>" metadata and
+// puts the caller's Identity in the stream's context.
 func AuthInterceptor(tokens *TokenStore, now func() time.Time) grpc.StreamServerInterceptor {
-	return bearer.StreamInterceptor(tokens, now, "/streaming.v1.ChatService/")
+	return bearer.StreamInterceptor(tokens, now,
+		"/streaming.v1.ChatService/", "/streaming.v1.EditorService/", "/streaming.v1.GameService/")
 }
 
 var (

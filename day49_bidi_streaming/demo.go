@@ -74,6 +74,10 @@ func run(addr string, once, serveOnly bool) error {
 	srv := grpc.NewServer(grpc.ChainStreamInterceptor(AuthInterceptor(tokens, time.Now)))
 	chat := NewChatServer(Config{})
 	pb.RegisterChatServiceServer(srv, chat)
+	documents := NewMemoryStore()
+	documents.Create(demoDocument, demoDocumentText)
+	editor := NewEditorServer(EditorConfig{}, documents)
+	pb.RegisterEditorServiceServer(srv, editor)
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(srv, healthSrv)
 	reflection.Register(srv)
@@ -81,11 +85,14 @@ func run(addr string, once, serveOnly bool) error {
 	go func() { served <- srv.Serve(lis) }()
 	defer func() {
 		healthSrv.Shutdown()
-		gracefulStop(srv, chat.Shutdown, shutdownTimeout)
+		gracefulStop(srv, func() {
+			chat.Shutdown()
+			editor.Shutdown()
+		}, shutdownTimeout)
 	}()
 
 	fmt.Println("=== Day 49: gRPC bidirectional streaming ===")
-	fmt.Printf("Serving streaming.v1.ChatService on %s\n\n", lis.Addr())
+	fmt.Printf("Serving ChatService and EditorService on %s\n\n", lis.Addr())
 	if !serveOnly {
 		if err := runDemo(ctx, lis.Addr().String()); err != nil {
 			return err
@@ -210,6 +217,11 @@ func runDemo(ctx context.Context, target string) error {
 		return explain("mallory", err)
 	}
 	fmt.Printf("  %d messages delivered, %d refused in-band, then the stream ended: %s: %s\n", accepted, refused, status.Code(err), status.Convert(err).Message())
+
+	fmt.Println()
+	if err := runEditorDemo(ctx, target); err != nil {
+		return err
+	}
 	fmt.Println("\nDemo completed.")
 	return nil
 }

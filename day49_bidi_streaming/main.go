@@ -123,3 +123,59 @@ func (c *ChatClient) Run(ctx context.Context, room string, lines <-chan string, 
 	// TODO(task 4)
 	return status.Errorf(codes.Unimplemented, "ChatClient.Run: not implemented yet (see README, task 4)")
 }
+
+// transform rewrites two concurrent operations, a and b, made on the same
+// text, so that each applies after the other (task 8): a2 is a rewritten
+// to apply after b, b2 is b rewritten to apply after a, and applying a
+// then b2 gives the same text as applying b then a2.
+//
+// Treat a as the operation committed first. Two inserts at one position:
+// a's text goes first (left), so b2 moves right. An insert before a
+// delete's range, or at its start, moves the delete right; one at or after
+// its end moves left by the deleted length. An insert strictly inside a
+// deleted range is deleted with it: the insert becomes a no-op (Op{}) and
+// the delete grows to cover the inserted text. Overlapping deletes each
+// lose the part the other already deleted; a delete left empty is a
+// no-op. A no-op transforms nothing and is not changed.
+func transform(a, b Op) (a2, b2 Op) {
+	// TODO(task 8)
+	return a, b
+}
+
+// Edit serves one editor's stream (task 9), in the shape of Chat.
+//
+// The caller is identityFrom(stream.Context()) (Unauthenticated when
+// missing). Create the editor (newEditor with cfg.QueueSize), s.register
+// it, and defer s.unregister. A reader goroutine Recv()s requests until
+// io.EOF or an error: an open goes to s.open; a submit before any open is
+// an in-band FailedPrecondition; otherwise s.commit. Errors are answered
+// in-band with e.refuse(clientOpID, err), except a FailedPrecondition from
+// commit, which ends the stream (the editor must reopen). A writer
+// goroutine, the only one that calls Send, sends what arrives on e.out and
+// finally what is still queued when the reader ends. Return the writer's
+// result, or e.goneErr as soon as e is evicted.
+func (s *EditorServer) Edit(stream pb.EditorService_EditServer) error {
+	// TODO(task 9)
+	return status.Errorf(codes.Unimplemented, "Edit: not implemented yet (see README, task 9)")
+}
+
+// commit applies an editor's operation to its open document, e.doc
+// (task 10). The caller has checked that a document is open.
+//
+// Convert the operation with opFromProto(sub.Operation,
+// cfg.MaxInsertRunes) (its error is the answer). Then, under d.mu:
+// d.since(sub.BaseRevision) gives the operations committed after the
+// base; a base outside the kept history is FailedPrecondition naming the
+// kept revisions (d.keptRevisions). Transform the operation against each
+// of them, oldest first, the committed one first: _, op = transform(c.op,
+// op). Apply it (op.apply): an error is InvalidArgument; a text longer
+// than cfg.MaxDocumentRunes is ResourceExhausted. Persist the new text as
+// revision d.revision+1 with s.store.Save: if that fails, return
+// Unavailable and change nothing. Only then update d.text, d.revision and
+// d.history (at most cfg.MaxHistory, oldest dropped), deliver an ack to e
+// and a remote operation (revision, e.user, op.toProto()) to every other
+// editor of d.
+func (s *EditorServer) commit(ctx context.Context, e *editor, sub *pb.SubmitOperation) error {
+	// TODO(task 10)
+	return status.Errorf(codes.Unimplemented, "commit: not implemented yet (see README, task 10)")
+}

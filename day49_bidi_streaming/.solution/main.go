@@ -340,3 +340,182 @@ func (c *ChatClient) Run(ctx context.Context, room string, lines <-chan string, 
 		}
 	}
 }
+
+// transform rewrites two concurrent operations. See the task 8 stub.
+func transform(a, b Op) (a2, b2 Op) {
+	switch {
+	case a.isNoop() || b.isNoop():
+		return a, b
+	case a.isInsert() && b.isInsert():
+		if a.Pos <= b.Pos { // a was committed first: its text goes left
+			return a, shift(b, a.runes())
+		}
+		return shift(a, b.runes()), b
+	case a.isInsert():
+		return insertAndDelete(a, b)
+	case b.isInsert():
+		b2, a2 = insertAndDelete(b, a)
+		return a2, b2
+	}
+	return deleteAfterDelete(a, b), deleteAfterDelete(b, a)
+}
+
+// shift moves o by n code points.
+func shift(o Op, n int) Op {
+	o.Pos += n
+	return o
+}
+
+// insertAndDelete transforms a concurrent insert and delete.
+func insertAndDelete(ins, del Op) (ins2, del2 Op) {
+	switch end := del.Pos + del.Len; {
+	case ins.Pos <= del.Pos:
+		return ins, shift(del, ins.runes())
+	case ins.Pos >= end:
+		return shift(ins, -del.Len), del
+	}
+	// Strictly inside the deleted range: the text goes with the range.
+	return Op{}, Delete(del.Pos, del.Len+ins.runes())
+}
+
+// deleteAfterDelete rewrites delete a to apply after delete b: a keeps
+// only what b did not already delete.
+func deleteAfterDelete(a, b Op) Op {
+	start, end := afterDelete(a.Pos, b), afterDelete(a.Pos+a.Len, b)
+	return Delete(start, end-start) // an empty delete is a no-op
+}
+
+// afterDelete maps a position in a text to the same place after del.
+func afterDelete(pos int, del Op) int {
+	switch {
+	case pos <= del.Pos:
+		return pos
+	case pos >= del.Pos+del.Len:
+		return pos - del.Len
+	}
+	return del.Pos
+}
+
+// commit applies an editor's operation. See the task 10 stub.
+func (s *EditorServer) commit(ctx context.Context, e *editor, sub *pb.SubmitOperation) error {
+	op, err := opFromProto(sub.GetOperation(), s.cfg.MaxInsertRunes)
+	if err != nil {
+		return err
+	}
+	d := e.doc
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	base := sub.GetBaseRevision()
+	concurrent, ok := d.since(base)
+	if !ok {
+		return status.Errorf(codes.FailedPrecondition, "base revision %d of %q is outside the kept %s: reopen the document", base, d.id, d.keptRevisions())
+	}
+	for _, c := range concurrent {
+		_, op = transform(c.op, op) // committed first, c wins ties
+	}
+	text, err := op.apply(d.text)
+	if err != nil {
+		return status.Errorf(codes.InvalidArgument, "operation on %q at revision %d: %v", d.id, base, err)
+	}
+	if len(text) > s.cfg.MaxDocumentRunes {
+		return status.Errorf(codes.ResourceExhausted, "%q would be %d characters, limit %d", d.id, len(text), s.cfg.MaxDocumentRunes)
+	}
+	// Persist first: until Save succeeds nothing has changed and nobody
+	// has been told anything.
+	revision := d.revision + 1
+	if err := s.store.Save(ctx, d.id, revision, string(text)); err != nil {
+		return status.Errorf(codes.Unavailable, "saving revision %d of %q failed, nothing changed: %v", revision, d.id, err)
+	}
+	d.text, d.revision = text, revision
+	d.history = append(d.history, committedOp{op: op, author: e.user})
+	if over := len(d.history) - s.cfg.MaxHistory; over > 0 {
+		d.history = slices.Delete(d.history, 0, over)
+	}
+	e.deliver(&pb.EditEvent{Event: &pb.EditEvent_Ack{Ack: &pb.OperationAck{ClientOpId: sub.GetClientOpId(), Revision: revision}}})
+	remote := &pb.EditEvent{Event: &pb.EditEvent_Remote{Remote: &pb.RemoteOperation{Revision: revision, Author: e.user, Operation: op.toProto()}}}
+	for other := range d.editors {
+		if other != e {
+			other.deliver(remote)
+		}
+	}
+	return nil
+}
+
+// Edit serves one editor's stream. See the task 9 stub.
+func (s *EditorServer) Edit(stream pb.EditorService_EditServer) error {
+	id, ok := identityFrom(stream.Context())
+	if !ok {
+		return status.Error(codes.Unauthenticated, "no authenticated caller")
+	}
+	e := newEditor(id.User, s.cfg.QueueSize)
+	s.register(e)
+	defer s.unregister(e)
+
+	readDone := make(chan error, 1)
+	go func() { readDone <- s.readEdits(stream, e) }()
+	writeDone := make(chan error, 1)
+	go func() { writeDone <- writeEvents(stream, e, readDone) }()
+	select {
+	case err := <-writeDone:
+		return err
+	case <-e.gone:
+		return e.goneErr
+	}
+}
+
+// readEdits handles requests until the client closes its side (nil), the
+// stream fails, or a stale base ends it.
+func (s *EditorServer) readEdits(stream pb.EditorService_EditServer, e *editor) error {
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		switch r := req.GetRequest().(type) {
+		case *pb.EditRequest_Open:
+			err = s.open(stream.Context(), e, r.Open.GetDocumentId())
+		case *pb.EditRequest_Submit:
+			if e.doc == nil {
+				err = status.Error(codes.FailedPrecondition, "no document is open: send an open first")
+				break
+			}
+			err = s.commit(stream.Context(), e, r.Submit)
+			if status.Code(err) == codes.FailedPrecondition {
+				return err
+			}
+		default:
+			err = status.Error(codes.InvalidArgument, "empty request: want an open or a submit")
+		}
+		if err != nil {
+			e.refuse(req.GetSubmit().GetClientOpId(), err)
+		}
+	}
+}
+
+// writeEvents is the stream's only sender: see writeReplies.
+func writeEvents(stream pb.EditorService_EditServer, e *editor, readDone <-chan error) error {
+	for {
+		select {
+		case ev := <-e.out:
+			if err := stream.Send(ev); err != nil {
+				return err
+			}
+		case err := <-readDone:
+			for {
+				select {
+				case ev := <-e.out:
+					if sendErr := stream.Send(ev); sendErr != nil {
+						return errors.Join(err, sendErr)
+					}
+				default:
+					return err
+				}
+			}
+		case <-e.gone:
+			return nil
+		}
+	}
+}

@@ -1,0 +1,603 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/katatest"
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
+)
+
+// converge applies a then b's transform, and b then a's, to text, and
+// returns both results.
+func converge(t testing.TB, text string, a, b Op) (viaA, viaB string) {
+	t.Helper()
+	a2, b2 := transform(a, b)
+	afterA, err := a.applyString(text)
+	if err != nil {
+		t.Fatalf("test bug: %v does not fit %q: %v", a, text, err)
+	}
+	afterB, err := b.applyString(text)
+	if err != nil {
+		t.Fatalf("test bug: %v does not fit %q: %v", b, text, err)
+	}
+	if viaA, err = b2.applyString(afterA); err != nil {
+		t.Fatalf("transform(%v, %v) = %v, %v: b2 does not fit %q (a applied to %q): %v", a, b, a2, b2, afterA, text, err)
+	}
+	if viaB, err = a2.applyString(afterB); err != nil {
+		t.Fatalf("transform(%v, %v) = %v, %v: a2 does not fit %q (b applied to %q): %v", a, b, a2, b2, afterB, text, err)
+	}
+	return viaA, viaB
+}
+
+func TestTransform(t *testing.T) {
+	tests := []struct {
+		name       string
+		text       string
+		a, b       Op
+		want       string
+		wantA2     Op // checked when not zero
+		checkNoopA bool
+	}{
+		{name: "Concurrent_inserts_at_one_position", text: "abc", a: Insert(1, "X"), b: Insert(1, "Y"), want: "aXYbc"},
+		{name: "Concurrent_inserts_at_one_position_the_other_way", text: "abc", a: Insert(1, "Y"), b: Insert(1, "X"), want: "aYXbc"},
+		{name: "Inserts_at_different_positions", text: "abc", a: Insert(0, "X"), b: Insert(3, "Y"), want: "XabcY"},
+		{name: "Insert_inside_a_deleted_range", text: "abcdef", a: Insert(3, "X"), b: Delete(1, 4), want: "af", checkNoopA: true},
+		{name: "Deleted_range_around_an_insert", text: "abcdef", a: Delete(1, 4), b: Insert(3, "X"), want: "af"},
+		{name: "Insert_at_a_delete_start", text: "abcdef", a: Insert(1, "X"), b: Delete(1, 3), want: "aXef"},
+		{name: "Insert_at_a_delete_end", text: "abcdef", a: Insert(4, "X"), b: Delete(1, 3), want: "aXef"},
+		{name: "Insert_before_a_delete", text: "abcdef", a: Insert(0, "X"), b: Delete(2, 2), want: "Xabef"},
+		{name: "Insert_after_a_delete", text: "abcdef", a: Insert(6, "X"), b: Delete(0, 2), want: "cdefX", wantA2: Insert(4, "X")},
+		{name: "Overlapping_deletes", text: "abcdef", a: Delete(1, 3), b: Delete(2, 3), want: "af"},
+		{name: "Delete_inside_a_delete", text: "abcdef", a: Delete(1, 4), b: Delete(2, 1), want: "af"},
+		{name: "Identical_deletes", text: "abcdef", a: Delete(2, 2), b: Delete(2, 2), want: "abef"},
+		{name: "Positions_count_characters_not_bytes", text: "héllo", a: Insert(3, "X"), b: Delete(0, 2), want: "lXlo"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			viaA, viaB := converge(t, tc.text, tc.a, tc.b)
+			a2, b2 := transform(tc.a, tc.b)
+			if viaA != tc.want || viaB != tc.want {
+				t.Fatalf("on %q, transform(%v, %v) = %v, %v: a then b2 gives %q, b then a2 gives %q; want both %q", tc.text, tc.a, tc.b, a2, b2, viaA, viaB, tc.want)
+			}
+			if tc.checkNoopA && !a2.isNoop() {
+				t.Fatalf("transform(%v, %v): a2 = %v, want a no-op (the insert went with the deleted range)", tc.a, tc.b, a2)
+			}
+			if tc.wantA2 != (Op{}) && a2 != tc.wantA2 {
+				t.Fatalf("transform(%v, %v): a2 = %v, want %v", tc.a, tc.b, a2, tc.wantA2)
+			}
+		})
+	}
+}
+
+// randomOp returns an operation that fits text: an insert, a delete, or
+// now and then a no-op.
+func randomOp(rng *rand.Rand, text string) Op {
+	n := len([]rune(text))
+	switch k := rng.IntN(10); {
+	case k == 0:
+		return Op{}
+	case k < 5 || n == 0:
+		alphabet := []rune("xyzé")
+		word := make([]rune, 1+rng.IntN(3))
+		for i := range word {
+			word[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		return Insert(rng.IntN(n+1), string(word))
+	default:
+		pos := rng.IntN(n)
+		return Delete(pos, 1+rng.IntN(n-pos))
+	}
+}
+
+func TestTransformConverges(t *testing.T) {
+	rng := rand.New(rand.NewPCG(48, 49))
+	for i := range 20000 {
+		text := string([]rune("abcdefghij")[:rng.IntN(11)])
+		a, b := randomOp(rng, text), randomOp(rng, text)
+		viaA, viaB := converge(t, text, a, b)
+		if viaA != viaB {
+			a2, b2 := transform(a, b)
+			t.Fatalf("case %d: on %q, transform(%v, %v) = %v, %v: a then b2 gives %q, b then a2 gives %q; want the same text", i, text, a, b, a2, b2, viaA, viaB)
+		}
+	}
+}
+
+// FuzzTransform checks convergence for any two operations on any text:
+// go test -fuzz=FuzzTransform ./day49_bidi_streaming
+func FuzzTransform(f *testing.F) {
+	f.Add("abcdef", true, 1, 0, "X", false, 1, 4, "")
+	f.Add("abc", true, 1, 0, "X", true, 1, 0, "Y")
+	f.Add("abcdef", false, 1, 3, "", false, 2, 3, "")
+	f.Add("héllo", true, 5, 0, "é", false, 0, 5, "")
+	f.Fuzz(func(t *testing.T, text string, aIns bool, aPos, aLen int, aText string, bIns bool, bPos, bLen int, bText string) {
+		a, b := fitOp(text, aIns, aPos, aLen, aText), fitOp(text, bIns, bPos, bLen, bText)
+		if viaA, viaB := converge(t, text, a, b); viaA != viaB {
+			a2, b2 := transform(a, b)
+			t.Fatalf("on %q, transform(%v, %v) = %v, %v: a then b2 gives %q, b then a2 gives %q", text, a, b, a2, b2, viaA, viaB)
+		}
+	})
+}
+
+// fitOp turns fuzzer input into an operation that fits text.
+func fitOp(text string, ins bool, pos, n int, insText string) Op {
+	size := len([]rune(text))
+	pos = abs(pos) % (size + 1)
+	if ins {
+		if insText == "" {
+			insText = "x"
+		}
+		return Insert(pos, strings.ToValidUTF8(insText, "?"))
+	}
+	if pos == size {
+		return Op{}
+	}
+	return Delete(pos, 1+abs(n)%(size-pos))
+}
+
+func abs(n int) int {
+	if n < 0 {
+		return -(n + 1) // never overflows
+	}
+	return n
+}
+
+var editNow = time.Date(2026, 5, 1, 9, 0, 0, 0, time.UTC)
+
+// editEnv is one test's editor server over bufconn, with tokens
+// "<user>-token" and a store holding the document "notes".
+type editEnv struct {
+	*katatest.Server
+	srv    *EditorServer
+	store  *flakyStore
+	client pb.EditorServiceClient
+}
+
+// flakyStore is a MemoryStore whose Save fails while failing is set.
+type flakyStore struct {
+	*MemoryStore
+	mu      sync.Mutex
+	failing bool
+	saves   int
+}
+
+func (f *flakyStore) Save(ctx context.Context, id string, revision int64, content string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failing {
+		return errors.New("disk full")
+	}
+	f.saves++
+	return f.MemoryStore.Save(ctx, id, revision, content)
+}
+
+func (f *flakyStore) setFailing(failing bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failing = failing
+}
+
+func startEditor(t *testing.T, cfg EditorConfig, notes string) *editEnv {
+	t.Helper()
+	before := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, before) }) // runs last
+	tokens := NewTokenStore()
+	for _, u := range []string{"alice", "bob", "carol", "dave", "silent"} {
+		tokens.Add(u+"-token", Identity{User: u, Expires: editNow.Add(time.Hour)})
+	}
+	store := &flakyStore{MemoryStore: NewMemoryStore()}
+	store.Create("notes", notes)
+	env := &editEnv{srv: NewEditorServer(cfg, store), store: store}
+	env.Server = katatest.Start(t, func(g *grpc.Server) {
+		pb.RegisterEditorServiceServer(g, env.srv)
+	}, katatest.WithServerOptions(grpc.ChainStreamInterceptor(AuthInterceptor(tokens, func() time.Time { return editNow }))))
+	env.client = pb.NewEditorServiceClient(env.Conn)
+	return env
+}
+
+// editStream is one raw Edit stream as a test drives it.
+type editStream struct {
+	t      *testing.T
+	user   string
+	stream pb.EditorService_EditClient
+	cancel context.CancelFunc
+	nextID int
+}
+
+func (env *editEnv) connect(t *testing.T, user string) *editStream {
+	t.Helper()
+	ctx, cancel := context.WithCancel(katatest.Context(t))
+	t.Cleanup(cancel)
+	stream, err := env.client.Edit(WithToken(ctx, user+"-token"))
+	katatest.WantCode(t, err, codes.OK, "Edit(%s)", user)
+	return &editStream{t: t, user: user, stream: stream, cancel: cancel}
+}
+
+// open connects and opens "notes", returning the snapshot's revision.
+func (env *editEnv) open(t *testing.T, user string) *editStream {
+	t.Helper()
+	s := env.connect(t, user)
+	s.send(&pb.EditRequest{Request: &pb.EditRequest_Open{Open: &pb.OpenDocument{DocumentId: "notes"}}})
+	if snap := s.next().GetSnapshot(); snap == nil {
+		t.Fatalf("%s: open(notes) answered without a snapshot", user)
+	}
+	return s
+}
+
+func (s *editStream) send(req *pb.EditRequest) {
+	s.t.Helper()
+	if err := s.stream.Send(req); err != nil {
+		_, recvErr := s.stream.Recv()
+		s.t.Fatalf("%s: Send() = %v (stream status %v)", s.user, err, recvErr)
+	}
+}
+
+// submit sends op based on revision base and returns its client op id.
+func (s *editStream) submit(base int64, op Op) string {
+	s.t.Helper()
+	s.nextID++
+	id := fmt.Sprintf("%s-%d", s.user, s.nextID)
+	s.send(&pb.EditRequest{Request: &pb.EditRequest_Submit{Submit: &pb.SubmitOperation{BaseRevision: base, ClientOpId: id, Operation: op.toProto()}}})
+	return id
+}
+
+// next receives one event, failing the test if the stream ends.
+func (s *editStream) next() *pb.EditEvent {
+	s.t.Helper()
+	ev, err := s.stream.Recv()
+	if err != nil {
+		s.t.Fatalf("%s: Recv() = %v, want an event", s.user, err)
+	}
+	if e := ev.GetError(); e != nil && e.GetCode() == int32(codes.Unimplemented) {
+		s.t.Fatalf("%s: %s", s.user, e.GetMessage())
+	}
+	return ev
+}
+
+// wantAck receives the next event and checks it acknowledges id as
+// revision.
+func (s *editStream) wantAck(id string, revision int64) {
+	s.t.Helper()
+	ev := s.next()
+	if ack := ev.GetAck(); ack.GetClientOpId() != id || ack.GetRevision() != revision {
+		s.t.Fatalf("%s: got %v, want the ack of %s as revision %d", s.user, ev, id, revision)
+	}
+}
+
+// wantRemote receives the next event and checks it is the remote
+// operation op as revision, by author.
+func (s *editStream) wantRemote(revision int64, author string, op Op) {
+	s.t.Helper()
+	ev := s.next()
+	r := ev.GetRemote()
+	got, err := opFromWire(r.GetOperation())
+	if r == nil || err != nil || r.GetRevision() != revision || r.GetAuthor() != author || got != op {
+		s.t.Fatalf("%s: got %v, want %s's operation %v as revision %d", s.user, ev, author, op, revision)
+	}
+}
+
+// wantError receives the next event and checks it is an in-band error
+// with code for the operation id.
+func (s *editStream) wantError(id string, code codes.Code, what string) *pb.EditError {
+	s.t.Helper()
+	ev := s.next()
+	e := ev.GetError()
+	if e == nil || codes.Code(e.GetCode()) != code || e.GetClientOpId() != id {
+		s.t.Fatalf("%s: %s answered with %v, want an in-band %v error for %q", s.user, what, ev, code, id)
+	}
+	return e
+}
+
+// status receives until the stream ends and returns its status (nil for
+// OK).
+func (s *editStream) status() error {
+	for {
+		if _, err := s.stream.Recv(); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+func (env *editEnv) wantText(t *testing.T, want string, revision int64) {
+	t.Helper()
+	text, rev, ok := env.srv.documentState("notes")
+	if !ok || text != want || rev != revision {
+		t.Fatalf("the server's notes are %q at revision %d, want %q at revision %d", text, rev, want, revision)
+	}
+}
+
+func TestEditStream(t *testing.T) {
+	t.Run("Open_sends_a_snapshot", func(t *testing.T) {
+		env := startEditor(t, EditorConfig{}, "hello")
+		s := env.connect(t, "alice")
+		s.send(&pb.EditRequest{Request: &pb.EditRequest_Open{Open: &pb.OpenDocument{DocumentId: "notes"}}})
+		snap := s.next().GetSnapshot()
+		if snap.GetDocumentId() != "notes" || snap.GetContent() != "hello" || snap.GetRevision() != 0 {
+			t.Fatalf("open(notes) = %v, want a snapshot of notes with %q at revision 0", snap, "hello")
+		}
+	})
+
+	t.Run("Unknown_document", func(t *testing.T) {
+		env := startEditor(t, EditorConfig{}, "hello")
+		alice := env.connect(t, "alice")
+		alice.send(&pb.EditRequest{Request: &pb.EditRequest_Open{Open: &pb.OpenDocument{DocumentId: "secret-plans"}}})
+		alice.wantError("", codes.NotFound, "open(secret-plans)")
+		alice.send(&pb.EditRequest{Request: &pb.EditRequest_Open{Open: &pb.OpenDocument{DocumentId: "notes"}}})
+		if snap := alice.next().GetSnapshot(); snap.GetContent() != "hello" {
+			t.Fatalf("open(notes) after a refused open = %v, want its snapshot", snap)
+		}
+	})
+
+	t.Run("Invalid_document_id", func(t *testing.T) {
+		env := startEditor(t, EditorConfig{}, "hello")
+		alice := env.connect(t, "alice")
+		alice.send(&pb.EditRequest{Request: &pb.EditRequest_Open{Open: &pb.OpenDocument{DocumentId: "../notes"}}})
+		alice.wantError("", codes.InvalidArgument, "open(../notes)")
+	})
+
+	t.Run("Edit_before_open", func(t *testing.T) {
+		env := startEditor(t, EditorConfig{}, "hello")
+		alice := env.connect(t, "alice")
+		id := alice.submit(0, Insert(0, "x"))
+		alice.wantError(id, codes.FailedPrecondition, "submit before open")
+		if env.store.saves != 0 {
+			t.Fatalf("a submit before open saved %d revisions, want none", env.store.saves)
+		}
+	})
+
+	t.Run("Second_open", func(t *testing.T) {
+		env := startEditor(t, EditorConfig{}, "hello")
+		alice := env.open(t, "alice")
+		alice.send(&pb.EditRequest{Request: &pb.EditRequest_Open{Open: &pb.OpenDocument{DocumentId: "notes"}}})
+		alice.wantError("", codes.FailedPrecondition, "a second open")
+	})
+
+	t.Run("Rejects_a_missing_token", func(t *testing.T) {
+		env := startEditor(t, EditorConfig{}, "hello")
+		stream, err := env.client.Edit(katatest.Context(t))
+		katatest.WantCode(t, err, codes.OK, "Edit()")
+		_, err = stream.Recv()
+		katatest.WantCode(t, err, codes.Unauthenticated, "Edit() without a token")
+		env.open(t, "alice") // a valid token gets through to your handler
+	})
+
+	t.Run("Disconnect_leaves_nothing_behind", func(t *testing.T) {
+		env := startEditor(t, EditorConfig{}, "hello")
+		alice, bob := env.open(t, "alice"), env.open(t, "bob")
+		alice.cancel()
+		katatest.WantCode(t, alice.status(), codes.Canceled, "alice's stream after cancel")
+		katatest.WantCode(t, func() error { bob.stream.CloseSend(); return bob.status() }(), codes.OK, "bob's stream after CloseSend")
+		env.WaitIdle(t)
+		if streams, docEditors := env.srv.editorCounts(); streams+docEditors != 0 {
+			t.Fatalf("after every stream ended the server holds %d streams and %d document editors, want none", streams, docEditors)
+		}
+	})
+
+	t.Run("Shutdown_ends_live_streams_with_Unavailable", func(t *testing.T) {
+		env := startEditor(t, EditorConfig{}, "hello")
+		alice := env.open(t, "alice")
+		env.srv.Shutdown()
+		katatest.WantCode(t, alice.status(), codes.Unavailable, "a live Edit stream after Shutdown")
+	})
+}
+
+func TestEditCommit(t *testing.T) {
+	t.Run("Ack_to_the_author_and_the_operation_to_the_others", func(t *testing.T) {
+		env := startEditor(t, EditorConfig{}, "hello")
+		alice, bob := env.open(t, "alice"), env.open(t, "bob")
+		first := alice.submit(0, Insert(5, " world"))
+		alice.wantAck(first, 1)
+		bob.wantRemote(1, "alice", Insert(5, " world"))
+		// Alice's next event is the ack of her next operation: she never
+		// gets her own operation back.
+		second := alice.submit(1, Delete(0, 1))
+		alice.wantAck(second, 2)
+		bob.wantRemote(2, "alice", Delete(0, 1))
+		env.wantText(t, "ello world", 2)
+	})
+
+	t.Run("Concurrent_inserts_at_one_position", func(t *testing.T) {
+		env := startEditor(t, EditorConfig{}, "hello")
+		alice, bob := env.open(t, "alice"), env.open(t, "bob")
+		a := alice.submit(0, Insert(0, "A"))
+		alice.wantAck(a, 1)
+		// Bob has not seen alice's insert: his is based on revision 0 too.
+		b := bob.submit(0, Insert(0, "B"))
+		bob.wantRemote(1, "alice", Insert(0, "A"))
+		bob.wantAck(b, 2)
+		// Committed first, alice's text goes first, on the server and in
+		// what alice is told to apply.
+		alice.wantRemote(2, "bob", Insert(1, "B"))
+		env.wantText(t, "ABhello", 2)
+	})
+
+	t.Run("Insert_inside_a_deleted_range", func(t *testing.T) {
+		env := startEditor(t, EditorConfig{}, "abcdef")
+		alice, bob := env.open(t, "alice"), env.open(t, "bob")
+		a := alice.submit(0, Delete(1, 4))
+		alice.wantAck(a, 1)
+		b := bob.submit(0, Insert(3, "X"))
+		bob.wantRemote(1, "alice", Delete(1, 4))
+		bob.wantAck(b, 2)
+		alice.wantRemote(2, "bob", Op{})
+		env.wantText(t, "af", 2)
+	})
+
+	t.Run("Overlapping_deletes", func(t *testing.T) {
+		env := startEditor(t, EditorConfig{}, "abcdef")
+		alice, bob := env.open(t, "alice"), env.open(t, "bob")
+		a := alice.submit(0, Delete(1, 3))
+		alice.wantAck(a, 1)
+		b := bob.submit(0, Delete(2, 3))
+		bob.wantRemote(1, "alice", Delete(1, 3))
+		bob.wantAck(b, 2)
+		alice.wantRemote(2, "bob", Delete(1, 1))
+		env.wantText(t, "af", 2)
+	})
+
+	t.Run("Stale_revision_ends_the_stream", func(t *testing.T) {
+		env := startEditor(t, EditorConfig{MaxHistory: 2}, "hello")
+		alice, bob := env.open(t, "alice"), env.open(t, "bob")
+		for rev := range int64(3) {
+			alice.wantAck(alice.submit(rev, Insert(0, "x")), rev+1)
+		}
+		// Revision 1 is still transformable against the two kept
+		// operations; revision 0 is not.
+		bob.submit(0, Insert(0, "B"))
+		bob.stream.CloseSend() // accepted, the stream would end with OK
+		err := bob.status()
+		katatest.WantCode(t, err, codes.FailedPrecondition, "submit(base 0) with revisions 1 to 3 kept")
+		katatest.WantMessage(t, err, "submit(base 0)")("0", "1 to 3")
+		env.wantText(t, "xxxhello", 3)
+	})
+
+	t.Run("Future_revision_ends_the_stream", func(t *testing.T) {
+		env := startEditor(t, EditorConfig{}, "hello")
+		alice := env.open(t, "alice")
+		alice.submit(7, Insert(0, "x"))
+		alice.stream.CloseSend()
+		katatest.WantCode(t, alice.status(), codes.FailedPrecondition, "submit(base 7) at revision 0")
+		env.wantText(t, "hello", 0)
+	})
+
+	badOps := []struct {
+		name string
+		cfg  EditorConfig
+		op   *pb.Operation
+		code codes.Code
+		msg  []string
+	}{
+		{"Position_out_of_range", EditorConfig{}, Insert(6, "x").toProto(), codes.InvalidArgument, []string{"6", "5"}},
+		{"Delete_past_the_end", EditorConfig{}, Delete(3, 5).toProto(), codes.InvalidArgument, []string{"5", "3"}},
+		{"Negative_position", EditorConfig{}, Insert(-1, "x").toProto(), codes.InvalidArgument, []string{"-1"}},
+		{"Empty_insert", EditorConfig{}, &pb.Operation{Kind: &pb.Operation_Insert{Insert: &pb.Insert{Position: 1}}}, codes.InvalidArgument, []string{"empty"}},
+		{"Empty_delete", EditorConfig{}, &pb.Operation{Kind: &pb.Operation_Delete{Delete: &pb.Delete{Position: 1}}}, codes.InvalidArgument, []string{"length"}},
+		{"Empty_operation", EditorConfig{}, &pb.Operation{}, codes.InvalidArgument, []string{"empty"}},
+		{"Oversized_insert", EditorConfig{MaxInsertRunes: 4}, Insert(0, "12345").toProto(), codes.InvalidArgument, []string{"5", "4"}},
+		{"Document_too_long", EditorConfig{MaxDocumentRunes: 8}, Insert(0, "1234").toProto(), codes.ResourceExhausted, []string{"9", "8"}},
+	}
+	for _, tc := range badOps {
+		t.Run(tc.name, func(t *testing.T) {
+			env := startEditor(t, tc.cfg, "hello")
+			alice, bob := env.open(t, "alice"), env.open(t, "bob")
+			alice.send(&pb.EditRequest{Request: &pb.EditRequest_Submit{Submit: &pb.SubmitOperation{ClientOpId: "bad", Operation: tc.op}}})
+			e := alice.wantError("bad", tc.code, tc.name)
+			katatest.WantMessage(t, errors.New(e.GetMessage()), "%s", tc.name)(tc.msg...)
+			// The stream goes on, nothing changed, and bob's first event is
+			// the next good operation.
+			good := alice.submit(0, Insert(0, "ok"))
+			alice.wantAck(good, 1)
+			bob.wantRemote(1, "alice", Insert(0, "ok"))
+			env.wantText(t, "okhello", 1)
+		})
+	}
+
+	t.Run("Failed_save_changes_nothing_and_notifies_nobody", func(t *testing.T) {
+		env := startEditor(t, EditorConfig{}, "hello")
+		alice, bob := env.open(t, "alice"), env.open(t, "bob")
+		env.store.setFailing(true)
+		lost := alice.submit(0, Insert(0, "lost "))
+		e := alice.wantError(lost, codes.Unavailable, "submit while the store fails")
+		katatest.WantMessage(t, errors.New(e.GetMessage()), "the refusal")("disk full")
+		env.wantText(t, "hello", 0)
+		env.store.setFailing(false)
+		kept := alice.submit(0, Insert(5, "!"))
+		alice.wantAck(kept, 1)
+		// Bob's first event is the operation that was saved.
+		bob.wantRemote(1, "alice", Insert(5, "!"))
+		env.wantText(t, "hello!", 1)
+	})
+
+	t.Run("Editor_that_never_reads_is_evicted", func(t *testing.T) {
+		env := startEditor(t, EditorConfig{QueueSize: 4}, "")
+		alice := env.open(t, "alice")
+		silent := env.open(t, "silent")
+		// Each operation is large, so silent's transport window fills
+		// after a few and its queue soon after.
+		chunk := strings.Repeat("x", 8000)
+		for rev := int64(0); ; rev++ {
+			if streams, _ := env.srv.editorCounts(); streams == 1 {
+				break // silent is gone
+			}
+			if rev == 200 {
+				t.Fatal("after 200 large operations the editor that never reads is still connected, want it evicted")
+			}
+			alice.wantAck(alice.submit(rev, Insert(0, chunk)), rev+1)
+		}
+		katatest.WantCode(t, silent.status(), codes.ResourceExhausted, "the stream of an editor that never reads")
+	})
+}
+
+func TestEditConverges(t *testing.T) {
+	const editors, editsEach = 4, 60
+	env := startEditor(t, EditorConfig{}, "the quick brown fox")
+	ctx := katatest.Context(t)
+	sessions := make([]*EditSession, editors)
+	for i, user := range []string{"alice", "bob", "carol", "dave"} {
+		client, err := NewEditorClient(katatest.Target, user+"-token", env.DialOptions()...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { client.Close() })
+		s, err := client.Open(ctx, "notes", nil)
+		katatest.WantCode(t, err, codes.OK, "Open(notes) for %s", user)
+		t.Cleanup(s.Cancel)
+		sessions[i] = s
+	}
+	var wg sync.WaitGroup
+	for i, s := range sessions {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(i), 7))
+			for range editsEach {
+				// Ops that do not fit any more (a remote edit shortened the
+				// text in between) are simply tried again.
+				for {
+					if err := s.Edit(randomOp(rng, s.Text())); err == nil || !errors.Is(err, errOutOfRange) {
+						if err != nil {
+							t.Errorf("Edit() = %v", err)
+							return
+						}
+						break
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for i, s := range sessions {
+		if err := s.WaitSynced(ctx, 0); err != nil {
+			t.Fatalf("editor %d: waiting for the server to acknowledge every edit: %v", i, err)
+		}
+	}
+	text, revision, _ := env.srv.documentState("notes")
+	// Edits that a concurrent delete swallowed before they were sent are
+	// never sent, so the revision can be lower than the number of edits.
+	if most := int64(editors * editsEach); revision < most/2 || revision > most {
+		t.Fatalf("after %d edits the server is at revision %d, want between %d and %d", most, revision, most/2, most)
+	}
+	for i, s := range sessions {
+		if err := s.WaitSynced(ctx, revision); err != nil {
+			t.Fatalf("editor %d: waiting for revision %d: %v", i, revision, err)
+		}
+		if got := s.Text(); got != text {
+			t.Fatalf("editor %d ended with %q, the server with %q: the replicas did not converge", i, got, text)
+		}
+	}
+	for _, s := range sessions {
+		katatest.WantCode(t, s.Close(), codes.OK, "EditSession.Close()")
+	}
+}
