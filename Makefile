@@ -8,7 +8,7 @@ KATA = go run ./internal/kata
 RACE = $(if $(filter 1,$(shell go env CGO_ENABLED)),-race)
 
 .DEFAULT_GOAL := help
-.PHONY: help check solutions stubs antipatterns demo progress test proto lint bench grpcurl
+.PHONY: help check solutions stubs antipatterns demo progress test proto lint bench grpcurl load
 
 help: ## list the targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z]+:.*## / { printf "  make %-13s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -45,3 +45,6 @@ bench: ## run the benchmarks against the reference solutions
 
 grpcurl: ## build the pinned grpcurl into .bin/grpcurl, for the lesson READMEs
 	$(KATA) grpcurl -build
+
+load: ## a short ghz load on the reference servers (127.0.0.1), failing on any call not OK
+	$(KATA) load $(DAY)

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/serving"
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
 )
 
@@ -117,7 +118,8 @@ func NewStreamingClient(target string, opts ...ClientOption) (*StreamingClient, 
 	if o.retry.MaxAttempts <= 0 || o.retry.InitialBackoff <= 0 || o.retry.MaxBackoff < o.retry.InitialBackoff || o.retry.Multiplier < 1 {
 		return nil, fmt.Errorf("new streaming client: retry policy %+v: want MaxAttempts > 0, 0 < InitialBackoff <= MaxBackoff, Multiplier >= 1", o.retry)
 	}
-	dialOpts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, o.dialOpts...)
+	dialOpts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, serving.DialOptions()...)
+	dialOpts = append(dialOpts, o.dialOpts...)
 	conn, err := grpc.NewClient(target, dialOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("new streaming client for %q: %w", target, err)

@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/serving"
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
 )
 
@@ -76,7 +77,8 @@ func run(addr, uploadDir string, once, serveOnly bool) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
-	srv := grpc.NewServer(grpc.ChainStreamInterceptor(AuthInterceptor(tokens, time.Now)))
+	srv := grpc.NewServer(append(serving.ServerOptions(serving.Limits{}),
+		grpc.ChainStreamInterceptor(AuthInterceptor(tokens, time.Now)))...)
 	pb.RegisterFileUploadServiceServer(srv, uploads)
 	pb.RegisterDataCollectionServiceServer(srv, collection)
 	pb.RegisterBatchServiceServer(srv, NewBatchServer(BatchConfig{}))
@@ -86,7 +88,12 @@ func run(addr, uploadDir string, once, serveOnly bool) error {
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
-	defer shutdown(srv, healthSrv)
+	defer func() {
+		healthSrv.Shutdown()
+		// Uploads end by themselves; one that stalls is cut off after the
+		// timeout and stays resumable.
+		serving.GracefulStop(srv, nil, shutdownTimeout)
+	}()
 
 	fmt.Println("=== Day 48: gRPC client-side streaming ===")
 	fmt.Printf("Serving FileUploadService, DataCollectionService and BatchService on %s (uploads in %s)\n\n", lis.Addr(), uploadDir)
@@ -105,24 +112,6 @@ func run(addr, uploadDir string, once, serveOnly bool) error {
 		return nil
 	case err := <-served:
 		return err
-	}
-}
-
-// shutdown lets running calls finish for a while, then cuts them off.
-func shutdown(srv *grpc.Server, healthSrv *health.Server) {
-	healthSrv.Shutdown()
-	done := make(chan struct{})
-	go func() {
-		srv.GracefulStop()
-		close(done)
-	}()
-	t := time.NewTimer(shutdownTimeout)
-	defer t.Stop()
-	select {
-	case <-done:
-	case <-t.C:
-		srv.Stop()
-		<-done
 	}
 }
 

@@ -30,6 +30,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/katatest"
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/serving"
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
 )
 
@@ -45,10 +46,11 @@ const (
 // uploadEnv is one test's server, its upload folder and a raw client.
 type uploadEnv struct {
 	*katatest.Server
-	srv    *FileUploadServer
-	dir    string
-	clock  *fakeClock
-	client pb.FileUploadServiceClient
+	grpcServer *grpc.Server
+	srv        *FileUploadServer
+	dir        string
+	clock      *fakeClock
+	client     pb.FileUploadServiceClient
 }
 
 func startUploadServer(t *testing.T, cfg Config, opts ...katatest.Option) *uploadEnv {
@@ -60,8 +62,13 @@ func startUploadServer(t *testing.T, cfg Config, opts ...katatest.Option) *uploa
 	if err != nil {
 		t.Fatalf("NewFileUploadServer() = %v", err)
 	}
-	s := katatest.Start(t, func(g *grpc.Server) { pb.RegisterFileUploadServiceServer(g, srv) }, opts...)
-	return &uploadEnv{Server: s, srv: srv, dir: cfg.UploadDir, clock: clock, client: pb.NewFileUploadServiceClient(s.Conn)}
+	env := &uploadEnv{srv: srv, dir: cfg.UploadDir, clock: clock}
+	env.Server = katatest.Start(t, func(g *grpc.Server) {
+		env.grpcServer = g
+		pb.RegisterFileUploadServiceServer(g, srv)
+	}, opts...)
+	env.client = pb.NewFileUploadServiceClient(env.Conn)
+	return env
 }
 
 // newClient returns a StreamingClient connected to env's server.
@@ -608,6 +615,38 @@ func TestUploadResume(t *testing.T) {
 		}
 	})
 
+	t.Run("Upload_cut_off_by_shutdown_resumes_after_a_restart", func(t *testing.T) {
+		env := startUploadServer(t, Config{})
+		chunks := chunksOf("resume.txt", id, data, testChunk)
+		stream, err := env.client.UploadFile(katatest.Context(t))
+		katatest.WantCode(t, err, codes.OK, "UploadFile()")
+		for _, c := range chunks[:3] {
+			if err := stream.Send(c); err != nil {
+				break // the status comes from CloseAndRecv
+			}
+		}
+		waitForOffset(t, env, id, 3*testChunk)
+		// The client stalls: the server's graceful stop waits, then cuts it off.
+		if forced := serving.GracefulStop(env.grpcServer, nil, 50*time.Millisecond); !forced {
+			t.Fatal("GracefulStop with a stalled upload finished gracefully, want it cut off")
+		}
+		_, err = stream.CloseAndRecv()
+		katatest.WantCode(t, err, codes.Unavailable, "UploadFile(upload_id=%q) when the server stops", id)
+		env.WaitIdle(t)
+		if got := env.storedFiles(t); len(got) != 0 {
+			t.Fatalf("upload folder after the cut-off holds %q, want nothing visible", got)
+		}
+
+		// The same service on a new server (a restarted process keeping
+		// its upload folder) continues from the committed offset.
+		restarted := katatest.Start(t, func(g *grpc.Server) { pb.RegisterFileUploadServiceServer(g, env.srv) })
+		rest := chunks[3:]
+		rest[0].FileName, rest[0].TotalSize, rest[0].UploadId = "resume.txt", int64(len(data)), id
+		res, err := sendChunks(katatest.Context(t), pb.NewFileUploadServiceClient(restarted.Conn), rest...)
+		katatest.WantCode(t, err, codes.OK, "UploadFile(upload_id=%q) resumed after the restart", id)
+		checkStored(t, env, res, "resume.txt", data)
+	})
+
 	t.Run("Rejects_resume_at_the_wrong_offset", func(t *testing.T) {
 		env := breakMidway(t, Config{})
 		chunks := chunksOf("resume.txt", id, data, testChunk)
@@ -704,6 +743,22 @@ func waitForState(t *testing.T, env *uploadEnv, id string, want pb.UploadState) 
 		// NotFound only means the handler has not begun the upload yet.
 		if (err != nil && status.Code(err) != codes.NotFound) || handlerEnded(env.Server, uploadMethod) || ctx.Err() != nil {
 			t.Fatalf("GetUploadStatus(%q) = %v, %v; want state %v", id, st, err, want)
+		}
+	}
+}
+
+// waitForOffset waits until the server has committed offset bytes of
+// upload id while its handler runs.
+func waitForOffset(t *testing.T, env *uploadEnv, id string, offset int64) {
+	t.Helper()
+	ctx := katatest.Context(t)
+	for {
+		st, err := env.client.GetUploadStatus(ctx, &pb.GetUploadStatusRequest{UploadId: id})
+		if err == nil && st.GetCommittedOffset() == offset {
+			return
+		}
+		if (err != nil && status.Code(err) != codes.NotFound) || handlerEnded(env.Server, uploadMethod) || ctx.Err() != nil {
+			t.Fatalf("GetUploadStatus(%q) = %v, %v; want committed_offset %d while the upload runs", id, st, err, offset)
 		}
 	}
 }

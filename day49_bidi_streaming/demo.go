@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/serving"
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
 )
 
@@ -71,7 +72,8 @@ func run(addr string, once, serveOnly bool) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
-	srv := grpc.NewServer(grpc.ChainStreamInterceptor(AuthInterceptor(tokens, time.Now)))
+	srv := grpc.NewServer(append(serving.ServerOptions(serving.Limits{}),
+		grpc.ChainStreamInterceptor(AuthInterceptor(tokens, time.Now)))...)
 	chat := NewChatServer(Config{})
 	pb.RegisterChatServiceServer(srv, chat)
 	documents := NewMemoryStore()
@@ -85,7 +87,7 @@ func run(addr string, once, serveOnly bool) error {
 	go func() { served <- srv.Serve(lis) }()
 	defer func() {
 		healthSrv.Shutdown()
-		gracefulStop(srv, func() {
+		serving.GracefulStop(srv, func() {
 			chat.Shutdown()
 			editor.Shutdown()
 		}, shutdownTimeout)
@@ -108,31 +110,6 @@ func run(addr string, once, serveOnly bool) error {
 		return nil
 	case err := <-served:
 		return err
-	}
-}
-
-// gracefulStop stops srv: endStreams (when not nil) ends the long-lived
-// streams, which would otherwise hold a graceful stop for ever; then
-// GracefulStop lets running calls finish for up to timeout, after which
-// Stop cuts them off. It reports whether it had to cut them off.
-func gracefulStop(srv *grpc.Server, endStreams func(), timeout time.Duration) (forced bool) {
-	if endStreams != nil {
-		endStreams()
-	}
-	done := make(chan struct{})
-	go func() {
-		srv.GracefulStop()
-		close(done)
-	}()
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	select {
-	case <-done:
-		return false
-	case <-t.C:
-		srv.Stop()
-		<-done
-		return true
 	}
 }
 

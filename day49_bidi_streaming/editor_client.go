@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/serving"
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
 )
 
@@ -26,7 +27,7 @@ type EditorClient struct {
 // NewEditorClient creates a client for target that authenticates with
 // token; like NewChatClient it defaults to plaintext, for loopback only.
 func NewEditorClient(target, token string, opts ...grpc.DialOption) (*EditorClient, error) {
-	opts = append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)
+	opts = append(append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, serving.DialOptions()...), opts...)
 	conn, err := grpc.NewClient(target, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("new editor client for %q: %w", target, err)

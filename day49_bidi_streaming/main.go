@@ -168,7 +168,8 @@ func (s *EditorServer) Edit(stream pb.EditorService_EditServer) error {
 // base; a base outside the kept history is FailedPrecondition naming the
 // kept revisions (d.keptRevisions). Transform the operation against each
 // of them, oldest first, the committed one first: _, op = transform(c.op,
-// op). Apply it (op.apply): an error is InvalidArgument; a text longer
+// op). Apply it (op.apply): an error is InvalidArgument naming the
+// operation as sent, its base and the text's length; a text longer
 // than cfg.MaxDocumentRunes is ResourceExhausted. Persist the new text as
 // revision d.revision+1 with s.store.Save: if that fails, return
 // Unavailable and change nothing. Only then update d.text, d.revision and

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/katatest"
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/serving"
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
 )
 
@@ -945,7 +946,7 @@ func TestStreamErrors(t *testing.T) {
 		alice.join("lobby")
 		bob.join("lobby")
 		forced := make(chan bool, 1)
-		go func() { forced <- gracefulStop(env.grpcServer, env.srv.Shutdown, katatest.TestTimeout) }()
+		go func() { forced <- serving.GracefulStop(env.grpcServer, env.srv.Shutdown, katatest.TestTimeout) }()
 		for _, s := range []*session{alice, bob} {
 			katatest.WantCode(t, recvStatus(s), codes.Unavailable, "%s's stream when the server shuts down", s.user)
 		}
@@ -960,10 +961,10 @@ func TestStreamErrors(t *testing.T) {
 		alice := env.open(t, "alice")
 		alice.join("lobby")
 		forced := make(chan bool, 1)
-		go func() { forced <- gracefulStop(env.grpcServer, nil, 200*time.Millisecond) }()
+		go func() { forced <- serving.GracefulStop(env.grpcServer, nil, 200*time.Millisecond) }()
 		katatest.WantCode(t, recvStatus(alice), codes.Unavailable, "a chat stream when the server stops after its shutdown timeout")
 		if !<-forced {
-			t.Fatal("gracefulStop without ending the streams returned without forcing, want Stop after the timeout")
+			t.Fatal("GracefulStop without ending the streams returned without forcing, want Stop after the timeout")
 		}
 	})
 }

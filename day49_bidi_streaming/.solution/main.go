@@ -410,12 +410,13 @@ func (s *EditorServer) commit(ctx context.Context, e *editor, sub *pb.SubmitOper
 	if !ok {
 		return status.Errorf(codes.FailedPrecondition, "base revision %d of %q is outside the kept %s: reopen the document", base, d.id, d.keptRevisions())
 	}
+	sent := op
 	for _, c := range concurrent {
 		_, op = transform(c.op, op) // committed first, c wins ties
 	}
 	text, err := op.apply(d.text)
 	if err != nil {
-		return status.Errorf(codes.InvalidArgument, "operation on %q at revision %d: %v", d.id, base, err)
+		return status.Errorf(codes.InvalidArgument, "%v based on revision %d of %q does not fit the text: %d characters at revision %d", sent, base, d.id, len(d.text), d.revision)
 	}
 	if len(text) > s.cfg.MaxDocumentRunes {
 		return status.Errorf(codes.ResourceExhausted, "%q would be %d characters, limit %d", d.id, len(text), s.cfg.MaxDocumentRunes)

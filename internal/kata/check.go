@@ -43,6 +43,7 @@ func cmdCheck(ctx context.Context, r *repo, inv invocation) error {
 			return cmdDemo(ctx, r, invocation{day: inv.day, flags: map[string]string{"check": "true"}})
 		}},
 		{"grpcurl", func() error { return cmdGrpcurl(ctx, r, dayInv) }},
+		{"load", func() error { return cmdLoad(ctx, r, dayInv) }},
 	}
 	var results []stageResult
 	for _, s := range stages {

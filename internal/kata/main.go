@@ -49,6 +49,7 @@ var commands = []command{
 	{name: "antipatterns", args: "[DAY] [-only NAME]", summary: "check that each known mistake is caught by its named tests", takesDay: true, valueFlags: []string{"only"}, run: cmdAntipatterns},
 	{name: "demo", args: "[DAY] [-check] [-- demo args]", summary: "run the reference demo (-check: bounded run of reference and stub demos)", takesDay: true, boolFlags: []string{"check"}, takesExtra: true, run: cmdDemo},
 	{name: "grpcurl", args: "[DAY] [-build]", summary: "run the READMEs' grpcurl commands on the reference server (-build: only build .bin/grpcurl)", takesDay: true, boolFlags: []string{"build"}, run: cmdGrpcurl},
+	{name: "load", args: "[DAY]", summary: "a short ghz load on each day's reference server; fails on any call not OK", takesDay: true, run: cmdLoad},
 	{name: "bench", args: "[DAY] [-- go test flags]", summary: "run the benchmarks against the reference solutions", takesDay: true, takesExtra: true, run: cmdBench},
 	{name: "progress", args: "[DAY]", summary: "show which tasks your own code passes", takesDay: true, run: cmdProgress},
 	{name: "lint", summary: "gofmt, go vet (with and without the solutions), buf lint and pb/ freshness", run: cmdLint},

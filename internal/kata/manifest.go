@@ -19,6 +19,7 @@ type kataManifest struct {
 	Tasks      []task     `json:"tasks"`
 	StubPasses []stubPass `json:"stub_passes"`
 	Demo       *demoSpec  `json:"demo"`
+	Load       *loadSpec  `json:"load,omitempty"` // optional: see load.go
 }
 
 // task is one numbered exercise; its tests are the top-level tests whose
@@ -164,6 +165,11 @@ func (m *kataManifest) validate() error {
 	} else {
 		check(m.Demo.TimeoutSeconds > 0, "demo.timeout_seconds must be positive, got %d", m.Demo.TimeoutSeconds)
 		check(m.Demo.StubOutput != "", "demo.stub_output is empty")
+	}
+	if m.Load != nil {
+		if err := m.Load.validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }

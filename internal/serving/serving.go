@@ -1,0 +1,101 @@
+// Package serving holds what both lessons' servers and clients share about
+// running for real: explicit message-size and concurrent-stream limits,
+// keepalive settings on which server and client agree, and the shutdown
+// sequence.
+package serving
+
+import (
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+)
+
+// Limits are a server's transport limits. The zero value of a field means
+// its default.
+type Limits struct {
+	// MaxMessageBytes bounds one received or sent message. Default 4 MiB,
+	// which is grpc-go's own default, stated here so that a lesson's
+	// largest message (an upload chunk of at most 1 MiB) visibly fits.
+	MaxMessageBytes int
+	// MaxConcurrentStreams bounds the streams one client connection may
+	// have open at once; more wait until one ends. Default 100.
+	MaxConcurrentStreams uint32
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxMessageBytes == 0 {
+		l.MaxMessageBytes = 4 << 20
+	}
+	if l.MaxConcurrentStreams == 0 {
+		l.MaxConcurrentStreams = 100
+	}
+	return l
+}
+
+// Keepalive settings. A long-lived stream whose client vanished without
+// closing its connection (a laptop lid, a dropped route) would otherwise
+// hold its handler, its goroutines and its room memberships for ever: the
+// server pings a connection that has been silent for ServerKeepalive.Time
+// and closes it when no answer comes within ServerKeepalive.Timeout. The
+// client pings no more often than the server's KeepaliveEnforcement allows;
+// a client that pings more often is told to go away (ENHANCE_YOUR_CALM).
+var (
+	ServerKeepalive = keepalive.ServerParameters{
+		Time:    time.Minute,
+		Timeout: 20 * time.Second,
+	}
+	KeepaliveEnforcement = keepalive.EnforcementPolicy{
+		MinTime:             15 * time.Second,
+		PermitWithoutStream: true,
+	}
+	ClientKeepalive = keepalive.ClientParameters{
+		Time:                30 * time.Second,
+		Timeout:             10 * time.Second,
+		PermitWithoutStream: false,
+	}
+)
+
+// ServerOptions returns the options a lesson's server is built with.
+func ServerOptions(l Limits) []grpc.ServerOption {
+	l = l.withDefaults()
+	return []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(l.MaxMessageBytes),
+		grpc.MaxSendMsgSize(l.MaxMessageBytes),
+		grpc.MaxConcurrentStreams(l.MaxConcurrentStreams),
+		grpc.KeepaliveParams(ServerKeepalive),
+		grpc.KeepaliveEnforcementPolicy(KeepaliveEnforcement),
+	}
+}
+
+// DialOptions returns the options a lesson's client connects with: the
+// keepalive the servers accept.
+func DialOptions() []grpc.DialOption {
+	return []grpc.DialOption{grpc.WithKeepaliveParams(ClientKeepalive)}
+}
+
+// GracefulStop stops srv. endStreams, when not nil, first ends the
+// long-lived streams (chat sessions, editing sessions), which would
+// otherwise hold a graceful stop for ever; then GracefulStop lets running
+// calls finish for up to timeout, after which Stop cuts them off and their
+// clients see Unavailable. It reports whether it had to cut calls off.
+func GracefulStop(srv *grpc.Server, endStreams func(), timeout time.Duration) (forced bool) {
+	if endStreams != nil {
+		endStreams()
+	}
+	done := make(chan struct{})
+	go func() {
+		srv.GracefulStop()
+		close(done)
+	}()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-done:
+		return false
+	case <-t.C:
+		srv.Stop()
+		<-done
+		return true
+	}
+}

@@ -1,0 +1,173 @@
+package serving
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/test/bufconn"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const testTimeout = 10 * time.Second
+
+// start serves health (and, through unknown, any other method) with opts
+// and returns the server and a connected health client.
+func start(t *testing.T, unknown grpc.StreamHandler, opts ...grpc.ServerOption) (*grpc.Server, healthpb.HealthClient, *grpc.ClientConn) {
+	t.Helper()
+	lis := bufconn.Listen(1 << 20)
+	if unknown != nil {
+		opts = append(opts, grpc.UnknownServiceHandler(unknown))
+	}
+	srv := grpc.NewServer(opts...)
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = srv.Serve(lis)
+	}()
+	dial := append(DialOptions(),
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient("passthrough:///bufnet", dial...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		conn.Close()
+		srv.Stop()
+		<-served
+		lis.Close()
+	})
+	return srv, healthpb.NewHealthClient(conn), conn
+}
+
+func testContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestServerOptions(t *testing.T) {
+	t.Run("Oversized_message_is_ResourceExhausted", func(t *testing.T) {
+		_, client, _ := start(t, nil, ServerOptions(Limits{MaxMessageBytes: 1024})...)
+		_, err := client.Check(testContext(t), &healthpb.HealthCheckRequest{Service: strings.Repeat("x", 2048)})
+		if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "1024") {
+			t.Fatalf("Check(2 KiB request) with MaxMessageBytes 1024 = %v, want ResourceExhausted naming the limit", err)
+		}
+	})
+
+	t.Run("Streams_beyond_the_limit_wait", func(t *testing.T) {
+		_, client, _ := start(t, nil, ServerOptions(Limits{MaxConcurrentStreams: 1})...)
+		ctx := testContext(t)
+		firstCtx, endFirst := context.WithCancel(ctx)
+		defer endFirst()
+		first, err := client.Watch(firstCtx, &healthpb.HealthCheckRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := first.Recv(); err != nil {
+			t.Fatalf("first Watch: Recv() = %v", err)
+		}
+		second := make(chan error, 1)
+		go func() {
+			stream, err := client.Watch(ctx, &healthpb.HealthCheckRequest{})
+			if err == nil {
+				_, err = stream.Recv()
+			}
+			second <- err
+		}()
+		select {
+		case err := <-second:
+			t.Fatalf("a second stream with MaxConcurrentStreams 1 got an answer (%v) while the first was open, want it to wait", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+		endFirst()
+		select {
+		case err := <-second:
+			if err != nil {
+				t.Fatalf("the second stream after the first ended: Recv() = %v", err)
+			}
+		case <-ctx.Done():
+			t.Fatal("the second stream never started after the first ended")
+		}
+	})
+
+	t.Run("Client_keepalive_is_within_what_the_server_allows", func(t *testing.T) {
+		if ClientKeepalive.Time < KeepaliveEnforcement.MinTime {
+			t.Fatalf("clients ping every %v, the server allows at most one ping per %v: they would be disconnected", ClientKeepalive.Time, KeepaliveEnforcement.MinTime)
+		}
+		if ClientKeepalive.PermitWithoutStream && !KeepaliveEnforcement.PermitWithoutStream {
+			t.Fatal("clients ping without streams, which the server forbids")
+		}
+	})
+}
+
+// blockUntil is a handler for any method that holds its stream until
+// release is closed.
+func blockUntil(release <-chan struct{}, started chan<- struct{}) grpc.StreamHandler {
+	return func(_ any, stream grpc.ServerStream) error {
+		started <- struct{}{}
+		select {
+		case <-release:
+			return nil
+		case <-stream.Context().Done():
+			return stream.Context().Err()
+		}
+	}
+}
+
+// openLongStream opens a stream to a method the unknown handler serves and
+// waits until the handler runs.
+func openLongStream(t *testing.T, conn *grpc.ClientConn, started <-chan struct{}) grpc.ClientStream {
+	t.Helper()
+	stream, err := conn.NewStream(testContext(t), &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, "/test.Long/Stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-started:
+	case <-time.After(testTimeout):
+		t.Fatal("the long stream's handler never started")
+	}
+	return stream
+}
+
+func TestGracefulStop(t *testing.T) {
+	t.Run("Ending_the_streams_lets_it_finish_gracefully", func(t *testing.T) {
+		release, started := make(chan struct{}), make(chan struct{}, 1)
+		srv, _, conn := start(t, blockUntil(release, started))
+		stream := openLongStream(t, conn, started)
+		if forced := GracefulStop(srv, func() { close(release) }, testTimeout); forced {
+			t.Fatal("GracefulStop after ending the streams had to force them, want a graceful stop")
+		}
+		if err := stream.RecvMsg(new(struct{})); !errors.Is(err, io.EOF) {
+			t.Fatalf("the ended stream: RecvMsg() = %v, want EOF", err)
+		}
+	})
+
+	t.Run("Streams_that_do_not_end_are_cut_off_as_Unavailable", func(t *testing.T) {
+		release, started := make(chan struct{}), make(chan struct{}, 1)
+		defer close(release)
+		srv, _, conn := start(t, blockUntil(release, started))
+		stream := openLongStream(t, conn, started)
+		if forced := GracefulStop(srv, nil, 50*time.Millisecond); !forced {
+			t.Fatal("GracefulStop with a stream that never ends reported a graceful stop, want forced")
+		}
+		if err := stream.RecvMsg(new(struct{})); status.Code(err) != codes.Unavailable {
+			t.Fatalf("the cut-off stream: RecvMsg() = %v, want Unavailable", err)
+		}
+	})
+}
