@@ -40,21 +40,26 @@ func main() {
 	once := flag.Bool("once", false, "run the demo, then exit instead of serving")
 	serveOnly := flag.Bool("serve", false, "skip the demo and only serve")
 	uploadDir := flag.String("upload-dir", "", "where uploaded files are stored (default: a new temporary folder)")
+	verbose := flag.Bool("v", false, "log every finished call: method, peer, status code, duration (never tokens or payloads)")
 	flag.Parse()
 	if *once && *serveOnly {
 		fmt.Fprintln(os.Stderr, "-once and -serve exclude each other")
 		os.Exit(2)
 	}
-	if err := run(*addr, *uploadDir, *once, *serveOnly); err != nil {
+	if err := run(*addr, *uploadDir, *once, *serveOnly, *verbose); err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr, uploadDir string, once, serveOnly bool) error {
+func run(addr, uploadDir string, once, serveOnly, verbose bool) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	level := slog.LevelWarn
+	if verbose {
+		level = slog.LevelInfo
+	}
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
 
 	if uploadDir == "" {
 		dir, err := os.MkdirTemp("", "day48-uploads-")
@@ -77,8 +82,10 @@ func run(addr, uploadDir string, once, serveOnly bool) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
+	logUnary, logStream := serving.LogCalls(slog.Default())
 	srv := grpc.NewServer(append(serving.ServerOptions(serving.Limits{}),
-		grpc.ChainStreamInterceptor(AuthInterceptor(tokens, time.Now)))...)
+		grpc.ChainUnaryInterceptor(logUnary),
+		grpc.ChainStreamInterceptor(logStream, AuthInterceptor(tokens, time.Now)))...)
 	pb.RegisterFileUploadServiceServer(srv, uploads)
 	pb.RegisterDataCollectionServiceServer(srv, collection)
 	pb.RegisterBatchServiceServer(srv, NewBatchServer(BatchConfig{}))

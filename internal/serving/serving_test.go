@@ -1,9 +1,11 @@
 package serving
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -15,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 )
@@ -170,4 +173,41 @@ func TestGracefulStop(t *testing.T) {
 			t.Fatalf("the cut-off stream: RecvMsg() = %v, want Unavailable", err)
 		}
 	})
+}
+
+func TestLogCalls(t *testing.T) {
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	unary, stream := LogCalls(logger)
+	failing := func(any, grpc.ServerStream) error { return status.Error(codes.Internal, "disk failed") }
+	_, client, conn := start(t, failing, grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream))
+	ctx := metadata.AppendToOutgoingContext(testContext(t), "authorization", "Bearer super-secret-token")
+
+	if _, err := client.Check(ctx, &healthpb.HealthCheckRequest{Service: "payload-marker"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("Check(unknown service) = %v, want NotFound", err)
+	}
+	s, err := conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true}, "/test.Faulty/Stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RecvMsg(new(struct{})); status.Code(err) != codes.Internal {
+		t.Fatalf("faulty stream: RecvMsg() = %v, want Internal", err)
+	}
+
+	got := logs.String()
+	for _, want := range []string{
+		"level=INFO msg=\"call finished\" method=/grpc.health.v1.Health/Check code=NotFound",
+		"level=ERROR msg=\"call finished\" method=/test.Faulty/Stream code=Internal",
+		"error=\"disk failed\"",
+		"peer=",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("logs lack %q; they are:\n%s", want, got)
+		}
+	}
+	for _, secret := range []string{"super-secret-token", "payload-marker"} {
+		if strings.Contains(got, secret) {
+			t.Errorf("logs contain %q, which is a token or a payload; they are:\n%s", secret, got)
+		}
+	}
 }
