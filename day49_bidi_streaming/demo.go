@@ -48,21 +48,26 @@ func main() {
 	addr := flag.String("addr", defaultAddr, "address to serve on (port 0 picks a free port)")
 	once := flag.Bool("once", false, "run the demo, then exit instead of serving")
 	serveOnly := flag.Bool("serve", false, "skip the demo and only serve")
+	verbose := flag.Bool("v", false, "log every finished call: method, peer, status code, duration (never tokens or payloads)")
 	flag.Parse()
 	if *once && *serveOnly {
 		fmt.Fprintln(os.Stderr, "-once and -serve exclude each other")
 		os.Exit(2)
 	}
-	if err := run(*addr, *once, *serveOnly); err != nil {
+	if err := run(*addr, *once, *serveOnly, *verbose); err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr string, once, serveOnly bool) error {
+func run(addr string, once, serveOnly, verbose bool) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	level := slog.LevelWarn
+	if verbose {
+		level = slog.LevelInfo
+	}
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
 
 	tokens := NewTokenStore()
 	for _, u := range demoUsers {
@@ -72,14 +77,19 @@ func run(addr string, once, serveOnly bool) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
+	logUnary, logStream := serving.LogCalls(slog.Default())
 	srv := grpc.NewServer(append(serving.ServerOptions(serving.Limits{}),
-		grpc.ChainStreamInterceptor(AuthInterceptor(tokens, time.Now)))...)
+		grpc.ChainUnaryInterceptor(logUnary),
+		grpc.ChainStreamInterceptor(logStream, AuthInterceptor(tokens, time.Now)))...)
 	chat := NewChatServer(Config{})
 	pb.RegisterChatServiceServer(srv, chat)
 	documents := NewMemoryStore()
 	documents.Create(demoDocument, demoDocumentText)
 	editor := NewEditorServer(EditorConfig{}, documents)
 	pb.RegisterEditorServiceServer(srv, editor)
+	game := NewGameServer(GameConfig{})
+	pb.RegisterGameServiceServer(srv, game)
+	go game.Run(ctx)
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(srv, healthSrv)
 	reflection.Register(srv)
@@ -90,11 +100,12 @@ func run(addr string, once, serveOnly bool) error {
 		serving.GracefulStop(srv, func() {
 			chat.Shutdown()
 			editor.Shutdown()
+			game.Shutdown()
 		}, shutdownTimeout)
 	}()
 
 	fmt.Println("=== Day 49: gRPC bidirectional streaming ===")
-	fmt.Printf("Serving ChatService and EditorService on %s\n\n", lis.Addr())
+	fmt.Printf("Serving ChatService, EditorService and GameService on %s\n\n", lis.Addr())
 	if !serveOnly {
 		if err := runDemo(ctx, lis.Addr().String()); err != nil {
 			return err
@@ -197,6 +208,10 @@ func runDemo(ctx context.Context, target string) error {
 
 	fmt.Println()
 	if err := runEditorDemo(ctx, target); err != nil {
+		return err
+	}
+	fmt.Println()
+	if err := runGameDemo(ctx, target); err != nil {
 		return err
 	}
 	fmt.Println("\nDemo completed.")

@@ -124,6 +124,76 @@ func (c *ChatClient) Run(ctx context.Context, room string, lines <-chan string, 
 	return status.Errorf(codes.Unimplemented, "ChatClient.Run: not implemented yet (see README, task 4)")
 }
 
+// post puts u in the mailbox without ever blocking (task 5).
+//
+// A snapshot replaces the one already waiting, if any: only the latest
+// matters. An error is appended to m.errors, unless m.maxErrors are
+// already waiting, then it is dropped. Hold m.mu while changing the
+// mailbox, then signal m.ready without waiting: if a signal is already
+// there, the writer has not taken it yet and will see this update too.
+func (m *snapshotMailbox) post(u *pb.GameUpdate) {
+	// TODO(task 5): a select with a default case for the signal.
+}
+
+// take empties the mailbox and returns what it held (task 5): the waiting
+// errors, oldest first, then the snapshot, if any. The stream's writer
+// calls it each time m.ready signals, and sends the result in order.
+func (m *snapshotMailbox) take() []*pb.GameUpdate {
+	// TODO(task 5)
+	return nil
+}
+
+// Tick advances the game by one tick (task 6). Hold s.mu throughout.
+//
+// Count the tick (s.tick). For each joined player (s.players), apply its
+// queued moves in order: a target outside the world (0 to
+// cfg.WorldSize-1 on each axis) or farther than cfg.MaxSpeed, in a
+// straight line, from where the player began this tick is refused with
+// p.refuse(sequence, InvalidArgument naming the limit) and the player
+// stays; otherwise the player moves there. Either way the move is
+// processed: record its sequence in p.lastSequence. Empty the queue. Then
+// post one snapshot (s.snapshotLocked) to every player's mailbox. Never
+// wait for a player: posting does not block.
+func (s *GameServer) Tick() {
+	// TODO(task 6)
+}
+
+// handle acts on one input from p (task 7).
+//
+// First the rate limit (p.limiter with the time cfg.Now): over it, count
+// the refusal in p.refusedInARow and answer in-band with
+// ResourceExhausted; at cfg.FloodLimit refusals in a row return
+// ResourceExhausted, which ends the stream. An accepted input resets the
+// count. A join goes to s.join. A move, under s.mu: before joining is
+// FailedPrecondition; without a target, or with a sequence not greater
+// than the last one queued or processed, InvalidArgument; with
+// cfg.MaxQueuedMoves already queued, ResourceExhausted naming the limit;
+// otherwise append it to p.queued for the next tick. Anything else is
+// InvalidArgument. A refused input is answered in-band with p.refuse (the
+// move's sequence, or 0) and the stream goes on: return nil. Never read
+// the player from the input: it is p.id, from the token.
+func (s *GameServer) handle(p *player, in *pb.PlayerInput) error {
+	// TODO(task 7)
+	return status.Errorf(codes.Unimplemented, "handle: not implemented yet (see README, task 7)")
+}
+
+// Play serves one player's stream (task 7, with handle).
+//
+// The player is identityFrom(stream.Context()) (Unauthenticated when
+// missing). Create it with newPlayer, s.register it, and make sure
+// s.unregister runs however Play returns. Run a writer goroutine, the only
+// one that calls Send: each time p.mailbox.ready signals it sends what
+// p.mailbox.take returns, until the stream's context ends or a Send
+// fails. Run a reader goroutine that Recv()s and handles inputs until
+// io.EOF (then Play returns nil), an error, or handle ends the stream.
+// Play returns the reader's result, or p.goneErr as soon as p is evicted
+// (Shutdown). Do not wait for the writer: it may be stuck in a Send to a
+// player that does not read, and it ends with the stream.
+func (s *GameServer) Play(stream pb.GameService_PlayServer) error {
+	// TODO(task 7)
+	return status.Errorf(codes.Unimplemented, "Play: not implemented yet (see README, task 7)")
+}
+
 // transform rewrites two concurrent operations, a and b, made on the same
 // text, so that each applies after the other (task 8): a2 is a rewritten
 // to apply after b, b2 is b rewritten to apply after a, and applying a

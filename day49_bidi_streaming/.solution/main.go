@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"unicode/utf8"
 
@@ -337,6 +338,182 @@ func (c *ChatClient) Run(ctx context.Context, room string, lines <-chan string, 
 			return err
 		case <-ctx.Done():
 			return stop(status.FromContextError(ctx.Err()).Err())
+		}
+	}
+}
+
+// post puts u in the mailbox. See the task 5 stub.
+func (m *snapshotMailbox) post(u *pb.GameUpdate) {
+	m.mu.Lock()
+	if u.GetSnapshot() != nil {
+		m.snapshot = u // the latest supersedes an unsent older one
+	} else if len(m.errors) < m.maxErrors {
+		m.errors = append(m.errors, u)
+	}
+	m.mu.Unlock()
+	select {
+	case m.ready <- struct{}{}:
+	default: // a signal is already waiting for the writer
+	}
+}
+
+// take empties the mailbox. See the task 5 stub.
+func (m *snapshotMailbox) take() []*pb.GameUpdate {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := m.errors
+	m.errors = nil
+	if m.snapshot != nil {
+		out = append(out, m.snapshot)
+		m.snapshot = nil
+	}
+	return out
+}
+
+// Tick advances the game by one tick. See the task 6 stub.
+func (s *GameServer) Tick() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tick++
+	for _, p := range s.players {
+		start := p.pos
+		for _, m := range p.queued {
+			if err := s.checkMove(start, m); err != nil {
+				p.refuse(m.sequence, err)
+			} else {
+				p.pos = m.target
+			}
+			p.lastSequence = m.sequence
+		}
+		p.queued = p.queued[:0]
+	}
+	snapshot := s.snapshotLocked()
+	for _, p := range s.players {
+		p.mailbox.post(snapshot)
+	}
+}
+
+// checkMove applies the world's rules to a move made from start, where
+// the player began the tick.
+func (s *GameServer) checkMove(start position, m queuedMove) error {
+	to, size := m.target, s.cfg.WorldSize
+	if to.x < 0 || to.y < 0 || to.x >= size || to.y >= size {
+		return status.Errorf(codes.InvalidArgument, "move %d to %v is out of bounds: the world runs from (0, 0) to (%d, %d)", m.sequence, to, size-1, size-1)
+	}
+	// Compare squares in int64: exact, and no overflow for int32 inputs.
+	dx, dy := int64(to.x)-int64(start.x), int64(to.y)-int64(start.y)
+	if maxSpeed := int64(s.cfg.MaxSpeed); dx*dx+dy*dy > maxSpeed*maxSpeed {
+		return status.Errorf(codes.InvalidArgument, "move %d to %v is %.1f units from %v, where the tick began: over the maximum speed of %d a tick", m.sequence, to, math.Hypot(float64(dx), float64(dy)), start, maxSpeed)
+	}
+	return nil
+}
+
+// handle acts on one input. See the task 7 stub.
+func (s *GameServer) handle(p *player, in *pb.PlayerInput) error {
+	sequence := in.GetMove().GetSequence()
+	if !p.limiter.AllowN(s.cfg.Now(), 1) {
+		if p.refusedInARow++; p.refusedInARow >= s.cfg.FloodLimit {
+			return status.Errorf(codes.ResourceExhausted, "flood: %d inputs in a row over the rate limit of %v a second; disconnected", p.refusedInARow, s.cfg.MovesPerSecond)
+		}
+		p.refuse(sequence, status.Errorf(codes.ResourceExhausted, "rate limit: at most %v inputs a second (burst %d); input dropped", s.cfg.MovesPerSecond, s.cfg.Burst))
+		return nil
+	}
+	p.refusedInARow = 0
+
+	var err error
+	switch in := in.GetInput().(type) {
+	case *pb.PlayerInput_Join:
+		err = s.join(p, in.Join.GetName())
+	case *pb.PlayerInput_Move:
+		err = s.queueMove(p, in.Move)
+	default:
+		err = status.Error(codes.InvalidArgument, "empty input: want a join or a move")
+	}
+	if err != nil {
+		p.refuse(sequence, err)
+	}
+	return nil
+}
+
+// queueMove keeps a move for the next tick, which checks it against the
+// world's rules.
+func (s *GameServer) queueMove(p *player, m *pb.PlayerMove) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !p.joined {
+		return status.Errorf(codes.FailedPrecondition, "move %d before joining: send a join first", m.GetSequence())
+	}
+	if m.GetTarget() == nil {
+		return status.Errorf(codes.InvalidArgument, "move %d has no target", m.GetSequence())
+	}
+	last := p.lastSequence
+	if n := len(p.queued); n > 0 {
+		last = p.queued[n-1].sequence
+	}
+	if m.GetSequence() <= last {
+		return status.Errorf(codes.InvalidArgument, "move sequence %d is not after the last one, %d", m.GetSequence(), last)
+	}
+	if len(p.queued) >= s.cfg.MaxQueuedMoves {
+		return status.Errorf(codes.ResourceExhausted, "move %d refused: %d moves already wait for the next tick, limit %d", m.GetSequence(), len(p.queued), s.cfg.MaxQueuedMoves)
+	}
+	p.queued = append(p.queued, queuedMove{sequence: m.GetSequence(), target: positionFromProto(m.GetTarget())})
+	return nil
+}
+
+// Play serves one player's stream. See the task 7 stub.
+func (s *GameServer) Play(stream pb.GameService_PlayServer) error {
+	id, ok := identityFrom(stream.Context())
+	if !ok {
+		return status.Error(codes.Unauthenticated, "no authenticated caller")
+	}
+	p := newPlayer(id.User, s.cfg)
+	s.register(p)
+	defer s.unregister(p)
+
+	// The writer is the only goroutine that calls Send. Play does not
+	// wait for it: a Send to a player that does not read blocks until the
+	// stream ends, which happens when Play returns.
+	go writeUpdates(stream, p.mailbox)
+	readDone := make(chan error, 1)
+	go func() { readDone <- s.readInputs(stream, p) }()
+	select {
+	case err := <-readDone:
+		return err
+	case <-p.gone:
+		return p.goneErr
+	}
+}
+
+// writeUpdates sends what the mailbox holds each time it signals, until
+// the stream ends or a Send fails.
+func writeUpdates(stream pb.GameService_PlayServer, m *snapshotMailbox) {
+	for {
+		select {
+		case <-m.ready:
+			for _, u := range m.take() {
+				if err := stream.Send(u); err != nil {
+					return
+				}
+			}
+		case <-stream.Context().Done():
+			return
+		}
+	}
+}
+
+// readInputs handles inputs until the player closes its side (nil), the
+// stream fails, or handle ends it.
+func (s *GameServer) readInputs(stream pb.GameService_PlayServer, p *player) error {
+	for {
+		in, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := s.handle(p, in); err != nil {
+			return err
 		}
 	}
 }
