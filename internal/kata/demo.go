@@ -25,11 +25,7 @@ func cmdDemo(ctx context.Context, r *repo, inv invocation) error {
 	if inv.flag("check") && inv.extra != nil {
 		return errors.New("-check runs the arguments in kata.json demo.args; do not pass arguments after --")
 	}
-	replace, err := solutionOverlay(days)
-	if err != nil {
-		return err
-	}
-	overlay, remove, err := writeTempOverlay(replace)
+	overlay, remove, err := referenceOverlay(days)
 	if err != nil {
 		return err
 	}

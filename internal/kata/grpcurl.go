@@ -154,11 +154,7 @@ func (r *repo) checkReadmeCommands(ctx context.Context, d day, blocks []checkedB
 		return err
 	}
 
-	replace, err := solutionOverlay([]day{d})
-	if err != nil {
-		return err
-	}
-	overlay, remove, err := writeTempOverlay(replace)
+	overlay, remove, err := referenceOverlay([]day{d})
 	if err != nil {
 		return err
 	}

@@ -129,11 +129,7 @@ func (r *repo) vetSolutions(ctx context.Context) error {
 	if err != nil || len(days) == 0 {
 		return noDays(err)
 	}
-	replace, err := solutionOverlay(days)
-	if err != nil {
-		return err
-	}
-	overlay, remove, err := writeTempOverlay(replace)
+	overlay, remove, err := referenceOverlay(days)
 	if err != nil {
 		return err
 	}

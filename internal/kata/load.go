@@ -173,11 +173,7 @@ func (r *repo) loadDay(ctx context.Context, d day, grpcurl, ghz string) (err err
 	if err != nil {
 		return err
 	}
-	replace, err := solutionOverlay([]day{d})
-	if err != nil {
-		return err
-	}
-	overlay, remove, err := writeTempOverlay(replace)
+	overlay, remove, err := referenceOverlay([]day{d})
 	if err != nil {
 		return err
 	}

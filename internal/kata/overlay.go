@@ -147,3 +147,13 @@ func preview(s string) string {
 	}
 	return fmt.Sprintf("%q", first)
 }
+
+// referenceOverlay writes a temporary overlay that swaps in the days'
+// reference solutions and returns its path and a function that removes it.
+func referenceOverlay(days []day) (path string, remove func(), err error) {
+	replace, err := solutionOverlay(days)
+	if err != nil {
+		return "", nil, err
+	}
+	return writeTempOverlay(replace)
+}

@@ -19,11 +19,7 @@ func cmdSolutions(ctx context.Context, r *repo, inv invocation) error {
 	if err != nil || len(days) == 0 {
 		return noDays(err)
 	}
-	replace, err := solutionOverlay(days)
-	if err != nil {
-		return err
-	}
-	overlay, remove, err := writeTempOverlay(replace)
+	overlay, remove, err := referenceOverlay(days)
 	if err != nil {
 		return err
 	}
@@ -87,11 +83,7 @@ func cmdBench(ctx context.Context, r *repo, inv invocation) error {
 	if err != nil || len(days) == 0 {
 		return noDays(err)
 	}
-	replace, err := solutionOverlay(days)
-	if err != nil {
-		return err
-	}
-	overlay, remove, err := writeTempOverlay(replace)
+	overlay, remove, err := referenceOverlay(days)
 	if err != nil {
 		return err
 	}
