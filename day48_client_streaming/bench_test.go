@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/katatest"
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
 )
 
@@ -33,22 +34,7 @@ func startTCPServer(b *testing.B, cfg Config) (addr string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	g := grpc.NewServer()
-	pb.RegisterFileUploadServiceServer(g, srv)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = g.Serve(lis) // returns once Stop closes the listener
-	}()
-	b.Cleanup(func() {
-		g.Stop()
-		<-done
-	})
-	return lis.Addr().String()
+	return katatest.ServeTCP(b, func(g *grpc.Server) { pb.RegisterFileUploadServiceServer(g, srv) })
 }
 
 // sha256Rate measures SHA-256 over data in bytes per second: the ceiling
@@ -307,26 +293,12 @@ func (receiveOnlyCollector) CollectLogs(stream pb.DataCollectionService_CollectL
 // startCollectionTCP serves impl on 127.0.0.1 and returns a client for it.
 func startCollectionTCP(b *testing.B, impl pb.DataCollectionServiceServer) pb.DataCollectionServiceClient {
 	b.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	addr := katatest.ServeTCP(b, func(g *grpc.Server) { pb.RegisterDataCollectionServiceServer(g, impl) })
+	c, err := NewStreamingClient(addr)
 	if err != nil {
 		b.Fatal(err)
 	}
-	g := grpc.NewServer()
-	pb.RegisterDataCollectionServiceServer(g, impl)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = g.Serve(lis) // returns once Stop closes the listener
-	}()
-	c, err := NewStreamingClient(lis.Addr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		c.Close()
-		g.Stop()
-		<-done
-	})
+	b.Cleanup(func() { c.Close() }) // runs before the server stops
 	return c.collection
 }
 

@@ -8,7 +8,6 @@ import (
 
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/serving"
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
@@ -118,9 +117,7 @@ func NewStreamingClient(target string, opts ...ClientOption) (*StreamingClient, 
 	if o.retry.MaxAttempts <= 0 || o.retry.InitialBackoff <= 0 || o.retry.MaxBackoff < o.retry.InitialBackoff || o.retry.Multiplier < 1 {
 		return nil, fmt.Errorf("new streaming client: retry policy %+v: want MaxAttempts > 0, 0 < InitialBackoff <= MaxBackoff, Multiplier >= 1", o.retry)
 	}
-	dialOpts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, serving.DialOptions()...)
-	dialOpts = append(dialOpts, o.dialOpts...)
-	conn, err := grpc.NewClient(target, dialOpts...)
+	conn, err := serving.NewClient(target, o.dialOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("new streaming client for %q: %w", target, err)
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"runtime"
 	"slices"
 	"strconv"
@@ -20,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/katatest"
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
 )
 
@@ -226,22 +226,7 @@ func fanOutUsers(n int) []string {
 // does; cleanup stops it and waits for every handler to return.
 func startFanOutServer(b *testing.B, impl pb.ChatServiceServer, opts ...grpc.ServerOption) (addr string) {
 	b.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	g := grpc.NewServer(append(opts, grpc.WaitForHandlers(true))...)
-	pb.RegisterChatServiceServer(g, impl)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = g.Serve(lis) // returns once Stop closes the listener
-	}()
-	b.Cleanup(func() {
-		g.Stop()
-		<-done
-	})
-	return lis.Addr().String()
+	return katatest.ServeTCP(b, func(g *grpc.Server) { pb.RegisterChatServiceServer(g, impl) }, opts...)
 }
 
 func dialFanOut(b *testing.B, addr string, n int) []*grpc.ClientConn {

@@ -100,9 +100,9 @@ type connection struct {
 	// from it; anyone may offer to it, never blocking (see deliver).
 	out chan *pb.ChatMessage
 
-	evictOnce sync.Once
-	gone      chan struct{} // closed when the connection is evicted
-	goneErr   error         // why; written once before gone is closed
+	// eviction ends the stream from outside: a full queue, a shutdown.
+	// The hub stops delivering to an evicted connection at once.
+	eviction
 
 	rooms map[string]bool // joined rooms; guarded by hub.mu
 
@@ -113,30 +113,10 @@ type connection struct {
 
 func newConnection(user string, queueSize int) *connection {
 	return &connection{
-		user:  user,
-		out:   make(chan *pb.ChatMessage, queueSize),
-		gone:  make(chan struct{}),
-		rooms: make(map[string]bool),
-	}
-}
-
-// evict marks the connection as gone for reason err. Only the first call
-// counts. The stream's handler sees gone closed and ends the stream with
-// err; the hub stops delivering to it at once.
-func (c *connection) evict(err error) {
-	c.evictOnce.Do(func() {
-		c.goneErr = err
-		close(c.gone)
-	})
-}
-
-// evicted reports whether evict was called.
-func (c *connection) evicted() bool {
-	select {
-	case <-c.gone:
-		return true
-	default:
-		return false
+		user:     user,
+		out:      make(chan *pb.ChatMessage, queueSize),
+		eviction: newEviction(),
+		rooms:    make(map[string]bool),
 	}
 }
 

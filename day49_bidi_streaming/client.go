@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/serving"
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
@@ -22,8 +21,7 @@ type ChatClient struct {
 // token. Without transport credentials among opts it uses plaintext, fine
 // on loopback and nowhere else.
 func NewChatClient(target, token string, opts ...grpc.DialOption) (*ChatClient, error) {
-	opts = append(append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, serving.DialOptions()...), opts...)
-	conn, err := grpc.NewClient(target, opts...)
+	conn, err := serving.NewClient(target, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("new chat client for %q: %w", target, err)
 	}

@@ -249,7 +249,7 @@ type committedOp struct {
 // since returns the operations committed after revision base, or false
 // when base is outside the kept history. d.mu must be held.
 func (d *document) since(base int64) ([]committedOp, bool) {
-	oldest := d.revision - int64(len(d.history))
+	oldest := d.oldestBase()
 	if base < oldest || base > d.revision {
 		return nil, false
 	}
@@ -259,46 +259,39 @@ func (d *document) since(base int64) ([]committedOp, bool) {
 // keptRevisions describes which bases d accepts, for error messages.
 // d.mu must be held.
 func (d *document) keptRevisions() string {
-	return fmt.Sprintf("revisions %d to %d", d.revision-int64(len(d.history)), d.revision)
+	return fmt.Sprintf("revisions %d to %d", d.oldestBase(), d.revision)
 }
+
+// oldestBase is the oldest revision an operation may be based on: the
+// one just before the kept history. d.mu must be held.
+func (d *document) oldestBase() int64 { return d.revision - int64(len(d.history)) }
 
 // editor is one Edit stream as the server sees it.
 type editor struct {
 	user string
 	out  chan *pb.EditEvent // bounded; only the stream's writer receives
 
-	evictOnce sync.Once
-	gone      chan struct{} // closed when evicted
-	goneErr   error
+	eviction
 
 	doc *document // the open document; only the stream's reader sets it
 }
 
 func newEditor(user string, queueSize int) *editor {
-	return &editor{user: user, out: make(chan *pb.EditEvent, queueSize), gone: make(chan struct{})}
+	return &editor{user: user, out: make(chan *pb.EditEvent, queueSize), eviction: newEviction()}
 }
 
 // deliver queues ev for the editor without ever blocking; an editor whose
 // queue is full is evicted, because the operations it misses cannot be
 // dropped.
 func (e *editor) deliver(ev *pb.EditEvent) {
-	select {
-	case <-e.gone:
+	if e.evicted() {
 		return
-	default:
 	}
 	select {
 	case e.out <- ev:
 	default:
 		e.evict(status.Errorf(codes.ResourceExhausted, "slow consumer: the outbound queue of %d events is full; disconnected", cap(e.out)))
 	}
-}
-
-func (e *editor) evict(err error) {
-	e.evictOnce.Do(func() {
-		e.goneErr = err
-		close(e.gone)
-	})
 }
 
 // refuse answers a request in-band.
@@ -367,10 +360,8 @@ func (s *EditorServer) open(ctx context.Context, e *editor, id string) error {
 
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	select {
-	case <-e.gone:
+	if e.evicted() {
 		return nil // the stream is over; unregister may already have run
-	default:
 	}
 	d.editors[e] = true
 	e.deliver(&pb.EditEvent{Event: &pb.EditEvent_Snapshot{Snapshot: &pb.DocumentSnapshot{

@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"sync"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/serving"
@@ -27,8 +27,7 @@ type EditorClient struct {
 // NewEditorClient creates a client for target that authenticates with
 // token; like NewChatClient it defaults to plaintext, for loopback only.
 func NewEditorClient(target, token string, opts ...grpc.DialOption) (*EditorClient, error) {
-	opts = append(append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, serving.DialOptions()...), opts...)
-	conn, err := grpc.NewClient(target, opts...)
+	conn, err := serving.NewClient(target, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("new editor client for %q: %w", target, err)
 	}
@@ -347,5 +346,5 @@ func opFromWire(p *pb.Operation) (Op, error) {
 	if p.GetKind() == nil {
 		return Op{}, nil
 	}
-	return opFromProto(p, int(^uint(0)>>1))
+	return opFromProto(p, math.MaxInt)
 }

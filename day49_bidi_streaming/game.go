@@ -138,26 +138,16 @@ type player struct {
 	lastSequence int64        // the last move processed, applied or refused
 	queued       []queuedMove // oldest first, at most cfg.MaxQueuedMoves
 
-	evictOnce sync.Once
-	gone      chan struct{} // closed when the player is evicted
-	goneErr   error         // why; written once before gone is closed
+	eviction // ends the stream from outside: a shutdown
 }
 
 func newPlayer(id string, cfg GameConfig) *player {
 	return &player{
-		id:      id,
-		mailbox: newSnapshotMailbox(cfg.MaxPendingErrors),
-		limiter: rate.NewLimiter(rate.Limit(cfg.MovesPerSecond), cfg.Burst),
-		gone:    make(chan struct{}),
+		id:       id,
+		mailbox:  newSnapshotMailbox(cfg.MaxPendingErrors),
+		limiter:  rate.NewLimiter(rate.Limit(cfg.MovesPerSecond), cfg.Burst),
+		eviction: newEviction(),
 	}
-}
-
-// evict ends the player's stream with err; only the first call counts.
-func (p *player) evict(err error) {
-	p.evictOnce.Do(func() {
-		p.goneErr = err
-		close(p.gone)
-	})
 }
 
 // refuse answers an input in-band with err's status. sequence is the
@@ -238,10 +228,8 @@ func (s *GameServer) join(p *player, name string) error {
 	case ok && other != p:
 		return status.Errorf(codes.FailedPrecondition, "%s is already playing on another stream", p.id)
 	}
-	select {
-	case <-p.gone:
+	if p.evicted() {
 		return nil // the stream is ending; an input still in flight changes nothing
-	default:
 	}
 	p.joined, p.name = true, name
 	p.pos = position{x: s.cfg.WorldSize / 2, y: s.cfg.WorldSize / 2}

@@ -7,9 +7,7 @@ import (
 	"io"
 	"strings"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/serving"
@@ -20,7 +18,7 @@ import (
 // ticking in real time, then shows a teleport refused and a flooding
 // player cut off.
 func runGameDemo(ctx context.Context, target string) error {
-	conn, err := grpc.NewClient(target, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, serving.DialOptions()...)...)
+	conn, err := serving.NewClient(target)
 	if err != nil {
 		return fmt.Errorf("new game client for %q: %w", target, err)
 	}

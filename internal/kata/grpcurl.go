@@ -118,7 +118,7 @@ func (r *repo) buildGrpcurl(ctx context.Context) (string, error) {
 
 // checkReadmeCommands starts the day's server as its README says, with the
 // reference solutions, runs every checked command against it and stops it.
-func (r *repo) checkReadmeCommands(ctx context.Context, d day, blocks []checkedBlock, grpcurl string) (err error) {
+func (r *repo) checkReadmeCommands(ctx context.Context, d day, blocks []checkedBlock, grpcurl string) error {
 	readme := d.dir + "/README.md"
 	var serverCmd *readmeCommand
 	var commands []readmeCommand
@@ -154,45 +154,15 @@ func (r *repo) checkReadmeCommands(ctx context.Context, d day, blocks []checkedB
 		return err
 	}
 
-	overlay, remove, err := referenceOverlay([]day{d})
-	if err != nil {
-		return err
-	}
-	defer remove()
-
 	fmt.Printf("day%s: %d grpcurl commands in %s\n", d.num, len(commands), readme)
 	fmt.Printf("day%s: starting the server as %s:%d says, with the reference solutions: %s\n", d.num, readme, serverCmd.line, serverCmd.text)
-	srv, err := r.startServer(ctx, append([]string{"run", "-overlay=" + overlay}, serverArgs...))
-	if err != nil {
-		return err
-	}
-	defer func() {
-		took, stopErr := srv.stop()
-		if ctx.Err() != nil {
-			return // interrupted: the server was only to be stopped
-		}
-		if stopErr == nil {
-			fmt.Printf("day%s: the server stopped cleanly %.1fs after SIGINT (limit %v)\n", d.num, took.Seconds(), serverStopLimit)
-			return
-		}
-		if err == nil {
-			err = stopErr
-			srv.showOutput()
-			return
-		}
-		fmt.Printf("day%s: and stopping the server: %v\n", d.num, stopErr)
-	}()
+	return r.withReferenceServer(ctx, d, serverArgs, addr, grpcurl, func(srv *server) error {
+		return r.runCommands(ctx, d, readme, commands, srv)
+	})
+}
 
-	fmt.Printf("day%s: waiting up to %v for %s to answer the health check\n", d.num, serverReadyTimeout, addr)
-	start := time.Now()
-	if err := srv.waitHealthy(ctx, grpcurl, addr); err != nil {
-		if ctx.Err() == nil {
-			srv.showOutput()
-		}
-		return err
-	}
-	fmt.Printf("day%s: the server answers after %.1fs\n", d.num, time.Since(start).Seconds())
-
+// runCommands runs the checked commands against the running server.
+func (r *repo) runCommands(ctx context.Context, d day, readme string, commands []readmeCommand, srv *server) error {
 	var failed []string
 	for _, c := range commands {
 		if ctx.Err() != nil {
@@ -445,4 +415,46 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// withReferenceServer starts "go run" with args and the day's reference
+// solutions swapped in, waits until addr answers the health check, calls
+// use, then stops the server with SIGINT and requires a clean exit.
+func (r *repo) withReferenceServer(ctx context.Context, d day, args []string, addr, grpcurl string, use func(*server) error) (err error) {
+	overlay, remove, err := referenceOverlay([]day{d})
+	if err != nil {
+		return err
+	}
+	defer remove()
+	srv, err := r.startServer(ctx, append([]string{"run", "-overlay=" + overlay}, args...))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		took, stopErr := srv.stop()
+		if ctx.Err() != nil {
+			return // interrupted: the server was only to be stopped
+		}
+		if stopErr == nil {
+			fmt.Printf("day%s: the server stopped cleanly %.1fs after SIGINT (limit %v)\n", d.num, took.Seconds(), serverStopLimit)
+			return
+		}
+		if err == nil {
+			err = stopErr
+			srv.showOutput()
+			return
+		}
+		fmt.Printf("day%s: and stopping the server: %v\n", d.num, stopErr)
+	}()
+
+	fmt.Printf("day%s: waiting up to %v for %s to answer the health check\n", d.num, serverReadyTimeout, addr)
+	start := time.Now()
+	if err := srv.waitHealthy(ctx, grpcurl, addr); err != nil {
+		if ctx.Err() == nil {
+			srv.showOutput()
+		}
+		return err
+	}
+	fmt.Printf("day%s: the server answers after %.1fs\n", d.num, time.Since(start).Seconds())
+	return use(srv)
 }

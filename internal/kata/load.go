@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -83,14 +84,7 @@ func (g *ghzReport) problems(want int) []string {
 	if g.Count != want {
 		out = append(out, fmt.Sprintf("%d calls were made, want %d", g.Count, want))
 	}
-	codes := slices.Sorted(func(yield func(string) bool) {
-		for code := range g.StatusCodeDistribution {
-			if !yield(code) {
-				return
-			}
-		}
-	})
-	for _, code := range codes {
+	for _, code := range slices.Sorted(maps.Keys(g.StatusCodeDistribution)) {
 		if n := g.StatusCodeDistribution[code]; code != "OK" && n > 0 {
 			out = append(out, fmt.Sprintf("%d calls ended with %s", n, code))
 		}
@@ -98,8 +92,8 @@ func (g *ghzReport) problems(want int) []string {
 	if g.StatusCodeDistribution["OK"] != want {
 		out = append(out, fmt.Sprintf("%d calls ended OK, want all %d", g.StatusCodeDistribution["OK"], want))
 	}
-	for msg, n := range g.ErrorDistribution {
-		out = append(out, fmt.Sprintf("%d× %s", n, msg))
+	for _, msg := range slices.Sorted(maps.Keys(g.ErrorDistribution)) {
+		out = append(out, fmt.Sprintf("%d× %s", g.ErrorDistribution[msg], msg))
 	}
 	return out
 }
@@ -168,34 +162,19 @@ func (r *repo) buildGhz(ctx context.Context) (string, error) {
 }
 
 // loadDay starts the day's server and runs its calls against it.
-func (r *repo) loadDay(ctx context.Context, d day, grpcurl, ghz string) (err error) {
+func (r *repo) loadDay(ctx context.Context, d day, grpcurl, ghz string) error {
 	addr, err := freeLoopbackAddr()
 	if err != nil {
 		return err
 	}
-	overlay, remove, err := referenceOverlay([]day{d})
-	if err != nil {
-		return err
-	}
-	defer remove()
-	args := append([]string{"run", "-overlay=" + overlay, d.pkg()}, d.kata.Load.ServerArgs...)
-	srv, err := r.startServer(ctx, append(args, "-addr", addr))
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if _, stopErr := srv.stop(); stopErr != nil && err == nil && ctx.Err() == nil {
-			srv.showOutput()
-			err = stopErr
-		}
-	}()
-	if err := srv.waitHealthy(ctx, grpcurl, addr); err != nil {
-		if ctx.Err() == nil {
-			srv.showOutput()
-		}
-		return err
-	}
+	args := append([]string{d.pkg()}, d.kata.Load.ServerArgs...)
+	return r.withReferenceServer(ctx, d, append(args, "-addr", addr), addr, grpcurl, func(srv *server) error {
+		return r.runLoad(ctx, d, ghz, addr, srv)
+	})
+}
 
+// runLoad runs the day's calls against its running server.
+func (r *repo) runLoad(ctx context.Context, d day, ghz, addr string, srv *server) error {
 	dir, err := os.MkdirTemp("", "kata-load-")
 	if err != nil {
 		return err

@@ -279,3 +279,27 @@ func describe(err error) string {
 	}
 	return err.Error()
 }
+
+// ServeTCP serves the services register adds on 127.0.0.1 over real TCP,
+// for benchmarks that must include the kernel's loopback path, and
+// returns the address. Cleanup stops the server and waits for every
+// handler to return.
+func ServeTCP(tb testing.TB, register func(*grpc.Server), opts ...grpc.ServerOption) (addr string) {
+	tb.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	g := grpc.NewServer(append(opts, grpc.WaitForHandlers(true))...)
+	register(g)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = g.Serve(lis) // returns once Stop closes the listener
+	}()
+	tb.Cleanup(func() {
+		g.Stop()
+		<-done
+	})
+	return lis.Addr().String()
+}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -14,59 +13,42 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
+
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/katatest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-const testTimeout = 10 * time.Second
-
-// start serves health (and, through unknown, any other method) with opts
-// and returns the server and a connected health client.
+// start serves health (and, through unknown, any other method) on a
+// bufconn server built with opts, and returns the server, a health client
+// and the connection, made with NewClient as the lessons' clients make
+// theirs.
 func start(t *testing.T, unknown grpc.StreamHandler, opts ...grpc.ServerOption) (*grpc.Server, healthpb.HealthClient, *grpc.ClientConn) {
 	t.Helper()
-	lis := bufconn.Listen(1 << 20)
 	if unknown != nil {
 		opts = append(opts, grpc.UnknownServiceHandler(unknown))
 	}
-	srv := grpc.NewServer(opts...)
-	healthpb.RegisterHealthServer(srv, health.NewServer())
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = srv.Serve(lis)
-	}()
-	dial := append(DialOptions(),
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	conn, err := grpc.NewClient("passthrough:///bufnet", dial...)
+	var srv *grpc.Server
+	s := katatest.Start(t, func(g *grpc.Server) {
+		srv = g
+		healthpb.RegisterHealthServer(g, health.NewServer())
+	}, katatest.WithServerOptions(opts...))
+	conn, err := NewClient(katatest.Target, s.DialOptions()...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		conn.Close()
-		srv.Stop()
-		<-served
-		lis.Close()
-	})
+	t.Cleanup(func() { conn.Close() })
 	return srv, healthpb.NewHealthClient(conn), conn
-}
-
-func testContext(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	t.Cleanup(cancel)
-	return ctx
 }
 
 func TestServerOptions(t *testing.T) {
 	t.Run("Oversized_message_is_ResourceExhausted", func(t *testing.T) {
 		_, client, _ := start(t, nil, ServerOptions(Limits{MaxMessageBytes: 1024})...)
-		_, err := client.Check(testContext(t), &healthpb.HealthCheckRequest{Service: strings.Repeat("x", 2048)})
+		_, err := client.Check(katatest.Context(t), &healthpb.HealthCheckRequest{Service: strings.Repeat("x", 2048)})
 		if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "1024") {
 			t.Fatalf("Check(2 KiB request) with MaxMessageBytes 1024 = %v, want ResourceExhausted naming the limit", err)
 		}
@@ -74,7 +56,7 @@ func TestServerOptions(t *testing.T) {
 
 	t.Run("Streams_beyond_the_limit_wait", func(t *testing.T) {
 		_, client, _ := start(t, nil, ServerOptions(Limits{MaxConcurrentStreams: 1})...)
-		ctx := testContext(t)
+		ctx := katatest.Context(t)
 		firstCtx, endFirst := context.WithCancel(ctx)
 		defer endFirst()
 		first, err := client.Watch(firstCtx, &healthpb.HealthCheckRequest{})
@@ -136,13 +118,13 @@ func blockUntil(release <-chan struct{}, started chan<- struct{}) grpc.StreamHan
 // waits until the handler runs.
 func openLongStream(t *testing.T, conn *grpc.ClientConn, started <-chan struct{}) grpc.ClientStream {
 	t.Helper()
-	stream, err := conn.NewStream(testContext(t), &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, "/test.Long/Stream")
+	stream, err := conn.NewStream(katatest.Context(t), &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, "/test.Long/Stream")
 	if err != nil {
 		t.Fatal(err)
 	}
 	select {
 	case <-started:
-	case <-time.After(testTimeout):
+	case <-time.After(katatest.TestTimeout):
 		t.Fatal("the long stream's handler never started")
 	}
 	return stream
@@ -153,7 +135,7 @@ func TestGracefulStop(t *testing.T) {
 		release, started := make(chan struct{}), make(chan struct{}, 1)
 		srv, _, conn := start(t, blockUntil(release, started))
 		stream := openLongStream(t, conn, started)
-		if forced := GracefulStop(srv, func() { close(release) }, testTimeout); forced {
+		if forced := GracefulStop(srv, func() { close(release) }, katatest.TestTimeout); forced {
 			t.Fatal("GracefulStop after ending the streams had to force them, want a graceful stop")
 		}
 		if err := stream.RecvMsg(new(struct{})); !errors.Is(err, io.EOF) {
@@ -181,7 +163,7 @@ func TestLogCalls(t *testing.T) {
 	unary, stream := LogCalls(logger)
 	failing := func(any, grpc.ServerStream) error { return status.Error(codes.Internal, "disk failed") }
 	_, client, conn := start(t, failing, grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream))
-	ctx := metadata.AppendToOutgoingContext(testContext(t), "authorization", "Bearer super-secret-token")
+	ctx := metadata.AppendToOutgoingContext(katatest.Context(t), "authorization", "Bearer super-secret-token")
 
 	if _, err := client.Check(ctx, &healthpb.HealthCheckRequest{Service: "payload-marker"}); status.Code(err) != codes.NotFound {
 		t.Fatalf("Check(unknown service) = %v, want NotFound", err)
