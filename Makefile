@@ -32,7 +32,7 @@ progress: ## show which tasks your own code passes
 	$(KATA) progress $(DAY)
 
 test: ## run your own code for one day: make test DAY=48 [RUN=TestFileUpload]
-	$(if $(DAY),,$(error DAY is required: make test DAY=48 [RUN=TestName]))go test $(RACE) -count=1 $(if $(RUN),-run '$(value RUN)') ./day$(DAY)_*/
+	$(if $(DAY),,$(error DAY is required: make test DAY=48 [RUN=TestName]))go test $(RACE) -count=1 -timeout=60s $(if $(RUN),-run '$(value RUN)') ./day$(DAY)_*/
 
 proto: ## lint proto/ and regenerate pb/ with the pinned buf
 	$(KATA) proto

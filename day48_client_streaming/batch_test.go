@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"strings"
@@ -15,6 +14,8 @@ import (
 
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/katatest"
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 const batchMethod = "/streaming.v1.BatchService/ProcessBatch"
@@ -35,7 +36,7 @@ var batchEpoch = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 type batchEnv struct {
 	*katatest.Server
 	srv    *BatchServer
-	clock  *fakeClock
+	clock  *katatest.Clock
 	client pb.BatchServiceClient
 }
 
@@ -50,7 +51,7 @@ func startBatchServer(t *testing.T, cfg BatchConfig) *batchEnv {
 // instead of a rate limiter, when probe is not nil.
 func startPacedBatchServer(t *testing.T, cfg BatchConfig, probe *pacingProbe) *batchEnv {
 	t.Helper()
-	clock := &fakeClock{now: batchEpoch}
+	clock := katatest.NewClock(batchEpoch)
 	cfg.Now = clock.Now
 	tokens := NewTokenStore()
 	tokens.Add(aliceToken, Identity{User: "alice", Expires: batchEpoch.Add(time.Hour)})
@@ -69,32 +70,19 @@ func startPacedBatchServer(t *testing.T, cfg BatchConfig, probe *pacingProbe) *b
 	return &batchEnv{Server: s, srv: srv, clock: clock, client: pb.NewBatchServiceClient(s.Conn)}
 }
 
-// newClient returns a StreamingClient connected to env's server.
-func (env *batchEnv) newClient(t *testing.T) *StreamingClient {
-	t.Helper()
-	c, err := NewStreamingClient(katatest.Target, WithDialOptions(env.DialOptions()...))
-	if err != nil {
-		t.Fatalf("NewStreamingClient() = %v", err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
 // wantStored fails the test unless key holds payload.
 func (env *batchEnv) wantStored(t *testing.T, key, payload string) {
 	t.Helper()
 	got, ok := env.srv.store.get(key)
-	if !ok || !bytes.Equal(got, []byte(payload)) {
-		t.Fatalf("store[%q] = %q (present %v), want %q", key, got, ok, payload)
-	}
+	require.True(t, ok, "store[%q] is absent, want %q", key, payload)
+	require.Equal(t, payload, string(got), "store[%q]", key)
 }
 
 // wantAbsent fails the test if key holds anything.
 func (env *batchEnv) wantAbsent(t *testing.T, key string) {
 	t.Helper()
-	if got, ok := env.srv.store.get(key); ok {
-		t.Fatalf("store[%q] = %q, want no such key", key, got)
-	}
+	got, ok := env.srv.store.get(key)
+	require.False(t, ok, "store[%q] = %q, want no such key", key, got)
 }
 
 // write, del and purge build one item each.
@@ -217,7 +205,7 @@ func (p *pacingProbe) counts() (waits, received int, early []string) {
 // first, because the handler finished without getting there.
 func (p *pacingProbe) waitForWaits(t *testing.T, n int, stop <-chan struct{}) bool {
 	t.Helper()
-	deadline := time.NewTimer(katatest.TestTimeout)
+	deadline := time.NewTimer(katatest.WaitTimeout)
 	defer deadline.Stop()
 	for {
 		p.mu.Lock()
@@ -231,7 +219,7 @@ func (p *pacingProbe) waitForWaits(t *testing.T, n int, stop <-chan struct{}) bo
 		case <-stop:
 			return false
 		case <-deadline.C:
-			t.Fatalf("waited %v for the handler to wait on its pacer %d times, it did %d times", katatest.TestTimeout, n, waits)
+			t.Fatalf("waited %v for the handler to wait on its pacer %d times, it did %d times", katatest.WaitTimeout, n, waits)
 		}
 	}
 }
@@ -302,9 +290,7 @@ func TestBatchProcessing(t *testing.T) {
 			_, err := sendBatch(ctx, env.client, token, write("w1", "alice/x", "x"))
 			katatest.WantCode(t, err, codes.Unauthenticated, "ProcessBatch(token=%q)", token)
 			katatest.WantMessage(t, err, "ProcessBatch(token=%q)", token)("unknown")
-			if strings.Contains(err.Error(), token) {
-				t.Fatalf("ProcessBatch(token=%q) = %v, want a message that does not repeat the token", token, err)
-			}
+			assert.NotContains(t, err.Error(), token, "ProcessBatch(token=%q) error, want a message that does not repeat the token", token)
 		}
 		// A header that is not "Bearer <token>" is refused as malformed.
 		stream, err := env.client.ProcessBatch(metadata.AppendToOutgoingContext(ctx, "authorization", "Basic "+aliceToken))
@@ -432,7 +418,7 @@ func TestBatchProcessing(t *testing.T) {
 
 	t.Run("Rejects_invalid_items_and_goes_on", func(t *testing.T) {
 		env := startBatchServer(t, BatchConfig{MaxPayloadBytes: 16})
-		longID := strings.Repeat("i", maxItemIDBytes+1)
+		longID := strings.Repeat("é", maxItemIDBytes/2) + "i" // 129 bytes in 65 runes
 		items := []*pb.BatchItem{
 			write("", "alice/a", "no id"),
 			write(longID, "alice/a", "long id"),
@@ -454,11 +440,20 @@ func TestBatchProcessing(t *testing.T) {
 			want = append(want, outcome{id, codes.InvalidArgument})
 		}
 		wantOutcomes(t, call, res, append(want, outcome{"ok", codes.OK})...)
-		if msg := res.GetOutcomes()[9].GetMessage(); !strings.Contains(msg, "16") {
-			t.Fatalf("%s outcome for a 17-byte payload says %q, want it to name the limit 16", call, msg)
-		}
+		assert.Contains(t, res.GetOutcomes()[9].GetMessage(), "16", "%s outcome for a 17-byte payload, want it to name the limit 16", call)
 		env.wantAbsent(t, "alice/a")
 		env.wantStored(t, "alice/ok", "fine")
+	})
+
+	t.Run("Accepts_items_at_their_limits", func(t *testing.T) {
+		env := startBatchServer(t, BatchConfig{MaxPayloadBytes: 16})
+		id := strings.Repeat("é", maxItemIDBytes/2) // 128 bytes
+		key := "alice/" + strings.Repeat("k", maxKeyBytes-len("alice/"))
+		call := "ProcessBatch(alice: a 128-byte id, a 256-byte key, a 16-byte payload)"
+		res, err := sendBatch(katatest.Context(t), env.client, aliceToken, write(id, key, strings.Repeat("p", 16)))
+		katatest.WantCode(t, err, codes.OK, "%s", call)
+		wantOutcomes(t, call, res, outcome{id, codes.OK})
+		env.wantStored(t, key, strings.Repeat("p", 16))
 	})
 
 	t.Run("Ends_stream_past_MaxItemsPerStream", func(t *testing.T) {
@@ -545,79 +540,7 @@ func TestBatchProcessing(t *testing.T) {
 		<-done
 		katatest.WantCode(t, err, codes.OK, "ProcessBatch(6 items, paced)")
 		wantOutcomes(t, "ProcessBatch(6 items, paced)", res, want...)
-		if _, _, early := probe.counts(); len(early) > 0 {
-			t.Fatalf("ProcessBatch received items before waiting on the pacer for them: %v", early)
-		}
+		_, _, early := probe.counts()
+		assert.Empty(t, early, "ProcessBatch receives before waiting on the pacer for them")
 	})
-}
-
-func TestBatchClient(t *testing.T) {
-	t.Run("Sends_items_with_the_token_and_returns_outcomes", func(t *testing.T) {
-		env := startBatchServer(t, BatchConfig{})
-		c := env.newClient(t)
-		_, err := sendBatch(katatest.Context(t), env.client, aliceToken, write("seed", "alice/old", "old"))
-		katatest.WantCode(t, err, codes.OK, "ProcessBatch(alice: seed)")
-		call := "StreamingClient.ProcessBatch(alice-token, 3 items)"
-		res, err := c.ProcessBatch(katatest.Context(t), aliceToken, []*pb.BatchItem{
-			write("w1", "alice/notes", "hello"),
-			write("w2", "bob/notes", "not hers"),
-			del("d1", "alice/old"),
-		})
-		katatest.WantCode(t, err, codes.OK, "%s", call)
-		wantOutcomes(t, call, res, outcome{"w1", codes.OK}, outcome{"w2", codes.PermissionDenied}, outcome{"d1", codes.OK})
-		env.wantStored(t, "alice/notes", "hello")
-		env.wantAbsent(t, "bob/notes")
-		env.wantAbsent(t, "alice/old")
-	})
-
-	t.Run("Returns_the_server_status_when_Send_fails", func(t *testing.T) {
-		env := startBatchServer(t, BatchConfig{})
-		c := env.newClient(t)
-		// 16 MiB of items: far more than flow control lets the client send
-		// before the server's rejection arrives, so a later Send fails.
-		items := bigItems(512, 32<<10)
-		_, err := c.ProcessBatch(katatest.Context(t), "stolen-token", items)
-		katatest.WantCode(t, err, codes.Unauthenticated, "StreamingClient.ProcessBatch(unknown token, %d items) rejected by the server mid-stream", len(items))
-	})
-
-	t.Run("Stops_promptly_on_cancel", func(t *testing.T) {
-		// The pacer lets one item through and holds the rest, so the
-		// client is still sending (or waiting for flow control) when the
-		// test cancels.
-		probe := newPacingProbe(1)
-		env := startPacedBatchServer(t, BatchConfig{}, probe)
-		c := env.newClient(t)
-		items := bigItems(512, 32<<10)
-		ctx, cancel := context.WithCancel(katatest.Context(t))
-		defer cancel()
-		var err error
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			_, err = c.ProcessBatch(ctx, aliceToken, items)
-		}()
-		if !probe.waitForWaits(t, 2, done) {
-			t.Fatalf("StreamingClient.ProcessBatch(%d items) = %v before the server received the first item", len(items), err)
-		}
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(katatest.TestTimeout):
-			t.Fatal("StreamingClient.ProcessBatch() did not return after its context was cancelled")
-		}
-		katatest.WantCode(t, err, codes.Canceled, "StreamingClient.ProcessBatch() cancelled after the first item")
-		env.WaitIdle(t)
-	})
-}
-
-// bigItems returns n WRITE items for alice of size bytes each, sharing one
-// payload, with ids and keys big-1 to big-n.
-func bigItems(n, size int) []*pb.BatchItem {
-	payload := bytes.Repeat([]byte{'b'}, size)
-	items := make([]*pb.BatchItem, n)
-	for i := range items {
-		id := fmt.Sprint("big-", i+1)
-		items[i] = &pb.BatchItem{ItemId: id, Operation: pb.BatchOperation_BATCH_OPERATION_WRITE, Key: "alice/" + id, Payload: payload}
-	}
-	return items
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -32,6 +33,9 @@ type StreamingClient struct {
 	// sleep waits between retries; tests replace it to observe the backoff
 	// without waiting.
 	sleep func(ctx context.Context, d time.Duration) error
+	// jitter returns a number in [0, 1) for each backoff; tests replace it
+	// with a fixed sequence to check every delay exactly.
+	jitter func() float64
 }
 
 // RetryPolicy says how UploadWithRetry retries.
@@ -129,6 +133,7 @@ func NewStreamingClient(target string, opts ...ClientOption) (*StreamingClient, 
 		maxConcurrency: o.maxConcurrency,
 		retry:          o.retry,
 		sleep:          sleepContext,
+		jitter:         rand.Float64,
 	}
 	if o.bytesPerSecond > 0 {
 		// The burst must hold one chunk, or WaitN could never grant it.

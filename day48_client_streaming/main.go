@@ -110,10 +110,12 @@ func (c *StreamingClient) UploadFilesConcurrently(ctx context.Context, paths []s
 // Choose a random upload_id once. Before each attempt ask GetUploadStatus
 // where the server stands (NotFound: start at 0; COMPLETED: return its
 // file id) and send only the rest. Retry only when IsRetryable, at most
-// c.retry.MaxAttempts attempts in all, waiting with c.sleep between them
-// for an exponential backoff with jitter (and at least the delay a
-// RetryInfo asks for). Apply c.retry.AttemptTimeout to each attempt. Stop
-// as soon as ctx ends.
+// c.retry.MaxAttempts attempts in all, waiting with c.sleep between them.
+// The wait after attempt n has a base of InitialBackoff times Multiplier
+// to the power n-1, capped at MaxBackoff; jitter keeps half of the base
+// and a random part of the other half: base/2 + c.jitter()*base/2. Wait
+// at least the delay a RetryInfo asks for. Apply c.retry.AttemptTimeout to
+// each attempt. Stop as soon as ctx ends.
 func (c *StreamingClient) UploadWithRetry(ctx context.Context, path string, opts ...UploadOption) (*pb.UploadResult, error) {
 	// TODO(task 7): resume, retry, back off.
 	return nil, status.Errorf(codes.Unimplemented, "UploadWithRetry: not implemented yet (see README, task 7)")
@@ -147,50 +149,6 @@ func validateDataPoint(p *pb.DataPoint, now time.Time, maxFutureSkew time.Durati
 func (s *DataCollectionServer) CollectDataPoints(stream pb.DataCollectionService_CollectDataPointsServer) error {
 	// TODO(task 9): receive, validate, batch, save, count, SendAndClose.
 	return status.Errorf(codes.Unimplemented, "CollectDataPoints: not implemented yet (see README, task 9)")
-}
-
-// CollectLogs receives a stream of log entries (task 12).
-//
-// An entry with an unknown level, an application that is empty or over
-// maxApplicationBytes, a message over s.cfg.MaxLogMessageBytes or not
-// UTF-8, or more than maxLogFields fields counts as an error. An entry
-// below s.cfg.MinLevel counts as filtered. Every other entry is redacted
-// with redactEntry before anything stores or prints it, then buffered.
-//
-// One goroutine owns the buffer: it indexes it (s.logs.addBatch) when it
-// holds s.cfg.LogBufferSize entries, on every tick of a ticker from
-// s.cfg.NewTicker(s.cfg.FlushInterval), and a last time when the stream
-// ends. The handler hands it entries over a bounded channel and waits for
-// it to finish before answering, so the final flush comes before
-// SendAndClose and the goroutine never outlives the stream.
-func (s *DataCollectionServer) CollectLogs(stream pb.DataCollectionService_CollectLogsServer) error {
-	// TODO(task 12): receive, filter, redact, hand over, flush, SendAndClose.
-	return status.Errorf(codes.Unimplemented, "CollectLogs: not implemented yet (see README, task 12)")
-}
-
-// SendDataPoints sends every point received from points until the channel
-// is closed, then returns the server's result (task 13).
-//
-// If Send returns io.EOF the server has ended the stream: its status comes
-// from CloseAndRecv. When ctx ends first, return its error as a status
-// (status.FromContextError) without waiting for more points.
-func (c *StreamingClient) SendDataPoints(ctx context.Context, points <-chan *pb.DataPoint) (*pb.CollectionResult, error) {
-	// TODO(task 13): stream the channel's points, then CloseAndRecv.
-	return nil, status.Errorf(codes.Unimplemented, "SendDataPoints: not implemented yet (see README, task 13)")
-}
-
-// SendLogs is SendDataPoints for log entries (task 13).
-func (c *StreamingClient) SendLogs(ctx context.Context, entries <-chan *pb.LogEntry) (*pb.LogCollectionResult, error) {
-	// TODO(task 13): the same shape as SendDataPoints.
-	return nil, status.Errorf(codes.Unimplemented, "SendLogs: not implemented yet (see README, task 13)")
-}
-
-// MonitorConnection calls onChange with the connection's state, first the
-// current one and then each change, until ctx ends; it then returns ctx's
-// error (task 14). It asks an idle connection to connect.
-func (c *StreamingClient) MonitorConnection(ctx context.Context, onChange func(connectivity.State)) error {
-	// TODO(task 14): Connect, GetState, WaitForStateChange.
-	return status.Errorf(codes.Unimplemented, "MonitorConnection: not implemented yet (see README, task 14)")
 }
 
 // ProcessBatch authorises and applies a stream of key-value operations
@@ -242,4 +200,48 @@ func (s *BatchServer) ProcessBatch(stream pb.BatchService_ProcessBatchServer) er
 func (c *StreamingClient) ProcessBatch(ctx context.Context, token string, items []*pb.BatchItem) (*pb.BatchResult, error) {
 	// TODO(task 11): open the stream with the token, send, CloseAndRecv.
 	return nil, status.Errorf(codes.Unimplemented, "StreamingClient.ProcessBatch: not implemented yet (see README, task 11)")
+}
+
+// CollectLogs receives a stream of log entries (task 12).
+//
+// An entry with an unknown level, an application that is empty or over
+// maxApplicationBytes, a message over s.cfg.MaxLogMessageBytes or not
+// UTF-8, or more than maxLogFields fields counts as an error. An entry
+// below s.cfg.MinLevel counts as filtered. Every other entry is redacted
+// with redactEntry before anything stores or prints it, then buffered.
+//
+// One goroutine owns the buffer: it indexes it (s.logs.addBatch) when it
+// holds s.cfg.LogBufferSize entries, on every tick of a ticker from
+// s.cfg.NewTicker(s.cfg.FlushInterval), and a last time when the stream
+// ends. The handler hands it entries over a bounded channel and waits for
+// it to finish before answering, so the final flush comes before
+// SendAndClose and the goroutine never outlives the stream.
+func (s *DataCollectionServer) CollectLogs(stream pb.DataCollectionService_CollectLogsServer) error {
+	// TODO(task 12): receive, filter, redact, hand over, flush, SendAndClose.
+	return status.Errorf(codes.Unimplemented, "CollectLogs: not implemented yet (see README, task 12)")
+}
+
+// SendDataPoints sends every point received from points until the channel
+// is closed, then returns the server's result (task 13).
+//
+// If Send returns io.EOF the server has ended the stream: its status comes
+// from CloseAndRecv. When ctx ends first, return its error as a status
+// (status.FromContextError) without waiting for more points.
+func (c *StreamingClient) SendDataPoints(ctx context.Context, points <-chan *pb.DataPoint) (*pb.CollectionResult, error) {
+	// TODO(task 13): stream the channel's points, then CloseAndRecv.
+	return nil, status.Errorf(codes.Unimplemented, "SendDataPoints: not implemented yet (see README, task 13)")
+}
+
+// SendLogs is SendDataPoints for log entries (task 13).
+func (c *StreamingClient) SendLogs(ctx context.Context, entries <-chan *pb.LogEntry) (*pb.LogCollectionResult, error) {
+	// TODO(task 13): the same shape as SendDataPoints.
+	return nil, status.Errorf(codes.Unimplemented, "SendLogs: not implemented yet (see README, task 13)")
+}
+
+// MonitorConnection calls onChange with the connection's state, first the
+// current one and then each change, until ctx ends; it then returns ctx's
+// error (task 14). It asks an idle connection to connect.
+func (c *StreamingClient) MonitorConnection(ctx context.Context, onChange func(connectivity.State)) error {
+	// TODO(task 14): Connect, GetState, WaitForStateChange.
+	return status.Errorf(codes.Unimplemented, "MonitorConnection: not implemented yet (see README, task 14)")
 }

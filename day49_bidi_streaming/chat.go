@@ -8,6 +8,7 @@ import (
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
 )
@@ -210,6 +211,13 @@ func (h *hub) allow(c *connection) bool {
 	defer h.mu.Unlock()
 	l, ok := h.limiters[c.user]
 	return ok && !c.evicted() && l.limiter.AllowN(h.cfg.Now(), 1)
+}
+
+// notice builds a server-originated message of type t about user in a
+// room (a join confirmation, presence, typing), stamped with the hub's
+// clock.
+func (h *hub) notice(t pb.MessageType, user, roomID string) *pb.ChatMessage {
+	return &pb.ChatMessage{Type: t, UserId: user, RoomId: roomID, Timestamp: timestamppb.New(h.cfg.Now())}
 }
 
 // counts returns how many rooms, memberships, rate limiters and

@@ -256,7 +256,14 @@ func runChat(args []string) error {
 		}
 	}()
 	fmt.Printf("Connected to %s as %s. Type a message and press Enter; Ctrl+D leaves.\n", *addr, *user)
-	err = client.Run(ctx, *room, lines, func(m *pb.ChatMessage) { fmt.Println(formatMessage(m)) })
+	err = client.Run(ctx, *room, lines, func(m *pb.ChatMessage) {
+		// The terminal already shows what this user typed; the server's
+		// echo of it would print the line a second time.
+		if m.GetType() == pb.MessageType_MESSAGE_TYPE_CHAT && m.GetUserId() == *user {
+			return
+		}
+		fmt.Println(formatMessage(m))
+	})
 	if status.Code(err) == codes.Canceled {
 		return nil // Ctrl+C
 	}

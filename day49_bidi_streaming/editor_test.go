@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -17,141 +16,8 @@ import (
 
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/katatest"
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
+	"github.com/stretchr/testify/require"
 )
-
-// converge applies a then b's transform, and b then a's, to text, and
-// returns both results.
-func converge(t testing.TB, text string, a, b Op) (viaA, viaB string) {
-	t.Helper()
-	a2, b2 := transform(a, b)
-	afterA, err := a.applyString(text)
-	if err != nil {
-		t.Fatalf("test bug: %v does not fit %q: %v", a, text, err)
-	}
-	afterB, err := b.applyString(text)
-	if err != nil {
-		t.Fatalf("test bug: %v does not fit %q: %v", b, text, err)
-	}
-	if viaA, err = b2.applyString(afterA); err != nil {
-		t.Fatalf("transform(%v, %v) = %v, %v: b2 does not fit %q (a applied to %q): %v", a, b, a2, b2, afterA, text, err)
-	}
-	if viaB, err = a2.applyString(afterB); err != nil {
-		t.Fatalf("transform(%v, %v) = %v, %v: a2 does not fit %q (b applied to %q): %v", a, b, a2, b2, afterB, text, err)
-	}
-	return viaA, viaB
-}
-
-func TestTransform(t *testing.T) {
-	tests := []struct {
-		name       string
-		text       string
-		a, b       Op
-		want       string
-		wantA2     Op // checked when not zero
-		checkNoopA bool
-	}{
-		{name: "Concurrent_inserts_at_one_position", text: "abc", a: Insert(1, "X"), b: Insert(1, "Y"), want: "aXYbc"},
-		{name: "Concurrent_inserts_at_one_position_the_other_way", text: "abc", a: Insert(1, "Y"), b: Insert(1, "X"), want: "aYXbc"},
-		{name: "Inserts_at_different_positions", text: "abc", a: Insert(0, "X"), b: Insert(3, "Y"), want: "XabcY"},
-		{name: "Insert_inside_a_deleted_range", text: "abcdef", a: Insert(3, "X"), b: Delete(1, 4), want: "af", checkNoopA: true},
-		{name: "Deleted_range_around_an_insert", text: "abcdef", a: Delete(1, 4), b: Insert(3, "X"), want: "af"},
-		{name: "Insert_at_a_delete_start", text: "abcdef", a: Insert(1, "X"), b: Delete(1, 3), want: "aXef"},
-		{name: "Insert_at_a_delete_end", text: "abcdef", a: Insert(4, "X"), b: Delete(1, 3), want: "aXef"},
-		{name: "Insert_before_a_delete", text: "abcdef", a: Insert(0, "X"), b: Delete(2, 2), want: "Xabef"},
-		{name: "Insert_after_a_delete", text: "abcdef", a: Insert(6, "X"), b: Delete(0, 2), want: "cdefX", wantA2: Insert(4, "X")},
-		{name: "Overlapping_deletes", text: "abcdef", a: Delete(1, 3), b: Delete(2, 3), want: "af"},
-		{name: "Delete_inside_a_delete", text: "abcdef", a: Delete(1, 4), b: Delete(2, 1), want: "af"},
-		{name: "Identical_deletes", text: "abcdef", a: Delete(2, 2), b: Delete(2, 2), want: "abef"},
-		{name: "Positions_count_characters_not_bytes", text: "héllo", a: Insert(3, "X"), b: Delete(0, 2), want: "lXlo"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			viaA, viaB := converge(t, tc.text, tc.a, tc.b)
-			a2, b2 := transform(tc.a, tc.b)
-			if viaA != tc.want || viaB != tc.want {
-				t.Fatalf("on %q, transform(%v, %v) = %v, %v: a then b2 gives %q, b then a2 gives %q; want both %q", tc.text, tc.a, tc.b, a2, b2, viaA, viaB, tc.want)
-			}
-			if tc.checkNoopA && !a2.isNoop() {
-				t.Fatalf("transform(%v, %v): a2 = %v, want a no-op (the insert went with the deleted range)", tc.a, tc.b, a2)
-			}
-			if tc.wantA2 != (Op{}) && a2 != tc.wantA2 {
-				t.Fatalf("transform(%v, %v): a2 = %v, want %v", tc.a, tc.b, a2, tc.wantA2)
-			}
-		})
-	}
-}
-
-// randomOp returns an operation that fits text: an insert, a delete, or
-// now and then a no-op.
-func randomOp(rng *rand.Rand, text string) Op {
-	n := len([]rune(text))
-	switch k := rng.IntN(10); {
-	case k == 0:
-		return Op{}
-	case k < 5 || n == 0:
-		alphabet := []rune("xyzé")
-		word := make([]rune, 1+rng.IntN(3))
-		for i := range word {
-			word[i] = alphabet[rng.IntN(len(alphabet))]
-		}
-		return Insert(rng.IntN(n+1), string(word))
-	default:
-		pos := rng.IntN(n)
-		return Delete(pos, 1+rng.IntN(n-pos))
-	}
-}
-
-func TestTransformConverges(t *testing.T) {
-	rng := rand.New(rand.NewPCG(48, 49))
-	for i := range 20000 {
-		text := string([]rune("abcdefghij")[:rng.IntN(11)])
-		a, b := randomOp(rng, text), randomOp(rng, text)
-		viaA, viaB := converge(t, text, a, b)
-		if viaA != viaB {
-			a2, b2 := transform(a, b)
-			t.Fatalf("case %d: on %q, transform(%v, %v) = %v, %v: a then b2 gives %q, b then a2 gives %q; want the same text", i, text, a, b, a2, b2, viaA, viaB)
-		}
-	}
-}
-
-// FuzzTransform checks convergence for any two operations on any text:
-// go test -run=NONE -fuzz=FuzzTransform ./day49_bidi_streaming
-func FuzzTransform(f *testing.F) {
-	f.Add("abcdef", true, 1, 0, "X", false, 1, 4, "")
-	f.Add("abc", true, 1, 0, "X", true, 1, 0, "Y")
-	f.Add("abcdef", false, 1, 3, "", false, 2, 3, "")
-	f.Add("héllo", true, 5, 0, "é", false, 0, 5, "")
-	f.Fuzz(func(t *testing.T, text string, aIns bool, aPos, aLen int, aText string, bIns bool, bPos, bLen int, bText string) {
-		a, b := fitOp(text, aIns, aPos, aLen, aText), fitOp(text, bIns, bPos, bLen, bText)
-		if viaA, viaB := converge(t, text, a, b); viaA != viaB {
-			a2, b2 := transform(a, b)
-			t.Fatalf("on %q, transform(%v, %v) = %v, %v: a then b2 gives %q, b then a2 gives %q", text, a, b, a2, b2, viaA, viaB)
-		}
-	})
-}
-
-// fitOp turns fuzzer input into an operation that fits text.
-func fitOp(text string, ins bool, pos, n int, insText string) Op {
-	size := len([]rune(text))
-	pos = abs(pos) % (size + 1)
-	if ins {
-		if insText == "" {
-			insText = "x"
-		}
-		return Insert(pos, strings.ToValidUTF8(insText, "?"))
-	}
-	if pos == size {
-		return Op{}
-	}
-	return Delete(pos, 1+abs(n)%(size-pos))
-}
-
-func abs(n int) int {
-	if n < 0 {
-		return -(n + 1) // never overflows
-	}
-	return n
-}
 
 var editNow = time.Date(2026, 5, 1, 9, 0, 0, 0, time.UTC)
 
@@ -206,61 +72,50 @@ func startEditor(t *testing.T, cfg EditorConfig, notes string) *editEnv {
 	return env
 }
 
-// editStream is one raw Edit stream as a test drives it.
+// editStream is one raw Edit stream as a test drives it. It receives
+// only when the test asks, so an editor the test does not read from never
+// reads.
 type editStream struct {
-	t      *testing.T
+	*katatest.Peer[pb.EditRequest, pb.EditEvent]
 	user   string
-	stream pb.EditorService_EditClient
-	cancel context.CancelFunc
 	nextID int
 }
 
 func (env *editEnv) connect(t *testing.T, user string) *editStream {
 	t.Helper()
-	ctx, cancel := context.WithCancel(katatest.Context(t))
-	t.Cleanup(cancel)
-	stream, err := env.client.Edit(WithToken(ctx, user+"-token"))
-	katatest.WantCode(t, err, codes.OK, "Edit(%s)", user)
-	return &editStream{t: t, user: user, stream: stream, cancel: cancel}
+	peer := katatest.OpenPeer(t, user, func(ctx context.Context) (pb.EditorService_EditClient, error) {
+		return env.client.Edit(WithToken(ctx, user+"-token"))
+	})
+	return &editStream{Peer: peer, user: user}
 }
 
 // open connects and opens "notes", returning the snapshot's revision.
 func (env *editEnv) open(t *testing.T, user string) *editStream {
 	t.Helper()
 	s := env.connect(t, user)
-	s.send(&pb.EditRequest{Request: &pb.EditRequest_Open{Open: &pb.OpenDocument{DocumentId: "notes"}}})
+	s.Send(&pb.EditRequest{Request: &pb.EditRequest_Open{Open: &pb.OpenDocument{DocumentId: "notes"}}})
 	if snap := s.next().GetSnapshot(); snap == nil {
 		t.Fatalf("%s: open(notes) answered without a snapshot", user)
 	}
 	return s
 }
 
-func (s *editStream) send(req *pb.EditRequest) {
-	s.t.Helper()
-	if err := s.stream.Send(req); err != nil {
-		_, recvErr := s.stream.Recv()
-		s.t.Fatalf("%s: Send() = %v (stream status %v)", s.user, err, recvErr)
-	}
-}
-
 // submit sends op based on revision base and returns its client op id.
 func (s *editStream) submit(base int64, op Op) string {
-	s.t.Helper()
+	s.T().Helper()
 	s.nextID++
 	id := fmt.Sprintf("%s-%d", s.user, s.nextID)
-	s.send(&pb.EditRequest{Request: &pb.EditRequest_Submit{Submit: &pb.SubmitOperation{BaseRevision: base, ClientOpId: id, Operation: op.toProto()}}})
+	s.Send(&pb.EditRequest{Request: &pb.EditRequest_Submit{Submit: &pb.SubmitOperation{BaseRevision: base, ClientOpId: id, Operation: op.toProto()}}})
 	return id
 }
 
-// next receives one event, failing the test if the stream ends.
+// next receives one event, failing the test if the stream ends. An
+// in-band Unimplemented error is a stub's answer and fails at once.
 func (s *editStream) next() *pb.EditEvent {
-	s.t.Helper()
-	ev, err := s.stream.Recv()
-	if err != nil {
-		s.t.Fatalf("%s: Recv() = %v, want an event", s.user, err)
-	}
+	s.T().Helper()
+	ev := s.Next()
 	if e := ev.GetError(); e != nil && e.GetCode() == int32(codes.Unimplemented) {
-		s.t.Fatalf("%s: %s", s.user, e.GetMessage())
+		s.T().Fatalf("%s: %s", s.user, e.GetMessage())
 	}
 	return ev
 }
@@ -268,48 +123,35 @@ func (s *editStream) next() *pb.EditEvent {
 // wantAck receives the next event and checks it acknowledges id as
 // revision.
 func (s *editStream) wantAck(id string, revision int64) {
-	s.t.Helper()
+	s.T().Helper()
 	ev := s.next()
 	if ack := ev.GetAck(); ack.GetClientOpId() != id || ack.GetRevision() != revision {
-		s.t.Fatalf("%s: got %v, want the ack of %s as revision %d", s.user, ev, id, revision)
+		s.T().Fatalf("%s: got %v, want the ack of %s as revision %d", s.user, ev, id, revision)
 	}
 }
 
 // wantRemote receives the next event and checks it is the remote
 // operation op as revision, by author.
 func (s *editStream) wantRemote(revision int64, author string, op Op) {
-	s.t.Helper()
+	s.T().Helper()
 	ev := s.next()
 	r := ev.GetRemote()
 	got, err := opFromWire(r.GetOperation())
 	if r == nil || err != nil || r.GetRevision() != revision || r.GetAuthor() != author || got != op {
-		s.t.Fatalf("%s: got %v, want %s's operation %v as revision %d", s.user, ev, author, op, revision)
+		s.T().Fatalf("%s: got %v, want %s's operation %v as revision %d", s.user, ev, author, op, revision)
 	}
 }
 
 // wantError receives the next event and checks it is an in-band error
 // with code for the operation id.
 func (s *editStream) wantError(id string, code codes.Code, what string) *pb.EditError {
-	s.t.Helper()
+	s.T().Helper()
 	ev := s.next()
 	e := ev.GetError()
 	if e == nil || codes.Code(e.GetCode()) != code || e.GetClientOpId() != id {
-		s.t.Fatalf("%s: %s answered with %v, want an in-band %v error for %q", s.user, what, ev, code, id)
+		s.T().Fatalf("%s: %s answered with %v, want an in-band %v error for %q", s.user, what, ev, code, id)
 	}
 	return e
-}
-
-// status receives until the stream ends and returns its status (nil for
-// OK).
-func (s *editStream) status() error {
-	for {
-		if _, err := s.stream.Recv(); err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			return err
-		}
-	}
 }
 
 func (env *editEnv) wantText(t *testing.T, want string, revision int64) {
@@ -324,7 +166,7 @@ func TestEditStream(t *testing.T) {
 	t.Run("Open_sends_a_snapshot", func(t *testing.T) {
 		env := startEditor(t, EditorConfig{}, "hello")
 		s := env.connect(t, "alice")
-		s.send(&pb.EditRequest{Request: &pb.EditRequest_Open{Open: &pb.OpenDocument{DocumentId: "notes"}}})
+		s.Send(&pb.EditRequest{Request: &pb.EditRequest_Open{Open: &pb.OpenDocument{DocumentId: "notes"}}})
 		snap := s.next().GetSnapshot()
 		if snap.GetDocumentId() != "notes" || snap.GetContent() != "hello" || snap.GetRevision() != 0 {
 			t.Fatalf("open(notes) = %v, want a snapshot of notes with %q at revision 0", snap, "hello")
@@ -334,9 +176,9 @@ func TestEditStream(t *testing.T) {
 	t.Run("Unknown_document", func(t *testing.T) {
 		env := startEditor(t, EditorConfig{}, "hello")
 		alice := env.connect(t, "alice")
-		alice.send(&pb.EditRequest{Request: &pb.EditRequest_Open{Open: &pb.OpenDocument{DocumentId: "secret-plans"}}})
+		alice.Send(&pb.EditRequest{Request: &pb.EditRequest_Open{Open: &pb.OpenDocument{DocumentId: "secret-plans"}}})
 		alice.wantError("", codes.NotFound, "open(secret-plans)")
-		alice.send(&pb.EditRequest{Request: &pb.EditRequest_Open{Open: &pb.OpenDocument{DocumentId: "notes"}}})
+		alice.Send(&pb.EditRequest{Request: &pb.EditRequest_Open{Open: &pb.OpenDocument{DocumentId: "notes"}}})
 		if snap := alice.next().GetSnapshot(); snap.GetContent() != "hello" {
 			t.Fatalf("open(notes) after a refused open = %v, want its snapshot", snap)
 		}
@@ -345,7 +187,7 @@ func TestEditStream(t *testing.T) {
 	t.Run("Invalid_document_id", func(t *testing.T) {
 		env := startEditor(t, EditorConfig{}, "hello")
 		alice := env.connect(t, "alice")
-		alice.send(&pb.EditRequest{Request: &pb.EditRequest_Open{Open: &pb.OpenDocument{DocumentId: "../notes"}}})
+		alice.Send(&pb.EditRequest{Request: &pb.EditRequest_Open{Open: &pb.OpenDocument{DocumentId: "../notes"}}})
 		alice.wantError("", codes.InvalidArgument, "open(../notes)")
 	})
 
@@ -362,25 +204,23 @@ func TestEditStream(t *testing.T) {
 	t.Run("Second_open", func(t *testing.T) {
 		env := startEditor(t, EditorConfig{}, "hello")
 		alice := env.open(t, "alice")
-		alice.send(&pb.EditRequest{Request: &pb.EditRequest_Open{Open: &pb.OpenDocument{DocumentId: "notes"}}})
+		alice.Send(&pb.EditRequest{Request: &pb.EditRequest_Open{Open: &pb.OpenDocument{DocumentId: "notes"}}})
 		alice.wantError("", codes.FailedPrecondition, "a second open")
 	})
 
 	t.Run("Rejects_a_missing_token", func(t *testing.T) {
 		env := startEditor(t, EditorConfig{}, "hello")
-		stream, err := env.client.Edit(katatest.Context(t))
-		katatest.WantCode(t, err, codes.OK, "Edit()")
-		_, err = stream.Recv()
-		katatest.WantCode(t, err, codes.Unauthenticated, "Edit() without a token")
+		anonymous := katatest.OpenPeer(t, "anonymous", func(ctx context.Context) (pb.EditorService_EditClient, error) { return env.client.Edit(ctx) })
+		katatest.WantCode(t, anonymous.Status(), codes.Unauthenticated, "Edit() without a token")
 		env.open(t, "alice") // a valid token gets through to your handler
 	})
 
 	t.Run("Disconnect_leaves_nothing_behind", func(t *testing.T) {
 		env := startEditor(t, EditorConfig{}, "hello")
 		alice, bob := env.open(t, "alice"), env.open(t, "bob")
-		alice.cancel()
-		katatest.WantCode(t, alice.status(), codes.Canceled, "alice's stream after cancel")
-		katatest.WantCode(t, func() error { bob.stream.CloseSend(); return bob.status() }(), codes.OK, "bob's stream after CloseSend")
+		alice.Cancel()
+		katatest.WantCode(t, alice.Status(), codes.Canceled, "alice's stream after cancel")
+		katatest.WantCode(t, bob.Finish(), codes.OK, "bob's stream after CloseSend")
 		env.WaitIdle(t)
 		if streams, docEditors := env.srv.editorCounts(); streams+docEditors != 0 {
 			t.Fatalf("after every stream ended the server holds %d streams and %d document editors, want none", streams, docEditors)
@@ -391,7 +231,7 @@ func TestEditStream(t *testing.T) {
 		env := startEditor(t, EditorConfig{}, "hello")
 		alice := env.open(t, "alice")
 		env.srv.Shutdown()
-		katatest.WantCode(t, alice.status(), codes.Unavailable, "a live Edit stream after Shutdown")
+		katatest.WantCode(t, alice.Status(), codes.Unavailable, "a live Edit stream after Shutdown")
 	})
 }
 
@@ -458,8 +298,8 @@ func TestEditCommit(t *testing.T) {
 		// Revision 1 is still transformable against the two kept
 		// operations; revision 0 is not.
 		bob.submit(0, Insert(0, "B"))
-		bob.stream.CloseSend() // accepted, the stream would end with OK
-		err := bob.status()
+		bob.CloseSend() // accepted, the stream would end with OK
+		err := bob.Status()
 		katatest.WantCode(t, err, codes.FailedPrecondition, "submit(base 0) with revisions 1 to 3 kept")
 		katatest.WantMessage(t, err, "submit(base 0)")("0", "1 to 3")
 		env.wantText(t, "xxxhello", 3)
@@ -469,8 +309,8 @@ func TestEditCommit(t *testing.T) {
 		env := startEditor(t, EditorConfig{}, "hello")
 		alice := env.open(t, "alice")
 		alice.submit(7, Insert(0, "x"))
-		alice.stream.CloseSend()
-		katatest.WantCode(t, alice.status(), codes.FailedPrecondition, "submit(base 7) at revision 0")
+		alice.CloseSend()
+		katatest.WantCode(t, alice.Status(), codes.FailedPrecondition, "submit(base 7) at revision 0")
 		env.wantText(t, "hello", 0)
 	})
 
@@ -494,7 +334,7 @@ func TestEditCommit(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			env := startEditor(t, tc.cfg, "hello")
 			alice, bob := env.open(t, "alice"), env.open(t, "bob")
-			alice.send(&pb.EditRequest{Request: &pb.EditRequest_Submit{Submit: &pb.SubmitOperation{ClientOpId: "bad", Operation: tc.op}}})
+			alice.Send(&pb.EditRequest{Request: &pb.EditRequest_Submit{Submit: &pb.SubmitOperation{ClientOpId: "bad", Operation: tc.op}}})
 			e := alice.wantError("bad", tc.code, tc.name)
 			katatest.WantMessage(t, errors.New(e.GetMessage()), "%s", tc.name)(tc.msg...)
 			// The stream goes on, nothing changed, and bob's first event is
@@ -538,7 +378,7 @@ func TestEditCommit(t *testing.T) {
 			}
 			alice.wantAck(alice.submit(rev, Insert(0, chunk)), rev+1)
 		}
-		katatest.WantCode(t, silent.status(), codes.ResourceExhausted, "the stream of an editor that never reads")
+		katatest.WantCode(t, silent.Status(), codes.ResourceExhausted, "the stream of an editor that never reads")
 	})
 }
 
@@ -549,9 +389,7 @@ func TestEditConverges(t *testing.T) {
 	sessions := make([]*EditSession, editors)
 	for i, user := range []string{"alice", "bob", "carol", "dave"} {
 		client, err := NewEditorClient(katatest.Target, user+"-token", env.DialOptions()...)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		t.Cleanup(func() { client.Close() })
 		s, err := client.Open(ctx, "notes", nil)
 		katatest.WantCode(t, err, codes.OK, "Open(notes) for %s", user)

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -324,7 +323,7 @@ func (c *StreamingClient) UploadWithRetry(ctx context.Context, path string, opts
 		if !IsRetryable(err) || attempt == p.MaxAttempts || ctx.Err() != nil {
 			return nil, fmt.Errorf("upload %s: attempt %d of %d: %w", path, attempt, p.MaxAttempts, err)
 		}
-		delay := backoff(p, attempt)
+		delay := backoff(p, attempt, c.jitter())
 		if st, ok := status.FromError(err); ok {
 			delay = max(delay, retryDelay(st))
 		}
@@ -371,9 +370,10 @@ func (c *StreamingClient) resumeUpload(ctx context.Context, path, uploadID strin
 }
 
 // backoff returns the delay before attempt+1: the base delay grows by the
-// multiplier each attempt up to MaxBackoff, and a random half of it is
-// jittered away so clients that failed together do not retry together.
-func backoff(p RetryPolicy, attempt int) time.Duration {
+// multiplier each attempt up to MaxBackoff, and a random part (jitter, in
+// [0, 1)) of half of it is taken away, so clients that failed together do
+// not retry together.
+func backoff(p RetryPolicy, attempt int, jitter float64) time.Duration {
 	base := float64(p.InitialBackoff)
 	for range attempt - 1 {
 		base *= p.Multiplier
@@ -382,7 +382,7 @@ func backoff(p RetryPolicy, attempt int) time.Duration {
 		}
 	}
 	base = min(base, float64(p.MaxBackoff))
-	return time.Duration(base/2 + rand.Float64()*base/2)
+	return time.Duration(base/2 + jitter*base/2)
 }
 
 // validateDataPoint checks one point. See the task 8 stub.

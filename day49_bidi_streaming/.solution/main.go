@@ -138,10 +138,6 @@ func (h *hub) toOthersLocked(r *room, except *connection, m *pb.ChatMessage, dro
 	}
 }
 
-func (h *hub) notice(t pb.MessageType, user, roomID string) *pb.ChatMessage {
-	return &pb.ChatMessage{Type: t, UserId: user, RoomId: roomID, Timestamp: timestamppb.New(h.cfg.Now())}
-}
-
 // handle acts on one request. See the task 3 stub.
 func (s *ChatServer) handle(c *connection, req *pb.ChatMessage) error {
 	if !s.hub.allow(c) {

@@ -36,6 +36,9 @@ type runOpts struct {
 	interactive bool
 	// display, when set, is printed instead of the full command line.
 	display string
+	// quiet runs the command without printing its command line, for
+	// commands run side by side whose caller reports them itself.
+	quiet bool
 }
 
 // run prints a command line and runs the command from the repository root,
@@ -68,7 +71,9 @@ func (r *repo) run(ctx context.Context, opts runOpts, name string, args ...strin
 	if line == "" {
 		line = commandLine(r.root, name, args)
 	}
-	fmt.Printf("$ %s\n", line)
+	if !opts.quiet {
+		fmt.Printf("$ %s\n", line)
+	}
 
 	err := cmd.Run()
 	short := filepath.Base(name)

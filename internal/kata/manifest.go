@@ -63,6 +63,14 @@ type antipattern struct {
 	File     string   `json:"file"` // relative to .solution/
 	Edits    []edit   `json:"edits"`
 	CaughtBy []string `json:"caught_by"`
+	// Symptom is a fragment of the first failure a learner who makes the
+	// mistake sees: the first failing line of CaughtBy[0]. The check
+	// proves it, so a hint that quotes it quotes what is really printed.
+	Symptom string `json:"symptom"`
+	// SeparateRuns runs each of the repeated runs in a process of its
+	// own, for a mistake only the race detector sees: it reports a race
+	// once per process, so a second run in the same one would pass.
+	SeparateRuns bool `json:"separate_runs,omitempty"`
 }
 
 // edit replaces the one occurrence of Find with Replace.
@@ -227,6 +235,7 @@ func parseAntipatterns(data []byte) ([]antipattern, error) {
 			check(e.Find != e.Replace, "%s: edits[%d]: replace equals find, so the edit changes nothing", where, j)
 		}
 		check(len(ap.CaughtBy) > 0, "%s: caught_by is empty: name the tests that must fail", where)
+		check(strings.TrimSpace(ap.Symptom) != "", "%s: symptom is empty: quote a fragment of the first failure a learner sees", where)
 		seen := map[string]bool{}
 		for j, name := range ap.CaughtBy {
 			check(name != "" && !strings.ContainsAny(name, " \t\n"), "%s: caught_by[%d]: %q is not a test name", where, j, name)

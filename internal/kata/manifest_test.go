@@ -99,7 +99,8 @@ const validAntipatterns = `{"antipatterns": [
    "mistake": "accepts ../ in file names",
    "file": "main.go",
    "edits": [{"find": "if err := validateFileName(name); err != nil {", "replace": "if false {"}],
-   "caught_by": ["TestFileUpload/Rejects_path_traversal", "TestValidateFileName"]}
+   "caught_by": ["TestFileUpload/Rejects_path_traversal", "TestValidateFileName"],
+   "symptom": "want code InvalidArgument"}
 ]}`
 
 func TestParseAntipatterns(t *testing.T) {
@@ -123,13 +124,14 @@ func TestParseAntipatternsRejects(t *testing.T) {
 		{"empty caught_by", strings.Replace(validAntipatterns, `["TestFileUpload/Rejects_path_traversal", "TestValidateFileName"]`, `[]`, 1), "caught_by is empty"},
 		{"caught_by twice", strings.Replace(validAntipatterns, `"TestValidateFileName"]`, `"TestValidateFileName", "TestValidateFileName"]`, 1), "lists TestValidateFileName twice"},
 		{"bad name", strings.Replace(validAntipatterns, `"no_path_check"`, `"no path check"`, 1), "must be letters"},
-		{"duplicate name", `{"antipatterns": [` + strings.Repeat(validAntipatterns[len(`{"antipatterns": [`):len(validAntipatterns)-2]+",", 2) + `{"name":"x","mistake":"m","file":"main.go","edits":[{"find":"a","replace":"b"}],"caught_by":["T"]}]}`, "duplicate name"},
+		{"duplicate name", `{"antipatterns": [` + strings.Repeat(validAntipatterns[len(`{"antipatterns": [`):len(validAntipatterns)-2]+",", 2) + `{"name":"x","mistake":"m","file":"main.go","edits":[{"find":"a","replace":"b"}],"caught_by":["T"],"symptom":"s"}]}`, "duplicate name"},
 		{"file outside .solution", strings.Replace(validAntipatterns, `"main.go"`, `"../main.go"`, 1), "inside .solution/"},
 		{"file not .go", strings.Replace(validAntipatterns, `"main.go"`, `"README.md"`, 1), "must be a .go file"},
 		{"no edits", strings.Replace(validAntipatterns, `[{"find": "if err := validateFileName(name); err != nil {", "replace": "if false {"}]`, `[]`, 1), "edits is empty"},
 		{"empty find", strings.Replace(validAntipatterns, `"find": "if err := validateFileName(name); err != nil {"`, `"find": ""`, 1), "find is empty"},
 		{"no-op edit", strings.Replace(validAntipatterns, `"replace": "if false {"`, `"replace": "if err := validateFileName(name); err != nil {"`, 1), "changes nothing"},
 		{"empty mistake", strings.Replace(validAntipatterns, `"accepts ../ in file names"`, `""`, 1), "mistake is empty"},
+		{"no symptom", strings.Replace(validAntipatterns, `"want code InvalidArgument"`, `" "`, 1), "symptom is empty"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -15,15 +15,18 @@ type testEvent struct {
 	Package     string
 	Test        string
 	Output      string
-	ImportPath  string // set on build-output and build-fail events
-	FailedBuild string // set on a package's fail event when it did not build
+	Elapsed     float64 // seconds, on pass, fail and skip events
+	ImportPath  string  // set on build-output and build-fail events
+	FailedBuild string  // set on a package's fail event when it did not build
 }
 
 // testRun is what one `go test -json` run of one package reported.
 type testRun struct {
-	results map[string]string // full test name -> pass, fail or skip ("" while running)
-	order   []string          // test names in the order they started
-	output  []testOutput      // lines printed by tests, in arrival order
+	results map[string]string  // full test name -> pass, fail or skip ("" while running)
+	fails   map[string]int     // how many runs of a test failed (with -count=N)
+	slowest map[string]float64 // the longest a run of a test took, in seconds
+	order   []string           // test names in the order they started
+	output  []testOutput       // lines printed by tests, in arrival order
 
 	buildFailed bool
 	buildOutput []string // compiler and vet output
@@ -39,7 +42,7 @@ type testOutput struct {
 
 // parseTestJSON reads a `go test -json` stream.
 func parseTestJSON(r io.Reader) (*testRun, error) {
-	run := &testRun{results: map[string]string{}}
+	run := &testRun{results: map[string]string{}, fails: map[string]int{}, slowest: map[string]float64{}}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64*1024), 64<<20)
 	for sc.Scan() {
@@ -80,6 +83,10 @@ func (run *testRun) add(ev testEvent) {
 			run.order = append(run.order, ev.Test)
 		}
 		run.results[ev.Test] = ev.Action
+		if ev.Action == "fail" {
+			run.fails[ev.Test]++
+		}
+		run.slowest[ev.Test] = max(run.slowest[ev.Test], ev.Elapsed)
 	case "output":
 		if ev.Test == "" {
 			run.pkgOutput = append(run.pkgOutput, text)
@@ -87,6 +94,29 @@ func (run *testRun) add(ev testEvent) {
 			run.output = append(run.output, testOutput{ev.Test, text})
 		}
 	}
+}
+
+// merge adds the runs of other to run's (run may be nil): fail counts
+// add up, the slowest run is kept, and output and outcomes follow in
+// order, the last outcome winning.
+func (run *testRun) merge(other *testRun) *testRun {
+	if run == nil {
+		return other
+	}
+	for _, name := range other.order {
+		if _, seen := run.results[name]; !seen {
+			run.order = append(run.order, name)
+		}
+		run.results[name] = other.results[name]
+		run.fails[name] += other.fails[name]
+		run.slowest[name] = max(run.slowest[name], other.slowest[name])
+	}
+	run.output = append(run.output, other.output...)
+	run.buildFailed = run.buildFailed || other.buildFailed
+	run.buildOutput = append(run.buildOutput, other.buildOutput...)
+	run.pkgOutput = append(run.pkgOutput, other.pkgOutput...)
+	run.raw = append(run.raw, other.raw...)
+	return run
 }
 
 // ran reports whether the test started at all.
@@ -131,6 +161,18 @@ func (run *testRun) failureMessage(top string) []string {
 	var lines []string
 	for _, o := range run.output {
 		if topLevelName(o.test) == top && run.results[o.test] == "fail" {
+			lines = append(lines, o.text)
+		}
+	}
+	return firstFailure(lines)
+}
+
+// firstFailureOf returns the first failure printed by test or one of
+// its subtests that failed, as failureMessage does for a top-level test.
+func (run *testRun) firstFailureOf(test string) []string {
+	var lines []string
+	for _, o := range run.output {
+		if (o.test == test || strings.HasPrefix(o.test, test+"/")) && run.fails[o.test] > 0 {
 			lines = append(lines, o.text)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 )
@@ -120,8 +121,13 @@ func noDays(err error) error {
 // it reports. Failing tests are not an error here; a command that could not
 // run, timed out, or printed nothing a test run would print is.
 func (r *repo) goTestJSON(ctx context.Context, args ...string) (*testRun, error) {
+	return r.goTestJSONOpts(ctx, false, args...)
+}
+
+// goTestJSONOpts is goTestJSON that can leave out printing the command.
+func (r *repo) goTestJSONOpts(ctx context.Context, quiet bool, args ...string) (*testRun, error) {
 	var stdout, stderr bytes.Buffer
-	err := r.run(ctx, runOpts{timeout: testTimeout, stdout: &stdout, stderr: &stderr},
+	err := r.run(ctx, runOpts{timeout: testTimeout, stdout: &stdout, stderr: &stderr, quiet: quiet},
 		"go", append([]string{"test", "-json"}, args...)...)
 	run, perr := parseTestJSON(&stdout)
 	if perr != nil {
@@ -247,15 +253,29 @@ func describeOutcome(outcome string) string {
 	return outcome
 }
 
+// antipatternWorkers is how many planted mistakes are checked at once.
+// Most of a check is a test waiting for something a mistake never does,
+// so a few run side by side even on two cores.
+var antipatternWorkers = max(2, runtime.NumCPU())
+
 // cmdAntipatterns plants each known mistake in a copy of the reference and
-// checks that the tests named for it fail.
+// checks that the tests named for it fail. The checks run side by side;
+// their reports come out in the manifest's order.
 func cmdAntipatterns(ctx context.Context, r *repo, inv invocation) error {
 	days, err := r.days(inv.day)
 	if err != nil || len(days) == 0 {
 		return noDays(err)
 	}
 	only := inv.flags["only"]
-	found := false
+	type job struct {
+		d       day
+		ap      antipattern
+		caught  []string
+		slowest float64
+		err     error
+		done    chan struct{}
+	}
+	var jobs []*job
 	var failed []string
 	for _, d := range days {
 		list, err := loadAntipatterns(d)
@@ -264,27 +284,56 @@ func cmdAntipatterns(ctx context.Context, r *repo, inv invocation) error {
 			failed = append(failed, d.dir+" antipatterns.json")
 			continue
 		}
+		if only == "" {
+			if problems := checkDayMistakeTable(d, list); len(problems) > 0 {
+				fmt.Printf("day%s README common-mistakes table: FAILED, it disagrees with antipatterns.json:\n", d.num)
+				for _, p := range problems {
+					fmt.Println(bullet(p))
+				}
+				failed = append(failed, d.dir+" README table")
+			}
+		}
 		for _, ap := range list {
-			if only != "" && ap.Name != only {
-				continue
+			if only == "" || ap.Name == only {
+				jobs = append(jobs, &job{d: d, ap: ap, done: make(chan struct{})})
 			}
-			found = true
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			caught, err := r.checkAntipattern(ctx, d, ap)
-			if err != nil {
-				fmt.Printf("day%s antipattern %s: FAILED: %v\n", d.num, ap.Name, err)
-				fmt.Printf("  (the mistake it plants: %s)\n", ap.Mistake)
-				fmt.Printf("  to rerun: go run ./internal/kata antipatterns %s -only %s\n", d.num, ap.Name)
-				failed = append(failed, d.dir+" "+ap.Name)
-				continue
-			}
-			fmt.Printf("day%s antipattern %s: caught by %s\n", d.num, ap.Name, strings.Join(caught, ", "))
 		}
 	}
-	if only != "" && !found {
+	if only != "" && len(jobs) == 0 {
 		return fmt.Errorf("no antipattern named %q", only)
+	}
+	fmt.Printf("checking %d planted mistakes, %d at a time, each named test run %d times\n", len(jobs), antipatternWorkers, antipatternRuns)
+	// Jobs start in order, so reports come out as they finish.
+	go func() {
+		slots := make(chan struct{}, antipatternWorkers)
+		for _, j := range jobs {
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				j.err = ctx.Err()
+				close(j.done)
+				continue
+			}
+			go func() {
+				defer func() { <-slots }()
+				defer close(j.done)
+				j.caught, j.slowest, j.err = r.checkAntipattern(ctx, j.d, j.ap)
+			}()
+		}
+	}()
+	for _, j := range jobs {
+		<-j.done
+		if j.err != nil {
+			fmt.Printf("day%s antipattern %s: FAILED: %v\n", j.d.num, j.ap.Name, j.err)
+			fmt.Printf("  (the mistake it plants: %s)\n", j.ap.Mistake)
+			fmt.Printf("  to rerun: go run ./internal/kata antipatterns %s -only %s\n", j.d.num, j.ap.Name)
+			failed = append(failed, j.d.dir+" "+j.ap.Name)
+			continue
+		}
+		fmt.Printf("day%s antipattern %s: caught by %s (%d of %d runs, slowest %.1fs)\n", j.d.num, j.ap.Name, strings.Join(j.caught, ", "), antipatternRuns, antipatternRuns, j.slowest)
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
 	}
 	if len(failed) > 0 {
 		return fmt.Errorf("antipatterns check failed: %s", strings.Join(failed, ", "))
@@ -295,42 +344,52 @@ func cmdAntipatterns(ctx context.Context, r *repo, inv invocation) error {
 // checkAntipattern builds the day with one antipattern planted in its
 // reference and runs the tests named in caught_by. It returns those tests
 // when all of them failed.
-func (r *repo) checkAntipattern(ctx context.Context, d day, ap antipattern) ([]string, error) {
+func (r *repo) checkAntipattern(ctx context.Context, d day, ap antipattern) (caught []string, slowest float64, err error) {
 	original, err := os.ReadFile(filepath.Join(d.solutionDir(), ap.File))
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	planted, err := applyEdits(string(original), ap.Edits)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	tmp, err := os.MkdirTemp("", "kata-antipattern-*")
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer os.RemoveAll(tmp)
 	plantedPath := filepath.Join(tmp, filepath.Base(ap.File))
 	if err := os.WriteFile(plantedPath, []byte(planted), 0o644); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 
 	files, err := solutionFiles(d)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	replace := maps.Clone(overlayFor(d.path, files))
 	replace[filepath.Join(d.path, ap.File)] = plantedPath
 	overlay, remove, err := writeTempOverlay(replace)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer remove()
 
+	// The runs share one test process, unless the mistake is one only
+	// the race detector sees: it reports each race once per process.
+	processes, count := 1, antipatternRuns
+	if ap.SeparateRuns {
+		processes, count = antipatternRuns, 1
+	}
 	args := append([]string{}, r.race(ctx)...)
-	args = append(args, "-count=1", "-timeout=300s", "-run", runPattern(ap.CaughtBy), "-overlay="+overlay, d.pkg())
-	run, err := r.goTestJSON(ctx, args...)
-	if err != nil {
-		return nil, err
+	args = append(args, fmt.Sprintf("-count=%d", count), "-timeout=300s", "-run", runPattern(ap.CaughtBy), "-overlay="+overlay, d.pkg())
+	var run *testRun
+	for range processes {
+		one, err := r.goTestJSONOpts(ctx, true, args...)
+		if err != nil {
+			return nil, 0, err
+		}
+		run = run.merge(one)
 	}
 	// Compiler messages name the edited temporary copy; name the
 	// reference file instead (the line numbers are the edited copy's).
@@ -341,10 +400,16 @@ func (r *repo) checkAntipattern(ctx context.Context, d day, ap antipattern) ([]s
 			run.buildOutput[i] = strings.ReplaceAll(line, plantedPath, edited)
 		}
 	}
-	if problems := checkCaught(run, ap.CaughtBy); len(problems) > 0 {
-		return nil, errors.New(strings.Join(problems, "; "))
+	if problems := checkCaught(run, ap.CaughtBy, antipatternRuns); len(problems) > 0 {
+		return nil, 0, errors.New(strings.Join(problems, "; "))
 	}
-	return ap.CaughtBy, nil
+	if problem := checkSymptom(run, ap); problem != "" {
+		return nil, 0, errors.New(problem)
+	}
+	for _, name := range ap.CaughtBy {
+		slowest = max(slowest, run.slowest[name])
+	}
+	return ap.CaughtBy, slowest, nil
 }
 
 // runPattern is a -run pattern selecting the top-level tests of names:
@@ -360,20 +425,58 @@ func runPattern(names []string) string {
 	return "^(" + strings.Join(tops, "|") + ")$"
 }
 
+// A planted mistake must fail its named tests on every one of
+// antipatternRuns runs (a verdict that depends on who wins a race is no
+// verdict), and each failing run must take at most caughtWithin seconds
+// of test time: a learner who makes the mistake hears of it in seconds,
+// not when a context runs out.
+const (
+	antipatternRuns = 3
+	caughtWithin    = 15.0
+)
+
 // checkCaught reports why a run with an antipattern planted did not prove
-// it caught: the code did not build, or a named test did not fail.
-func checkCaught(run *testRun, caughtBy []string) []string {
+// it caught: the code did not build, or a named test did not fail on
+// every run, or took too long to fail.
+func checkCaught(run *testRun, caughtBy []string, runs int) []string {
 	if run.buildFailed {
 		return []string{"the antipattern is broken: with its edits the package does not compile, so it proves nothing; fix its edits in antipatterns.json:\n" +
 			indent(strings.Join(run.compileErrors(20), "\n"), "    ")}
 	}
 	var problems []string
 	for _, name := range caughtBy {
-		if outcome := run.outcome(name); outcome != "fail" {
+		switch outcome := run.outcome(name); {
+		case run.fails[name] == 0:
 			problems = append(problems, fmt.Sprintf("NOT caught: %s %s (want it to fail)", name, describeOutcome(outcome)))
+		case run.fails[name] < runs:
+			problems = append(problems, fmt.Sprintf("caught only sometimes: %s failed in %d of %d runs (want every run: a verdict must not depend on timing)", name, run.fails[name], runs))
+		case run.slowest[name] > caughtWithin:
+			problems = append(problems, fmt.Sprintf("caught too slowly: %s took %.1fs to fail (want at most %.0fs: no test may wait out its context)", name, run.slowest[name], caughtWithin))
 		}
 	}
 	return problems
+}
+
+// checkSymptom reports, when the first failure of the first test that
+// catches ap does not show ap's symptom, what it shows instead.
+func checkSymptom(run *testRun, ap antipattern) string {
+	first := ap.CaughtBy[0]
+	shown := strings.Join(run.firstFailureOf(first), "\n")
+	if ap.SeparateRuns {
+		// The race detector's report and the wrong result it causes come
+		// in either order, so any of the test's failure lines will do.
+		var all []string
+		for _, o := range run.output {
+			if o.test == first || strings.HasPrefix(o.test, first+"/") {
+				all = append(all, o.text)
+			}
+		}
+		shown = strings.Join(all, "\n")
+	}
+	if strings.Contains(shown, ap.Symptom) {
+		return ""
+	}
+	return fmt.Sprintf("symptom not shown: the first failure of %s is %q, want it to contain the manifest's symptom %q (hints quote it)", first, shown, ap.Symptom)
 }
 
 // bullet formats a possibly multi-line problem as a list item.

@@ -135,10 +135,10 @@ func TestCheckCaught(t *testing.T) {
 		testEvents("TestValidate", "pass"),
 		testEvents("TestSkipped", "skip"),
 	)...)
-	if problems := checkCaught(run, []string{"TestUpload/Rejects_path_traversal", "TestUpload"}); len(problems) != 0 {
+	if problems := checkCaught(run, []string{"TestUpload/Rejects_path_traversal", "TestUpload"}, 1); len(problems) != 0 {
 		t.Errorf("checkCaught(failing tests) = %q, want no problems", problems)
 	}
-	problems := checkCaught(run, []string{"TestUpload/Small", "TestValidate", "TestSkipped", "TestMissing", "TestUpload"})
+	problems := checkCaught(run, []string{"TestUpload/Small", "TestValidate", "TestSkipped", "TestMissing", "TestUpload"}, 1)
 	want := []string{
 		"NOT caught: TestUpload/Small passed (want it to fail)",
 		"NOT caught: TestValidate passed (want it to fail)",
@@ -153,9 +153,58 @@ func TestCheckCaught(t *testing.T) {
 		testEvent{ImportPath: "m/day48", Action: "build-output", Output: "../kata-antipattern-1/main.go:9:2: undefined: x\n"},
 		testEvent{Action: "fail", FailedBuild: "m/day48"},
 	)
-	problems = checkCaught(broken, []string{"TestUpload"})
+	problems = checkCaught(broken, []string{"TestUpload"}, 1)
 	if len(problems) != 1 || !strings.Contains(problems[0], "the antipattern is broken") || !strings.Contains(problems[0], "undefined: x") {
 		t.Errorf("checkCaught(build failure) = %q, want one problem saying it is broken, with the compiler output", problems)
+	}
+}
+
+func TestCheckCaughtEveryRunInTime(t *testing.T) {
+	run := parse(t, concat(
+		testEvents("TestFlaky", "fail"), testEvents("TestFlaky", "pass"), testEvents("TestFlaky", "fail"),
+		testEvents("TestSteady", "fail"), testEvents("TestSteady", "fail"), testEvents("TestSteady", "fail"),
+		testEvents("TestSlow", "fail"), testEvents("TestSlow", "fail"), testEvents("TestSlow", "fail"),
+	)...)
+	run.slowest["TestSlow"] = 16.2
+	problems := checkCaught(run, []string{"TestFlaky", "TestSteady", "TestSlow"}, 3)
+	want := []string{
+		"caught only sometimes: TestFlaky failed in 2 of 3 runs (want every run: a verdict must not depend on timing)",
+		"caught too slowly: TestSlow took 16.2s to fail (want at most 15s: no test may wait out its context)",
+	}
+	if strings.Join(problems, "\n") != strings.Join(want, "\n") {
+		t.Errorf("checkCaught = %q, want %q", problems, want)
+	}
+}
+
+func TestMergeRuns(t *testing.T) {
+	a := parse(t, concat(testEvents("TestA", "fail"), testEvents("TestB", "pass"))...)
+	b := parse(t, concat(testEvents("TestA", "fail"), testEvents("TestC", "fail"))...)
+	run := (*testRun)(nil).merge(a).merge(b)
+	if run.fails["TestA"] != 2 || run.fails["TestC"] != 1 || run.outcome("TestB") != "pass" || len(run.order) != 3 {
+		t.Errorf("merge = fails %v, order %v; want TestA failed twice, TestC once, TestB passed", run.fails, run.order)
+	}
+}
+
+func TestCheckSymptom(t *testing.T) {
+	run := parse(t, testEvents("TestUpload/Rejects", "fail",
+		"    upload_test.go:12: UploadFile(name=\"../x.txt\") = <nil> (code OK), want code InvalidArgument")...)
+	ap := antipattern{Name: "no_path_check", CaughtBy: []string{"TestUpload/Rejects"}, Symptom: "= <nil> (code OK), want code InvalidArgument"}
+	if problem := checkSymptom(run, ap); problem != "" {
+		t.Errorf("checkSymptom(shown) = %q, want none", problem)
+	}
+	ap.Symptom = "cardinality violation"
+	if problem := checkSymptom(run, ap); !strings.Contains(problem, "symptom not shown") || !strings.Contains(problem, "want code InvalidArgument") {
+		t.Errorf("checkSymptom(not shown) = %q, want it to say so and quote the real first failure", problem)
+	}
+}
+
+func TestParseKeepsRunsAndElapsed(t *testing.T) {
+	run := parse(t,
+		testEvent{Action: "run", Test: "TestA"}, testEvent{Action: "fail", Test: "TestA", Elapsed: 1.5},
+		testEvent{Action: "run", Test: "TestA"}, testEvent{Action: "fail", Test: "TestA", Elapsed: 0.5},
+	)
+	if run.fails["TestA"] != 2 || run.slowest["TestA"] != 1.5 {
+		t.Errorf("parse(2 failing runs of 1.5s and 0.5s) = %d fails, slowest %v; want 2 and 1.5", run.fails["TestA"], run.slowest["TestA"])
 	}
 }
 

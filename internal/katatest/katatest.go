@@ -15,17 +15,26 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
+	"google.golang.org/protobuf/testing/protocmp"
 )
 
 const (
 	// TestTimeout bounds every test's context, so a stuck stream fails the
 	// test in seconds instead of hanging until go test's own timeout.
 	TestTimeout = 10 * time.Second
+	// WaitTimeout bounds every wait for something that must happen (a
+	// message, a handler's end, a stream's status). It is shorter than
+	// TestTimeout, so a wait that is never satisfied fails with its own
+	// message, naming what did not happen, before the test's context
+	// ends and muddles the verdict.
+	WaitTimeout = 5 * time.Second
 	// NeverWindow is how long a test watches for something that must not
 	// happen (a message that must not arrive, a handler that must not start).
 	NeverWindow = 100 * time.Millisecond
@@ -130,7 +139,7 @@ func (s *Server) PeakInFlight(fullMethod string) int { return s.inFlight.peakOf(
 func (s *Server) Started(fullMethod string) int { return s.inFlight.startedOf(fullMethod) }
 
 // WaitIdle waits until no handler is running, failing the test if that
-// takes longer than TestTimeout. A client sees a stream's status before the
+// takes longer than WaitTimeout. A client sees a stream's status before the
 // server's deferred cleanup has finished; WaitIdle closes that gap.
 func (s *Server) WaitIdle(t testing.TB) {
 	t.Helper()
@@ -138,7 +147,7 @@ func (s *Server) WaitIdle(t testing.TB) {
 }
 
 // WaitInFlight waits until exactly n handlers of fullMethod are running
-// ("" counts every method), failing the test after TestTimeout.
+// ("" counts every method), failing the test after WaitTimeout.
 func (s *Server) WaitInFlight(t testing.TB, fullMethod string, n int) {
 	t.Helper()
 	s.WaitInFlightUnless(t, fullMethod, n, nil)
@@ -148,7 +157,7 @@ func (s *Server) WaitInFlight(t testing.TB, fullMethod string, n int) {
 // stop is closed first: the code under test finished before it got there.
 func (s *Server) WaitInFlightUnless(t testing.TB, fullMethod string, n int, stop <-chan struct{}) bool {
 	t.Helper()
-	deadline := time.NewTimer(TestTimeout)
+	deadline := time.NewTimer(WaitTimeout)
 	defer deadline.Stop()
 	for {
 		changed := s.inFlight.changed()
@@ -160,7 +169,30 @@ func (s *Server) WaitInFlightUnless(t testing.TB, fullMethod string, n int, stop
 		case <-stop:
 			return false
 		case <-deadline.C:
-			t.Fatalf("waited %v for %d running handlers of %q, have %d", TestTimeout, n, fullMethod, s.inFlight.count(fullMethod))
+			t.Fatalf("waited %v for %d running handlers of %q, have %d", WaitTimeout, n, fullMethod, s.inFlight.count(fullMethod))
+		}
+	}
+}
+
+// WaitStartedUnless waits until at least n handlers of fullMethod have
+// started, counting those that already ended, so the wait ends the same
+// way however fast they come and go. It returns false when stop is
+// closed first, and fails the test after WaitTimeout.
+func (s *Server) WaitStartedUnless(t testing.TB, fullMethod string, n int, stop <-chan struct{}) bool {
+	t.Helper()
+	deadline := time.NewTimer(WaitTimeout)
+	defer deadline.Stop()
+	for {
+		changed := s.inFlight.changed()
+		if s.inFlight.startedOf(fullMethod) >= n {
+			return true
+		}
+		select {
+		case <-changed:
+		case <-stop:
+			return false
+		case <-deadline.C:
+			t.Fatalf("waited %v for %d handlers of %q to start, %d did", WaitTimeout, n, fullMethod, s.inFlight.startedOf(fullMethod))
 		}
 	}
 }
@@ -302,4 +334,38 @@ func ServeTCP(tb testing.TB, register func(*grpc.Server), opts ...grpc.ServerOpt
 		<-done
 	})
 	return lis.Addr().String()
+}
+
+// EqualProto fails the test unless got has the same meaning as want, as
+// protocol buffer messages (or slices and maps of them) compared with
+// protocmp, and prints the difference in -want +got form.
+func EqualProto(t testing.TB, want, got any, format string, args ...any) {
+	t.Helper()
+	if diff := cmp.Diff(want, got, protocmp.Transform()); diff != "" {
+		require.FailNow(t, fmt.Sprintf("%s mismatch (-want +got):\n%s", fmt.Sprintf(format, args...), diff))
+	}
+}
+
+// Clock is a clock that moves only when the test advances it, for code
+// that takes a `func() time.Time`: pass its Now.
+type Clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+// NewClock returns a Clock that reads start until it is advanced.
+func NewClock(start time.Time) *Clock { return &Clock{now: start} }
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Advance moves the clock forward by d.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
 }

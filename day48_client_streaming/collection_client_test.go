@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
+
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/katatest"
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
+	"github.com/stretchr/testify/assert"
+)
+
+func TestCollectionClient(t *testing.T) {
+	t.Run("SendDataPoints_streams_until_the_channel_closes", func(t *testing.T) {
+		env := startCollectionServer(t, CollectionConfig{})
+		c := newClient(t, env.Server)
+		points := make(chan *pb.DataPoint)
+		go func() {
+			defer close(points)
+			for i := range 300 {
+				points <- point("edge-1", i)
+			}
+		}()
+		res, err := c.SendDataPoints(katatest.Context(t), points)
+		katatest.WantCode(t, err, codes.OK, "SendDataPoints(300 points)")
+		wantCounts(t, res, 300, 300, 0)
+	})
+
+	t.Run("SendLogs_streams_until_the_channel_closes", func(t *testing.T) {
+		env := startCollectionServer(t, CollectionConfig{})
+		c := newClient(t, env.Server)
+		entries := make(chan *pb.LogEntry, 3)
+		for i := range 3 {
+			entries <- logEntry("edge", pb.LogLevel_LOG_LEVEL_ERROR, fmt.Sprint("disk ", i))
+		}
+		close(entries)
+		res, err := c.SendLogs(katatest.Context(t), entries)
+		katatest.WantCode(t, err, codes.OK, "SendLogs(3 entries)")
+		assert.Equal(t, logCounts{Received: 3, Indexed: 3}, countsOf(res), "SendLogs(3 entries) result")
+	})
+
+	t.Run("SendDataPoints_stops_promptly_on_cancel", func(t *testing.T) {
+		received := make(chan struct{})
+		var once sync.Once
+		signal := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+			return handler(srv, &recvSignal{ServerStream: ss, onRecv: func() { once.Do(func() { close(received) }) }})
+		}
+		env := startCollectionServer(t, CollectionConfig{}, katatest.WithStreamInterceptor(signal))
+		c := newClient(t, env.Server)
+		ctx, cancel := context.WithCancel(katatest.Context(t))
+		points := make(chan *pb.DataPoint) // never closed: only cancel ends it
+		done := make(chan error, 1)
+		go func() {
+			_, err := c.SendDataPoints(ctx, points)
+			done <- err
+		}()
+		select {
+		case points <- point("edge-2", 0):
+		case err := <-done:
+			t.Fatalf("SendDataPoints() = %v before reading its first point", err)
+		}
+		// Once the server has the point, the client's Send is over and it
+		// waits for the next point: only ctx can end that wait.
+		awaitWhileRunning(t, env.Server, pointsMethod, received, "the server to receive the first point")
+		cancel()
+		select {
+		case err := <-done:
+			katatest.WantCode(t, err, codes.Canceled, "SendDataPoints() after cancel")
+		case <-time.After(katatest.WaitTimeout):
+			t.Fatal("SendDataPoints() did not return after cancel while waiting for points")
+		}
+		env.WaitIdle(t)
+	})
+
+	t.Run("SendDataPoints_returns_the_server_status_when_Send_fails", func(t *testing.T) {
+		env := startCollectionServer(t, CollectionConfig{MaxPointsPerStream: 10})
+		c := newClient(t, env.Server)
+		points := make(chan *pb.DataPoint)
+		done := make(chan error, 1)
+		go func() {
+			_, err := c.SendDataPoints(katatest.Context(t), points)
+			done <- err
+		}()
+		// Feed points until the client gives up: once the server has ended
+		// the stream, Send fails with io.EOF.
+		for i := 0; ; i++ {
+			select {
+			case points <- point("edge-3", i):
+				continue
+			case err := <-done:
+				katatest.WantCode(t, err, codes.ResourceExhausted, "SendDataPoints(endless points, MaxPointsPerStream=10)")
+			}
+			break
+		}
+	})
+}
+
+func TestMonitorConnection(t *testing.T) {
+	env := startCollectionServer(t, CollectionConfig{})
+	c := newClient(t, env.Server)
+	ctx, cancel := context.WithCancel(katatest.Context(t))
+	states := make(chan connectivity.State, 16)
+	done := make(chan error, 1)
+	go func() { done <- c.MonitorConnection(ctx, func(s connectivity.State) { states <- s }) }()
+	var seen []connectivity.State
+	for ready := false; !ready; {
+		select {
+		case s := <-states:
+			seen = append(seen, s)
+			ready = s == connectivity.Ready
+		case err := <-done:
+			t.Fatalf("MonitorConnection() = %v after reporting %v, want it to report until cancelled", err, seen)
+		case <-ctx.Done():
+			t.Fatalf("MonitorConnection reported %v, want it to connect and report READY", seen)
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("MonitorConnection() after cancel = %v, want context.Canceled", err)
+		}
+	case <-time.After(katatest.WaitTimeout):
+		t.Fatal("MonitorConnection() did not return after cancel")
+	}
+}

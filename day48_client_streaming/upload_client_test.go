@@ -1,0 +1,452 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/time/rate"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/protoadapt"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/katatest"
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestClientUpload(t *testing.T) {
+	t.Run("Uploads_in_chunks_with_metadata_and_checksum", func(t *testing.T) {
+		b := &streamBreaker{}
+		env := startUploadServer(t, Config{}, katatest.WithStreamInterceptor(b.intercept))
+		c := newClient(t, env.Server, WithChunkSize(testChunk))
+		data := randomBytes(t, 5*testChunk+1)
+		path := writeTestFile(t, t.TempDir(), "report.csv", data)
+		res, err := c.UploadFile(katatest.Context(t), path)
+		katatest.WantCode(t, err, codes.OK, "StreamingClient.UploadFile(%q)", "report.csv")
+		checkStored(t, env, res, "report.csv", data)
+		// What the server received, data replaced by its length: offsets
+		// on every chunk, metadata on the first, the end on the last.
+		want := make([]*pb.FileChunk, 6)
+		for i := range want {
+			want[i] = &pb.FileChunk{Offset: int64(i * testChunk), Data: make([]byte, min(testChunk, len(data)-i*testChunk))}
+		}
+		want[0].FileName, want[0].TotalSize = "report.csv", int64(len(data))
+		want[5].IsLastChunk, want[5].Checksum = true, sha256Hex(data)
+		katatest.EqualProto(t, want, b.received(), "chunks the server received for a %d-byte file in %d-byte chunks", len(data), testChunk)
+	})
+
+	t.Run("Reports_progress", func(t *testing.T) {
+		env := startUploadServer(t, Config{})
+		c := newClient(t, env.Server, WithChunkSize(testChunk))
+		data := randomBytes(t, 3*testChunk+10)
+		path := writeTestFile(t, t.TempDir(), "progress.txt", data)
+		var reports []Progress
+		_, err := c.UploadFile(katatest.Context(t), path, WithProgress(func(p Progress) { reports = append(reports, p) }))
+		katatest.WantCode(t, err, codes.OK, "StreamingClient.UploadFile(%q)", "progress.txt")
+		want := []int64{testChunk, 2 * testChunk, 3 * testChunk, int64(len(data))}
+		var sent []int64
+		for _, r := range reports {
+			sent = append(sent, r.Sent)
+			assert.Equal(t, int64(len(data)), r.Total, "progress report %+v: Total", r)
+		}
+		assert.Equal(t, want, sent, "progress reports' Sent, want one report per chunk")
+	})
+
+	t.Run("Returns_the_server_status_when_Send_fails", func(t *testing.T) {
+		env := startUploadServer(t, Config{})
+		c := newClient(t, env.Server, WithChunkSize(testChunk))
+		path := writeTestFile(t, t.TempDir(), "malware.exe", randomBytes(t, 16<<20))
+		// Hold the client after its first chunk until the server has
+		// rejected the upload, so later Sends find the stream closed.
+		first := true
+		_, err := c.UploadFile(katatest.Context(t), path, WithProgress(func(Progress) {
+			if first {
+				first = false
+				env.WaitInFlight(t, uploadMethod, 0)
+			}
+		}))
+		katatest.WantCode(t, err, codes.InvalidArgument, "StreamingClient.UploadFile(%q) rejected by the server mid-stream", "malware.exe")
+	})
+
+	t.Run("Stops_promptly_on_cancel", func(t *testing.T) {
+		env := startUploadServer(t, Config{})
+		c := newClient(t, env.Server, WithChunkSize(testChunk))
+		path := writeTestFile(t, t.TempDir(), "cancel.txt", randomBytes(t, 10*testChunk))
+		ctx, cancel := context.WithCancel(katatest.Context(t))
+		var reports int
+		_, err := c.UploadFile(ctx, path, WithProgress(func(Progress) {
+			if reports++; reports == 2 {
+				cancel()
+			}
+		}))
+		katatest.WantCode(t, err, codes.Canceled, "StreamingClient.UploadFile() cancelled after 2 chunks")
+		require.Equal(t, 2, reports, "progress reports, want the upload to stop after the 2nd chunk when cancelled")
+		env.requireNothingLeft(t)
+	})
+
+	t.Run("Waits_for_the_rate_limiter", func(t *testing.T) {
+		b := &streamBreaker{}
+		env := startUploadServer(t, Config{}, katatest.WithStreamInterceptor(b.intercept))
+		// One chunk of burst, then a fifth of a chunk a second: the second
+		// chunk waits 5s, inside the test's deadline and far past the
+		// window in which it must not arrive.
+		c := newClient(t, env.Server, WithChunkSize(testChunk), WithRateLimit(testChunk/5))
+		require.NotNil(t, c.limiter, "WithRateLimit(%d) left the client without a limiter", testChunk/5)
+		c.limiter = rate.NewLimiter(testChunk/5, testChunk)
+		path := writeTestFile(t, t.TempDir(), "slow.txt", randomBytes(t, 4*testChunk))
+		ctx, cancel := context.WithCancel(katatest.Context(t))
+		done := make(chan error, 1)
+		returned := make(chan struct{})
+		go func() {
+			defer close(returned)
+			_, err := c.UploadFile(ctx, path)
+			done <- err
+		}()
+		if !env.WaitInFlightUnless(t, uploadMethod, 1, returned) {
+			t.Fatalf("StreamingClient.UploadFile() = %v before its upload reached the server", <-done)
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("StreamingClient.UploadFile() at %d bytes/s returned %v at once, want it to wait for the limiter", testChunk/5, err)
+		case <-time.After(katatest.NeverWindow):
+		}
+		cancel()
+		select {
+		case err := <-done:
+			katatest.WantCode(t, err, codes.Canceled, "StreamingClient.UploadFile() cancelled while rate limited")
+		case <-time.After(katatest.WaitTimeout):
+			t.Fatal("StreamingClient.UploadFile() did not return after cancel while waiting for the rate limiter")
+		}
+		env.WaitIdle(t)
+		assert.LessOrEqual(t, len(b.received()), 1, "chunks the server received before the limiter allowed a second")
+	})
+
+	t.Run("Reports_a_missing_file", func(t *testing.T) {
+		env := startUploadServer(t, Config{})
+		c := newClient(t, env.Server)
+		missing := filepath.Join(t.TempDir(), "missing.txt")
+		_, err := c.UploadFile(katatest.Context(t), missing)
+		require.ErrorIs(t, err, os.ErrNotExist, "StreamingClient.UploadFile(%q)", missing)
+	})
+}
+
+func TestIsRetryable(t *testing.T) {
+	withDetails := func(code codes.Code, details ...protoadapt.MessageV1) *status.Status {
+		st, err := status.New(code, "slow down").WithDetails(details...)
+		require.NoError(t, err)
+		return st
+	}
+	withRetryInfo := withDetails(codes.ResourceExhausted, &errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)})
+	zeroRetryInfo := withDetails(codes.ResourceExhausted, &errdetails.RetryInfo{RetryDelay: durationpb.New(0)})
+	otherDetails := withDetails(codes.ResourceExhausted, &errdetails.QuotaFailure{Violations: []*errdetails.QuotaFailure_Violation{{Subject: "uploads"}}})
+	unavailableWithInfo := withDetails(codes.Unavailable, &errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)})
+	cases := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"Unavailable", status.Error(codes.Unavailable, "connection lost"), true},
+		{"Aborted", status.Error(codes.Aborted, "conflict"), true},
+		{"ResourceExhausted with RetryInfo", withRetryInfo.Err(), true},
+		{"ResourceExhausted with a RetryInfo of zero", zeroRetryInfo.Err(), true},
+		{"ResourceExhausted with other details only", otherDetails.Err(), false},
+		{"Unavailable with RetryInfo", unavailableWithInfo.Err(), true},
+		{"fmt-wrapped Unavailable", fmt.Errorf("attempt 2: %w", status.Error(codes.Unavailable, "x")), true},
+		{"attempt timeout alone", ErrAttemptTimeout, true},
+		{"context.DeadlineExceeded", context.DeadlineExceeded, false},
+		{"OK status", status.Error(codes.OK, ""), false},
+		{"FailedPrecondition", status.Error(codes.FailedPrecondition, "stale"), false},
+		{"NotFound", status.Error(codes.NotFound, "no upload"), false},
+		{"PermissionDenied", status.Error(codes.PermissionDenied, "no"), false},
+		{"Unknown", status.Error(codes.Unknown, "?"), false},
+		{"wrapped Unavailable", errors.Join(errors.New("upload a.txt"), status.Error(codes.Unavailable, "x")), true},
+		{"attempt timeout", errors.Join(ErrAttemptTimeout, status.Error(codes.DeadlineExceeded, "x")), true},
+		{"nil", nil, false},
+		{"ResourceExhausted without RetryInfo", status.Error(codes.ResourceExhausted, "file too large"), false},
+		{"DeadlineExceeded", status.Error(codes.DeadlineExceeded, "caller's deadline"), false},
+		{"Canceled", status.Error(codes.Canceled, "cancelled"), false},
+		{"context.Canceled", context.Canceled, false},
+		{"InvalidArgument", status.Error(codes.InvalidArgument, "bad name"), false},
+		{"DataLoss", status.Error(codes.DataLoss, "checksum"), false},
+		{"Internal", status.Error(codes.Internal, "bug"), false},
+		{"Unauthenticated", status.Error(codes.Unauthenticated, "token"), false},
+		{"plain error", os.ErrNotExist, false},
+	}
+	for _, want := range []bool{true, false} {
+		name := map[bool]string{true: "Retryable", false: "Not_retryable"}[want]
+		t.Run(name, func(t *testing.T) {
+			for _, tc := range cases {
+				if tc.want == want {
+					assert.Equal(t, want, IsRetryable(tc.err), "IsRetryable(%s: %v)", tc.name, tc.err)
+				}
+			}
+		})
+	}
+}
+
+// gate holds every UploadFile handler at its start until released.
+type gate struct {
+	release chan struct{}
+}
+
+func (g *gate) intercept(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if info.FullMethod == uploadMethod {
+		select {
+		case <-g.release:
+		case <-ss.Context().Done():
+			return ss.Context().Err()
+		}
+	}
+	return handler(srv, ss)
+}
+
+func TestUploadFilesConcurrently(t *testing.T) {
+	t.Run("Respects_the_concurrency_limit", func(t *testing.T) {
+		g := &gate{release: make(chan struct{})}
+		env := startUploadServer(t, Config{}, katatest.WithStreamInterceptor(g.intercept))
+		c := newClient(t, env.Server, WithMaxConcurrency(3), WithChunkSize(testChunk))
+		dir := t.TempDir()
+		var paths []string
+		for i := range 8 {
+			paths = append(paths, writeTestFile(t, dir, "file-"+string(rune('a'+i))+".txt", randomBytes(t, 2*testChunk)))
+		}
+		done := make(chan struct{})
+		var results []*pb.UploadResult
+		var err error
+		go func() {
+			defer close(done)
+			results, err = c.UploadFilesConcurrently(katatest.Context(t), paths)
+		}()
+		if !env.WaitStartedUnless(t, uploadMethod, 3, done) {
+			t.Fatalf("UploadFilesConcurrently(8 files, max 3) = %v with %d uploads started, want it to run 3 at once", err, env.Started(uploadMethod))
+		}
+		select {
+		case <-done:
+			t.Fatal("UploadFilesConcurrently returned while uploads were held")
+		case <-time.After(katatest.NeverWindow):
+		}
+		require.Equal(t, 3, env.Started(uploadMethod), "uploads UploadFilesConcurrently(8 files, max 3) started at once")
+		close(g.release)
+		<-done
+		katatest.WantCode(t, err, codes.OK, "UploadFilesConcurrently(8 files)")
+		assert.LessOrEqual(t, env.PeakInFlight(uploadMethod), 3, "uploads UploadFilesConcurrently(max 3) ran at once")
+		var names, wantNames []string
+		for i, r := range results {
+			names = append(names, r.GetFileName())
+			wantNames = append(wantNames, filepath.Base(paths[i]))
+		}
+		assert.Equal(t, wantNames, names, "UploadFilesConcurrently(8 files) results, want one per path in the order of paths")
+	})
+
+	t.Run("Reports_every_failure_with_its_file", func(t *testing.T) {
+		env := startUploadServer(t, Config{})
+		c := newClient(t, env.Server, WithMaxConcurrency(2))
+		dir := t.TempDir()
+		good1 := writeTestFile(t, dir, "good1.txt", []byte("one"))
+		bad := writeTestFile(t, dir, "bad.exe", []byte("two"))
+		good2 := writeTestFile(t, dir, "good2.txt", []byte("three"))
+		missing := filepath.Join(dir, "missing.txt")
+		results, err := c.UploadFilesConcurrently(katatest.Context(t), []string{good1, bad, good2, missing})
+		require.Error(t, err, "UploadFilesConcurrently(with bad.exe and missing.txt), want both failures reported")
+		joined, ok := err.(interface{ Unwrap() []error })
+		require.True(t, ok, "UploadFilesConcurrently error = %v, want errors.Join of the failures", err)
+		require.Len(t, joined.Unwrap(), 2, "UploadFilesConcurrently error = %v, want errors.Join of exactly 2 errors", err)
+		for _, name := range []string{"bad.exe", "missing.txt"} {
+			assert.Contains(t, err.Error(), name, "UploadFilesConcurrently error, want it to name each failed file")
+		}
+		katatest.WantCode(t, joined.Unwrap()[0], codes.InvalidArgument, "the error for bad.exe, kept in the chain,")
+		assert.ErrorIs(t, joined.Unwrap()[1], os.ErrNotExist, "the error for missing.txt")
+		var names []string
+		for _, r := range results {
+			names = append(names, r.GetFileName())
+		}
+		assert.Equal(t, []string{"good1.txt", "", "good2.txt", ""}, names, "UploadFilesConcurrently results' file names, want nil results for the failures")
+		if len(results) == 4 {
+			assert.Nil(t, results[1], "result for bad.exe")
+			assert.Nil(t, results[3], "result for missing.txt")
+		}
+	})
+}
+
+// sleepRecorder replaces StreamingClient.sleep: it records each backoff
+// and returns at once, or runs onSleep first when set.
+type sleepRecorder struct {
+	mu      sync.Mutex
+	delays  []time.Duration
+	onSleep func(ctx context.Context) error
+}
+
+func (r *sleepRecorder) sleep(ctx context.Context, d time.Duration) error {
+	r.mu.Lock()
+	r.delays = append(r.delays, d)
+	r.mu.Unlock()
+	if r.onSleep != nil {
+		return r.onSleep(ctx)
+	}
+	return ctx.Err()
+}
+
+func (r *sleepRecorder) recorded() []time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.delays)
+}
+
+func TestUploadWithRetry(t *testing.T) {
+	policy := RetryPolicy{MaxAttempts: 3, InitialBackoff: 100 * time.Millisecond, MaxBackoff: 150 * time.Millisecond, Multiplier: 2}
+
+	t.Run("Resumes_after_a_dropped_stream", func(t *testing.T) {
+		b := &streamBreaker{afterChunks: 3, breakFirst: 1}
+		env := startUploadServer(t, Config{}, katatest.WithStreamInterceptor(b.intercept))
+		c := newClient(t, env.Server, WithChunkSize(testChunk), WithRetryPolicy(policy))
+		sleeps := &sleepRecorder{}
+		c.sleep = sleeps.sleep
+		data := randomBytes(t, 8*testChunk+5)
+		path := writeTestFile(t, t.TempDir(), "flaky.json", data)
+		res, err := c.UploadWithRetry(katatest.Context(t), path)
+		katatest.WantCode(t, err, codes.OK, "UploadWithRetry(%q) over a connection that drops once", "flaky.json")
+		checkStored(t, env, res, "flaky.json", data)
+		var sent int
+		for _, c := range b.received() {
+			sent += len(c.Data)
+		}
+		assert.Equal(t, len(data), sent, "bytes the server received in all, want each byte once (resume from the committed offset, not restart)")
+		assert.Len(t, sleeps.recorded(), 1, "UploadWithRetry backoffs for one dropped stream")
+	})
+
+	t.Run("Does_not_retry_permanent_errors", func(t *testing.T) {
+		env := startUploadServer(t, Config{})
+		c := newClient(t, env.Server, WithRetryPolicy(policy))
+		sleeps := &sleepRecorder{}
+		c.sleep = sleeps.sleep
+		path := writeTestFile(t, t.TempDir(), "virus.exe", []byte("MZ"))
+		_, err := c.UploadWithRetry(katatest.Context(t), path)
+		katatest.WantCode(t, err, codes.InvalidArgument, "UploadWithRetry(%q)", "virus.exe")
+		assert.Equal(t, 1, env.Started(uploadMethod), "UploadWithRetry(%q) attempts, want no retry for InvalidArgument", "virus.exe")
+		assert.Empty(t, sleeps.recorded(), "UploadWithRetry(%q) backoffs, want none for InvalidArgument", "virus.exe")
+	})
+
+	t.Run("Gives_up_after_MaxAttempts_with_exponential_backoff", func(t *testing.T) {
+		b := &streamBreaker{afterChunks: 0, breakFirst: 100}
+		env := startUploadServer(t, Config{}, katatest.WithStreamInterceptor(b.intercept))
+		p := RetryPolicy{MaxAttempts: 5, InitialBackoff: 100 * time.Millisecond, MaxBackoff: 300 * time.Millisecond, Multiplier: 2}
+		c := newClient(t, env.Server, WithRetryPolicy(p))
+		sleeps := &sleepRecorder{}
+		c.sleep = sleeps.sleep
+		jitters := []float64{0, 0.5, 0.25, 0.75}
+		var drawn int
+		c.jitter = func() float64 {
+			j := jitters[drawn%len(jitters)]
+			drawn++
+			return j
+		}
+		path := writeTestFile(t, t.TempDir(), "down.txt", []byte("server is down"))
+		_, err := c.UploadWithRetry(katatest.Context(t), path)
+		katatest.WantCode(t, err, codes.Unavailable, "UploadWithRetry(%q) while every stream drops", "down.txt")
+		require.Equal(t, 5, env.Started(uploadMethod), "UploadWithRetry(MaxAttempts=5) attempts")
+		delays := sleeps.recorded()
+		// Bases 100ms, 200ms, 300ms (400ms capped), 300ms; each wait is
+		// base/2 + jitter*base/2.
+		bases := []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 300 * time.Millisecond, 300 * time.Millisecond}
+		require.Len(t, delays, len(bases), "UploadWithRetry(MaxAttempts=5) backoffs")
+		for i, d := range delays {
+			want := bases[i]/2 + time.Duration(jitters[i]*float64(bases[i]/2))
+			if d != want {
+				t.Fatalf("backoff %d = %v, want %v (base %v: InitialBackoff times Multiplier per retry, capped at MaxBackoff; then base/2 + jitter %v * base/2)", i+1, d, want, bases[i], jitters[i])
+			}
+		}
+	})
+
+	t.Run("Uses_jitter", func(t *testing.T) {
+		p := RetryPolicy{MaxAttempts: 2, InitialBackoff: time.Second, MaxBackoff: time.Second, Multiplier: 2}
+		seen := map[time.Duration]bool{}
+		for range 5 {
+			b := &streamBreaker{afterChunks: 0, breakFirst: 1}
+			env := startUploadServer(t, Config{}, katatest.WithStreamInterceptor(b.intercept))
+			c := newClient(t, env.Server, WithRetryPolicy(p))
+			sleeps := &sleepRecorder{}
+			c.sleep = sleeps.sleep
+			path := writeTestFile(t, t.TempDir(), "jitter.txt", []byte("j"))
+			_, err := c.UploadWithRetry(katatest.Context(t), path)
+			katatest.WantCode(t, err, codes.OK, "UploadWithRetry(%q)", "jitter.txt")
+			for _, d := range sleeps.recorded() {
+				seen[d] = true
+			}
+		}
+		assert.GreaterOrEqual(t, len(seen), 2, "distinct delays of 5 retries (%v), want jittered delays that differ", seen)
+	})
+
+	t.Run("Honours_RetryInfo", func(t *testing.T) {
+		throttle := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+			st, _ := status.New(codes.ResourceExhausted, "busy, try later").WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(3 * time.Second)})
+			return st.Err()
+		}
+		env := startUploadServer(t, Config{}, katatest.WithStreamInterceptor(throttle))
+		c := newClient(t, env.Server, WithRetryPolicy(RetryPolicy{MaxAttempts: 2, InitialBackoff: 10 * time.Millisecond, MaxBackoff: time.Second, Multiplier: 2}))
+		sleeps := &sleepRecorder{}
+		c.sleep = sleeps.sleep
+		path := writeTestFile(t, t.TempDir(), "busy.txt", []byte("b"))
+		_, err := c.UploadWithRetry(katatest.Context(t), path)
+		katatest.WantCode(t, err, codes.ResourceExhausted, "UploadWithRetry(%q) against a throttling server", "busy.txt")
+		if d := sleeps.recorded(); len(d) != 1 || d[0] < 3*time.Second {
+			t.Fatalf("UploadWithRetry backed off %v after RetryInfo asked for 3s, want one wait of at least 3s", d)
+		}
+	})
+
+	t.Run("Stops_when_the_context_ends", func(t *testing.T) {
+		b := &streamBreaker{afterChunks: 0, breakFirst: 100}
+		env := startUploadServer(t, Config{}, katatest.WithStreamInterceptor(b.intercept))
+		c := newClient(t, env.Server, WithRetryPolicy(policy))
+		ctx, cancel := context.WithCancel(katatest.Context(t))
+		sleeps := &sleepRecorder{onSleep: func(ctx context.Context) error {
+			cancel()
+			<-ctx.Done()
+			return ctx.Err()
+		}}
+		c.sleep = sleeps.sleep
+		path := writeTestFile(t, t.TempDir(), "stop.txt", []byte("s"))
+		_, err := c.UploadWithRetry(ctx, path)
+		katatest.WantCode(t, err, codes.Canceled, "UploadWithRetry(%q) cancelled while backing off", "stop.txt")
+		assert.Equal(t, 1, env.Started(uploadMethod), "UploadWithRetry attempts, want none after the context was cancelled while backing off")
+	})
+
+	t.Run("Retries_an_attempt_that_times_out", func(t *testing.T) {
+		var calls atomic.Int32
+		hang := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+			if info.FullMethod == uploadMethod && calls.Add(1) == 1 {
+				<-ss.Context().Done() // the first attempt hangs until its deadline
+				return ss.Context().Err()
+			}
+			return handler(srv, ss)
+		}
+		env := startUploadServer(t, Config{}, katatest.WithStreamInterceptor(hang))
+		p := policy
+		p.AttemptTimeout = 200 * time.Millisecond
+		c := newClient(t, env.Server, WithRetryPolicy(p))
+		c.sleep = (&sleepRecorder{}).sleep
+		data := []byte("eventually")
+		path := writeTestFile(t, t.TempDir(), "hang.txt", data)
+		res, err := c.UploadWithRetry(katatest.Context(t), path)
+		katatest.WantCode(t, err, codes.OK, "UploadWithRetry(%q) whose first attempt hangs past AttemptTimeout", "hang.txt")
+		checkStored(t, env, res, "hang.txt", data)
+	})
+}
+
+func writeTestFile(t *testing.T, dir, name string, data []byte) string {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	require.NoError(t, os.WriteFile(path, data, 0o600))
+	return path
+}

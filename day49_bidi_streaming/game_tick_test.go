@@ -1,0 +1,200 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/katatest"
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
+	"github.com/stretchr/testify/require"
+)
+
+// joined returns a player in the game without a stream, as Play's join
+// would make it.
+func joined(t *testing.T, s *GameServer, id string) *player {
+	t.Helper()
+	p := newPlayer(id, s.cfg)
+	require.NoError(t, s.join(p, strings.ToUpper(id[:1])+id[1:]), "join(%s)", id)
+	return p
+}
+
+// queue puts a move in p's queue, as handle would.
+func queue(s *GameServer, p *player, sequence int64, x, y int32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p.queued = append(p.queued, queuedMove{sequence: sequence, target: position{x, y}})
+}
+
+// tookSnapshot takes p's mailbox and returns the errors before the
+// snapshot, and the snapshot, failing the test without one.
+func tookSnapshot(t *testing.T, p *player) ([]*pb.GameError, *pb.GameSnapshot) {
+	t.Helper()
+	got := p.mailbox.take()
+	var errs []*pb.GameError
+	for i, u := range got {
+		if s := u.GetSnapshot(); s != nil {
+			if i != len(got)-1 {
+				t.Fatalf("%s's mailbox holds %q, want the errors, then one snapshot", p.id, describeUpdates(got))
+			}
+			return errs, s
+		}
+		errs = append(errs, u.GetError())
+	}
+	t.Fatalf("after Tick() %s's mailbox holds %q, want a snapshot (task 6, with task 5's mailbox)", p.id, describeUpdates(got))
+	return nil, nil
+}
+
+func TestGameTick(t *testing.T) {
+	t.Run("Applies_queued_moves_in_order", func(t *testing.T) {
+		s := newTestGame(GameConfig{})
+		alice := joined(t, s, "alice")
+		queue(s, alice, 1, 503, 500)
+		queue(s, alice, 2, 506, 504)
+		tickNow(t, s)
+		errs, snap := tookSnapshot(t, alice)
+		if want := []string{"alice Alice (506, 504) #2"}; len(errs) != 0 || snap.GetTick() != 1 || !slices.Equal(describePlayers(snap), want) {
+			t.Fatalf("Tick() after moves 1 and 2 from (500, 500): errors %v, snapshot of tick %d with %q; want no error, tick 1, %q", errs, snap.GetTick(), describePlayers(snap), want)
+		}
+		tickNow(t, s)
+		if _, snap := tookSnapshot(t, alice); snap.GetTick() != 2 || !slices.Equal(describePlayers(snap), []string{"alice Alice (506, 504) #2"}) {
+			t.Fatalf("a second Tick() without moves gave tick %d with %q, want tick 2 and nothing moved", snap.GetTick(), describePlayers(snap))
+		}
+	})
+
+	t.Run("Refuses_out_of_bounds_and_teleports", func(t *testing.T) {
+		s := newTestGame(GameConfig{WorldSize: 100, MaxSpeed: 10})
+		alice := joined(t, s, "alice")
+		queue(s, alice, 1, 50, 100) // out of bounds
+		queue(s, alice, 2, 50, -1)  // out of bounds
+		queue(s, alice, 3, 61, 50)  // 11 from (50, 50): a teleport
+		queue(s, alice, 4, 56, 58)  // exactly 10 away: allowed
+		queue(s, alice, 5, 45, 50)  // 5 from the last move, but 10 from where the tick began: allowed
+		queue(s, alice, 6, 39, 50)  // 11 from where the tick began
+		tickNow(t, s)
+		errs, snap := tookSnapshot(t, alice)
+		var refused []string
+		for _, e := range errs {
+			refused = append(refused, fmt.Sprintf("%d %v", e.GetSequence(), codes.Code(e.GetCode())))
+		}
+		if want := []string{"1 InvalidArgument", "2 InvalidArgument", "3 InvalidArgument", "6 InvalidArgument"}; !slices.Equal(refused, want) {
+			t.Fatalf("Tick() refused moves %q, want %q (out of bounds, teleports past MaxSpeed=10 from where the tick began)", refused, want)
+		}
+		if !strings.Contains(errs[0].GetMessage(), "99") || !strings.Contains(errs[2].GetMessage(), "10") {
+			t.Fatalf("refusals say %q and %q, want them to name the world's edge (99) and the maximum speed (10)", errs[0].GetMessage(), errs[2].GetMessage())
+		}
+		if got, want := describePlayers(snap), []string{"alice Alice (45, 50) #6"}; !slices.Equal(got, want) {
+			t.Fatalf("snapshot after the tick = %q, want %q: refused moves leave the player where it was, and count as processed", got, want)
+		}
+	})
+
+	t.Run("Limits_speed_in_every_direction", func(t *testing.T) {
+		// From (50, 50) with MaxSpeed 10: (dx, dy) at exactly 10 units is
+		// allowed, just past it refused, along the axes and the diagonals.
+		moves := []struct {
+			dx, dy int32
+			ok     bool
+		}{
+			{10, 0, true}, {11, 0, false}, {-10, 0, true}, {-11, 0, false},
+			{0, 10, true}, {0, 11, false}, {0, -10, true}, {0, -11, false},
+			{6, 8, true}, {-8, 6, true}, {-6, -8, true}, {8, -6, true},
+			{7, 8, false}, {-8, 7, false}, {-7, -8, false}, {8, -7, false},
+			{8, 8, false}, {-8, -8, false}, {7, 7, true}, {-7, 7, true},
+		}
+		for _, m := range moves {
+			s := newTestGame(GameConfig{WorldSize: 100, MaxSpeed: 10})
+			alice := joined(t, s, "alice")
+			queue(s, alice, 1, 50+m.dx, 50+m.dy)
+			tickNow(t, s)
+			errs, snap := tookSnapshot(t, alice)
+			want := fmt.Sprintf("alice Alice (%d, %d) #1", 50+m.dx, 50+m.dy)
+			if !m.ok {
+				want = "alice Alice (50, 50) #1"
+			}
+			if got := describePlayers(snap); len(got) != 1 || got[0] != want || (len(errs) == 0) == !m.ok {
+				t.Fatalf("a move by (%d, %d), %.2f units with MaxSpeed 10: snapshot %q with %d errors, want %q (allowed %v)", m.dx, m.dy, math.Hypot(float64(m.dx), float64(m.dy)), got, len(errs), want, m.ok)
+			}
+		}
+	})
+
+	t.Run("Bounds_include_0_and_WorldSize_minus_1", func(t *testing.T) {
+		targets := []struct {
+			x, y int32
+			ok   bool
+		}{
+			{0, 0, true}, {99, 99, true}, {0, 99, true}, {99, 0, true},
+			{-1, 50, false}, {50, -1, false}, {100, 50, false}, {50, 100, false},
+		}
+		for _, to := range targets {
+			s := newTestGame(GameConfig{WorldSize: 100, MaxSpeed: 1000})
+			alice := joined(t, s, "alice")
+			queue(s, alice, 1, to.x, to.y)
+			tickNow(t, s)
+			errs, _ := tookSnapshot(t, alice)
+			if refused := len(errs) > 0; refused == to.ok {
+				t.Fatalf("a move to (%d, %d) in a world of 100: refused %v, want allowed %v (positions run from 0 to 99)", to.x, to.y, refused, to.ok)
+			}
+		}
+	})
+
+	t.Run("Every_player_gets_the_same_snapshot", func(t *testing.T) {
+		s := newTestGame(GameConfig{})
+		carol, alice, bob := joined(t, s, "carol"), joined(t, s, "alice"), joined(t, s, "bob")
+		queue(s, bob, 7, 500, 495)
+		tickNow(t, s)
+		want := []string{"alice Alice (500, 500) #0", "bob Bob (500, 495) #7", "carol Carol (500, 500) #0"}
+		for _, p := range []*player{alice, bob, carol} {
+			if _, snap := tookSnapshot(t, p); !slices.Equal(describePlayers(snap), want) {
+				t.Fatalf("%s's snapshot = %q, want %q (every player, ordered by id)", p.id, describePlayers(snap), want)
+			}
+		}
+	})
+
+	t.Run("Never_waits_for_a_player_that_does_not_read", func(t *testing.T) {
+		s := newTestGame(GameConfig{})
+		silent := joined(t, s, "silent")
+		for range 1000 {
+			tickNow(t, s)
+		}
+		if n := silent.mailbox.pending(); n != 1 {
+			t.Fatalf("after 1000 ticks nobody took, the mailbox holds %d updates, want 1: the latest snapshot (task 6, with task 5's mailbox)", n)
+		}
+		if _, snap := tookSnapshot(t, silent); snap.GetTick() != 1000 {
+			t.Fatalf("the mailbox holds the snapshot of tick %d, want the latest, 1000", snap.GetTick())
+		}
+	})
+
+	t.Run("Run_ticks_on_its_ticker_until_cancelled", func(t *testing.T) {
+		s := newTestGame(GameConfig{})
+		alice := joined(t, s, "alice")
+		ticks := make(chan time.Time) // unbuffered: a send returns once Run has the tick
+		ctx, cancel := context.WithCancel(katatest.Context(t))
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			s.runTicks(ctx, ticks)
+		}()
+		for i := range 3 {
+			select {
+			case ticks <- chatNow:
+			case <-time.After(katatest.WaitTimeout):
+				t.Fatalf("runTicks did not take tick %d within %v: the previous tick is stuck (task 6)", i+1, katatest.WaitTimeout)
+			}
+		}
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(katatest.WaitTimeout):
+			t.Fatal("runTicks did not return after its context ended")
+		}
+		if _, snap := tookSnapshot(t, alice); snap.GetTick() != 3 {
+			t.Fatalf("after 3 ticker ticks the latest snapshot is of tick %d, want 3", snap.GetTick())
+		}
+	})
+}

@@ -1,0 +1,312 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/katatest"
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
+	"github.com/stretchr/testify/require"
+)
+
+func newTestHub(cfg Config) *ChatServer {
+	cfg.Now = frozenClock
+	return NewChatServer(cfg)
+}
+
+// member is a connection registered with the hub, as Chat would make it.
+func member(t *testing.T, s *ChatServer, user string) *connection {
+	t.Helper()
+	c := newConnection(user, s.cfg.QueueSize)
+	s.hub.register(c)
+	return c
+}
+
+// drain returns everything queued for c without waiting.
+func drain(c *connection) []*pb.ChatMessage {
+	var got []*pb.ChatMessage
+	for {
+		select {
+		case m := <-c.out:
+			got = append(got, m)
+		default:
+			return got
+		}
+	}
+}
+
+func mustJoin(t *testing.T, s *ChatServer, c *connection, room string) {
+	t.Helper()
+	require.NoError(t, s.hub.join(c, room), "join(%s, %q)", c.user, room)
+}
+
+// deliverNow calls c.deliver and fails the test if it does not return:
+// delivering must never wait for the queue to drain.
+func deliverNow(t *testing.T, c *connection, m *pb.ChatMessage, droppable bool) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.deliver(m, droppable)
+	}()
+	select {
+	case <-done:
+	case <-time.After(katatest.WaitTimeout):
+		t.Fatalf("deliver(%q, droppable=%v) to a queue holding %d of %d blocked, want it to return at once", m.GetContent(), droppable, len(c.out), cap(c.out))
+	}
+}
+
+func TestDeliver(t *testing.T) {
+	t.Run("Queues_without_blocking", func(t *testing.T) {
+		c := newConnection("alice", 2)
+		m := &pb.ChatMessage{Content: "hi"}
+		deliverNow(t, c, m, false)
+		if got := drain(c); len(got) != 1 || got[0] != m || c.evicted() {
+			t.Fatalf("deliver to an empty queue: queued %v, evicted %v; want the message queued", got, c.evicted())
+		}
+	})
+
+	t.Run("Evicts_a_slow_consumer", func(t *testing.T) {
+		c := newConnection("alice", 2)
+		for i := range 3 {
+			deliverNow(t, c, &pb.ChatMessage{Content: fmt.Sprint(i)}, false)
+		}
+		if !c.evicted() {
+			t.Fatal("deliver to a full queue did not evict the connection")
+		}
+		katatest.WantCode(t, c.goneErr, codes.ResourceExhausted, "eviction status")
+		katatest.WantMessage(t, c.goneErr, "eviction status")("slow consumer", "2")
+	})
+
+	t.Run("Drops_droppable_messages_when_full", func(t *testing.T) {
+		c := newConnection("alice", 1)
+		deliverNow(t, c, &pb.ChatMessage{Content: "kept"}, false)
+		deliverNow(t, c, &pb.ChatMessage{Type: pb.MessageType_MESSAGE_TYPE_TYPING}, true)
+		if c.evicted() {
+			t.Fatal("a droppable message to a full queue evicted the connection, want it dropped")
+		}
+		if got := drain(c); len(got) != 1 || got[0].GetContent() != "kept" {
+			t.Fatalf("queue holds %v, want only the first message", describe(got))
+		}
+	})
+
+	t.Run("Ignores_an_evicted_connection", func(t *testing.T) {
+		c := newConnection("alice", 4)
+		deliverNow(t, c, &pb.ChatMessage{Content: "before"}, false)
+		if got := drain(c); len(got) != 1 {
+			t.Fatalf("deliver to a live connection queued %v, want the message", describe(got))
+		}
+		c.evict(status.Error(codes.Canceled, "gone"))
+		deliverNow(t, c, &pb.ChatMessage{Content: "late"}, false)
+		require.Empty(t, describe(drain(c)), "deliver queued for an evicted connection")
+	})
+}
+
+func TestHub(t *testing.T) {
+	t.Run("Join_sends_history_then_confirmation_and_tells_the_others", func(t *testing.T) {
+		s := newTestHub(Config{HistoryOnJoin: 2})
+		alice, bob := member(t, s, "alice"), member(t, s, "bob")
+		mustJoin(t, s, alice, "lobby")
+		for _, text := range []string{"one", "two", "three"} {
+			if err := s.hub.publish(alice, "lobby", text); err != nil {
+				t.Fatalf("publish(%q) = %v", text, err)
+			}
+		}
+		drain(alice)
+		mustJoin(t, s, bob, "lobby")
+		want := []string{"CHAT alice: two", "CHAT alice: three", "JOIN_ROOM bob"}
+		if got := describe(drain(bob)); !slices.Equal(got, want) {
+			t.Fatalf("bob received %q on joining, want %q (the last HistoryOnJoin messages, then the confirmation)", got, want)
+		}
+		require.Equal(t, []string{"USER_JOINED bob"}, describe(drain(alice)), "what alice received when bob joined")
+	})
+
+	t.Run("Publish_reaches_every_member_in_one_order", func(t *testing.T) {
+		s := newTestHub(Config{QueueSize: 1000})
+		var members []*connection
+		for _, u := range []string{"alice", "bob", "carol"} {
+			c := member(t, s, u)
+			mustJoin(t, s, c, "lobby")
+			members = append(members, c)
+		}
+		for _, c := range members {
+			drain(c)
+		}
+		var wg sync.WaitGroup
+		for _, c := range members {
+			wg.Go(func() {
+				for i := range 100 {
+					if err := s.hub.publish(c, "lobby", fmt.Sprint(c.user, i)); err != nil {
+						t.Errorf("publish = %v", err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		first := describe(drain(members[0]))
+		if len(first) != 300 {
+			t.Fatalf("alice received %d messages, want all 300, her own included", len(first))
+		}
+		for _, c := range members[1:] {
+			if got := describe(drain(c)); !slices.Equal(got, first) {
+				t.Fatalf("%s received the room's messages in another order than alice (or not all of them)", c.user)
+			}
+		}
+	})
+
+	t.Run("Messages_get_server_ids_users_and_times", func(t *testing.T) {
+		s := newTestHub(Config{})
+		alice := member(t, s, "alice")
+		mustJoin(t, s, alice, "lobby")
+		drain(alice)
+		require.NoError(t, s.hub.publish(alice, "lobby", "hello"))
+		got := drain(alice)
+		if len(got) != 1 || got[0].GetMessageId() != "lobby-1" || got[0].GetUserId() != "alice" || !got[0].GetTimestamp().AsTime().Equal(chatNow) {
+			t.Fatalf("published message = %v, want id lobby-1, user alice, the server's time", got)
+		}
+	})
+
+	t.Run("Publish_requires_membership", func(t *testing.T) {
+		s := newTestHub(Config{})
+		alice, bob := member(t, s, "alice"), member(t, s, "bob")
+		mustJoin(t, s, bob, "lobby")
+		drain(bob)
+		err := s.hub.publish(alice, "lobby", "sneaky")
+		katatest.WantCode(t, err, codes.PermissionDenied, "publish(alice, %q) without joining", "lobby")
+		require.Empty(t, describe(drain(bob)), "what bob received from a non-member")
+	})
+
+	t.Run("History_is_bounded", func(t *testing.T) {
+		s := newTestHub(Config{MaxHistory: 5, QueueSize: 100})
+		alice := member(t, s, "alice")
+		mustJoin(t, s, alice, "lobby")
+		for i := range 50 {
+			require.NoError(t, s.hub.publish(alice, "lobby", fmt.Sprint(i)))
+		}
+		s.hub.mu.Lock()
+		n := len(s.hub.rooms["lobby"].history)
+		s.hub.mu.Unlock()
+		if n != 5 {
+			t.Fatalf("room history holds %d messages after 50, want MaxHistory=5", n)
+		}
+		// The history kept is the newest, oldest first.
+		bob := member(t, s, "bob")
+		mustJoin(t, s, bob, "lobby")
+		want := []string{"CHAT alice: 45", "CHAT alice: 46", "CHAT alice: 47", "CHAT alice: 48", "CHAT alice: 49", "JOIN_ROOM bob"}
+		require.Equal(t, want, describe(drain(bob)), "what bob received on joining after 50 messages with MaxHistory=5: the newest five, then the confirmation")
+	})
+
+	t.Run("Joining_twice_only_confirms", func(t *testing.T) {
+		s := newTestHub(Config{MaxRoomsPerConn: 1})
+		alice, bob := member(t, s, "alice"), member(t, s, "bob")
+		mustJoin(t, s, alice, "lobby")
+		mustJoin(t, s, bob, "lobby")
+		require.NoError(t, s.hub.publish(bob, "lobby", "hello"))
+		drain(alice)
+		drain(bob)
+		mustJoin(t, s, alice, "lobby") // at MaxRoomsPerConn=1: a second join of the same room is no new room
+		require.Equal(t, []string{"JOIN_ROOM alice"}, describe(drain(alice)), "what alice received on joining a room twice: only the confirmation, no history again")
+		require.Empty(t, describe(drain(bob)), "what bob received when alice joined again")
+		_, memberships, _ := s.hub.counts()
+		require.Equal(t, 2, memberships, "memberships after alice joined twice")
+	})
+
+	t.Run("Presence_is_never_dropped", func(t *testing.T) {
+		s := newTestHub(Config{QueueSize: 1})
+		alice, bob := member(t, s, "alice"), member(t, s, "bob")
+		mustJoin(t, s, bob, "lobby")
+		drain(bob)
+		deliverNow(t, bob, &pb.ChatMessage{Content: "fills bob's queue"}, false)
+		mustJoin(t, s, alice, "lobby")
+		// A USER_JOINED that cannot be queued evicts bob, as a chat
+		// message would; dropping it would leave bob with a wrong room.
+		require.True(t, bob.evicted(), "bob, whose queue was full when alice joined, was not evicted: presence must not be dropped")
+		katatest.WantCode(t, bob.goneErr, codes.ResourceExhausted, "bob's eviction")
+	})
+
+	t.Run("Typing_is_not_stored_nor_echoed", func(t *testing.T) {
+		s := newTestHub(Config{})
+		alice, bob := member(t, s, "alice"), member(t, s, "bob")
+		mustJoin(t, s, alice, "lobby")
+		mustJoin(t, s, bob, "lobby")
+		drain(alice)
+		drain(bob)
+		require.NoError(t, s.hub.typing(alice, "lobby"), "typing")
+		require.Equal(t, []string{"TYPING alice"}, describe(drain(bob)), "what bob received")
+		require.Empty(t, describe(drain(alice)), "what alice received for her own typing")
+		s.hub.mu.Lock()
+		n := len(s.hub.rooms["lobby"].history)
+		s.hub.mu.Unlock()
+		if n != 0 {
+			t.Fatalf("room history holds %d messages after typing only, want 0", n)
+		}
+	})
+
+	t.Run("Slow_member_is_evicted_and_others_get_everything", func(t *testing.T) {
+		s := newTestHub(Config{QueueSize: 4})
+		alice, bob, slow := member(t, s, "alice"), member(t, s, "bob"), member(t, s, "slow")
+		for _, c := range []*connection{alice, bob, slow} {
+			mustJoin(t, s, c, "lobby")
+		}
+		drain(alice)
+		drain(bob)
+		var got []string
+		for i := range 10 {
+			require.NoError(t, s.hub.publish(alice, "lobby", fmt.Sprint(i)))
+			got = append(got, describe(drain(bob))...)
+			drain(alice)
+		}
+		if !slow.evicted() {
+			t.Fatal("a member that never drained its queue was not evicted")
+		}
+		katatest.WantCode(t, slow.goneErr, codes.ResourceExhausted, "slow member's eviction")
+		if len(got) != 10 || bob.evicted() || alice.evicted() {
+			t.Fatalf("bob received %d of 10 messages (evicted: alice %v, bob %v), want all 10 and nobody else evicted", len(got), alice.evicted(), bob.evicted())
+		}
+	})
+
+	t.Run("Leave_and_disconnect_tell_the_others_and_free_everything", func(t *testing.T) {
+		s := newTestHub(Config{})
+		alice, bob := member(t, s, "alice"), member(t, s, "bob")
+		mustJoin(t, s, alice, "lobby")
+		mustJoin(t, s, alice, "games")
+		mustJoin(t, s, bob, "lobby")
+		mustJoin(t, s, bob, "games")
+		drain(alice)
+		drain(bob)
+		require.NoError(t, s.hub.leave(alice, "games"), "leave")
+		require.Equal(t, []string{"LEAVE_ROOM alice"}, describe(drain(alice)), "what alice received when she left: the confirmation")
+		require.Equal(t, []string{"USER_LEFT alice"}, describe(drain(bob)), "what bob received when alice left")
+		katatest.WantCode(t, s.hub.leave(alice, "games"), codes.FailedPrecondition, "leave(alice, %q) twice", "games")
+		s.hub.disconnect(alice)
+		require.Equal(t, []string{"USER_LEFT alice"}, describe(drain(bob)), "what bob received when alice disconnected")
+		s.hub.disconnect(bob)
+		if rooms, memberships, limiters := s.hub.counts(); rooms+memberships+limiters != 0 {
+			t.Fatalf("after everyone disconnected the hub holds %d rooms, %d memberships, %d limiters; want none", rooms, memberships, limiters)
+		}
+		drain(alice)
+		if err := s.hub.join(alice, "lobby"); err != nil || len(drain(alice)) != 0 {
+			t.Fatalf("join after disconnect = %v, want it ignored", err)
+		}
+		if rooms, _, _ := s.hub.counts(); rooms != 0 {
+			t.Fatal("a disconnected connection joined a room again")
+		}
+	})
+
+	t.Run("Bounds_rooms_per_connection", func(t *testing.T) {
+		s := newTestHub(Config{MaxRoomsPerConn: 2})
+		alice := member(t, s, "alice")
+		mustJoin(t, s, alice, "a")
+		mustJoin(t, s, alice, "b")
+		err := s.hub.join(alice, "c")
+		katatest.WantCode(t, err, codes.ResourceExhausted, "join(a third room, MaxRoomsPerConn=2)")
+		katatest.WantMessage(t, err, "join(third room)")("2")
+	})
+}

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/katatest"
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
+	"github.com/stretchr/testify/require"
+)
+
+func snapshotUpdate(tick int64) *pb.GameUpdate {
+	return &pb.GameUpdate{Update: &pb.GameUpdate_Snapshot{Snapshot: &pb.GameSnapshot{Tick: tick}}}
+}
+
+func errorUpdate(sequence int64) *pb.GameUpdate {
+	return &pb.GameUpdate{Update: &pb.GameUpdate_Error{Error: &pb.GameError{Code: int32(codes.InvalidArgument), Sequence: sequence}}}
+}
+
+// postNow calls m.post and fails the test if it does not return: posting
+// must never wait for the writer.
+func postNow(t *testing.T, m *snapshotMailbox, u *pb.GameUpdate) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		m.post(u)
+	}()
+	select {
+	case <-done:
+	case <-time.After(katatest.WaitTimeout):
+		t.Fatalf("post(%s) to a mailbox nobody takes from blocked, want it to return at once (task 5)", describeUpdates([]*pb.GameUpdate{u}))
+	}
+}
+
+func TestSnapshotMailbox(t *testing.T) {
+	t.Run("Newer_snapshot_replaces_an_unsent_one", func(t *testing.T) {
+		m := newSnapshotMailbox(4)
+		postNow(t, m, snapshotUpdate(1))
+		postNow(t, m, snapshotUpdate(2))
+		if got, want := describeUpdates(m.take()), []string{"snapshot 2"}; !slices.Equal(got, want) {
+			t.Fatalf("take() after post(snapshot 1), post(snapshot 2) = %q, want %q: the latest only (task 5)", got, want)
+		}
+	})
+
+	t.Run("Errors_come_first_in_order", func(t *testing.T) {
+		m := newSnapshotMailbox(4)
+		postNow(t, m, errorUpdate(1))
+		postNow(t, m, snapshotUpdate(1))
+		postNow(t, m, errorUpdate(2))
+		if got, want := describeUpdates(m.take()), []string{"error 1", "error 2", "snapshot 1"}; !slices.Equal(got, want) {
+			t.Fatalf("take() = %q, want %q: every error, in order, then the snapshot (task 5)", got, want)
+		}
+	})
+
+	t.Run("Errors_are_bounded", func(t *testing.T) {
+		m := newSnapshotMailbox(3)
+		for i := range 100 {
+			postNow(t, m, errorUpdate(int64(i+1)))
+		}
+		if got, want := describeUpdates(m.take()), []string{"error 1", "error 2", "error 3"}; !slices.Equal(got, want) {
+			t.Fatalf("take() after 100 errors with maxErrors=3 = %q, want %q (task 5)", got, want)
+		}
+	})
+
+	t.Run("Post_never_blocks_and_signals_once", func(t *testing.T) {
+		m := newSnapshotMailbox(4)
+		for i := range 1000 {
+			postNow(t, m, snapshotUpdate(int64(i+1)))
+		}
+		if n := len(m.ready); n != 1 {
+			t.Fatalf("after 1000 posts nobody took, ready holds %d signals, want 1 (task 5)", n)
+		}
+		<-m.ready
+		if got, want := describeUpdates(m.take()), []string{"snapshot 1000"}; !slices.Equal(got, want) {
+			t.Fatalf("take() after 1000 snapshots = %q, want %q (task 5)", got, want)
+		}
+	})
+
+	t.Run("Concurrent_post_and_take_keep_the_latest", func(t *testing.T) {
+		// A writer takes while the tick posts, as in the game; run with
+		// -race. The writer never sees a snapshot older than one it saw,
+		// nor one twice, and after the last post it can take the last
+		// snapshot unless it already has.
+		const posts = 2000
+		m := newSnapshotMailbox(4)
+		posted := make(chan struct{})
+		go func() {
+			defer close(posted)
+			for i := range posts {
+				m.post(snapshotUpdate(int64(i + 1)))
+			}
+		}()
+		var last int64
+		check := func(got []*pb.GameUpdate) {
+			t.Helper()
+			for _, u := range got {
+				tick := u.GetSnapshot().GetTick()
+				require.Greater(t, tick, last, "take() while posting returned %q after snapshot %d: snapshots must only move forward", describeUpdates(got), last)
+				last = tick
+			}
+			require.LessOrEqual(t, len(got), 1, "take() returned %q, want at most the latest snapshot", describeUpdates(got))
+		}
+		for done := false; !done; {
+			select {
+			case <-posted:
+				done = true
+			case <-m.ready:
+			case <-time.After(katatest.WaitTimeout):
+				t.Fatalf("no ready signal within %v while snapshots were being posted (task 5)", katatest.WaitTimeout)
+			}
+			check(m.take())
+		}
+		check(m.take())
+		require.EqualValues(t, posts, last, "the last snapshot the writer took, want the last one posted")
+	})
+
+	t.Run("Take_empties_it", func(t *testing.T) {
+		m := newSnapshotMailbox(4)
+		postNow(t, m, errorUpdate(1))
+		postNow(t, m, snapshotUpdate(1))
+		if got := m.take(); len(got) != 2 {
+			t.Fatalf("first take() = %q, want an error and a snapshot (task 5)", describeUpdates(got))
+		}
+		if got := m.take(); len(got) != 0 {
+			t.Fatalf("second take() = %q, want nothing: the first one took everything (task 5)", describeUpdates(got))
+		}
+		<-m.ready
+		postNow(t, m, snapshotUpdate(2))
+		if len(m.ready) != 1 {
+			t.Fatal("post after a take did not signal ready (task 5)")
+		}
+	})
+}
