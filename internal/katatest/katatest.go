@@ -157,21 +157,9 @@ func (s *Server) WaitInFlight(t testing.TB, fullMethod string, n int) {
 // stop is closed first: the code under test finished before it got there.
 func (s *Server) WaitInFlightUnless(t testing.TB, fullMethod string, n int, stop <-chan struct{}) bool {
 	t.Helper()
-	deadline := time.NewTimer(WaitTimeout)
-	defer deadline.Stop()
-	for {
-		changed := s.inFlight.changed()
-		if s.inFlight.count(fullMethod) == n {
-			return true
-		}
-		select {
-		case <-changed:
-		case <-stop:
-			return false
-		case <-deadline.C:
-			t.Fatalf("waited %v for %d running handlers of %q, have %d", WaitTimeout, n, fullMethod, s.inFlight.count(fullMethod))
-		}
-	}
+	return s.waitUnless(t, stop, func() bool { return s.inFlight.count(fullMethod) == n }, func() string {
+		return fmt.Sprintf("%d running handlers of %q, have %d", n, fullMethod, s.inFlight.count(fullMethod))
+	})
 }
 
 // WaitStartedUnless waits until at least n handlers of fullMethod have
@@ -180,11 +168,21 @@ func (s *Server) WaitInFlightUnless(t testing.TB, fullMethod string, n int, stop
 // closed first, and fails the test after WaitTimeout.
 func (s *Server) WaitStartedUnless(t testing.TB, fullMethod string, n int, stop <-chan struct{}) bool {
 	t.Helper()
+	return s.waitUnless(t, stop, func() bool { return s.inFlight.startedOf(fullMethod) >= n }, func() string {
+		return fmt.Sprintf("%d handlers of %q to start, %d did", n, fullMethod, s.inFlight.startedOf(fullMethod))
+	})
+}
+
+// waitUnless waits, without polling, until done holds after a handler
+// starts or ends; false when stop is closed first. After WaitTimeout it
+// fails the test with "waited <timeout> for <what()>".
+func (s *Server) waitUnless(t testing.TB, stop <-chan struct{}, done func() bool, what func() string) bool {
+	t.Helper()
 	deadline := time.NewTimer(WaitTimeout)
 	defer deadline.Stop()
 	for {
 		changed := s.inFlight.changed()
-		if s.inFlight.startedOf(fullMethod) >= n {
+		if done() {
 			return true
 		}
 		select {
@@ -192,7 +190,7 @@ func (s *Server) WaitStartedUnless(t testing.TB, fullMethod string, n int, stop 
 		case <-stop:
 			return false
 		case <-deadline.C:
-			t.Fatalf("waited %v for %d handlers of %q to start, %d did", WaitTimeout, n, fullMethod, s.inFlight.startedOf(fullMethod))
+			t.Fatalf("waited %v for %s", WaitTimeout, what())
 		}
 	}
 }

@@ -3,7 +3,6 @@ package katatest
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"testing"
 	"time"
@@ -235,10 +234,3 @@ func (p *Peer[Req, Resp]) T() testing.TB { return p.t }
 
 // Cancel cancels the stream's context, as a client that goes away does.
 func (p *Peer[Req, Resp]) Cancel() { p.cancel() }
-
-// Stream is the underlying stream, for its Context and Header; receive
-// only through the Peer.
-func (p *Peer[Req, Resp]) Stream() grpc.BidiStreamingClient[Req, Resp] { return p.stream }
-
-// String names the peer, so that it reads well in a failure message.
-func (p *Peer[Req, Resp]) String() string { return fmt.Sprintf("peer %s", p.Label) }
