@@ -8,7 +8,7 @@ KATA = go run ./internal/kata
 RACE = $(if $(filter 1,$(shell go env CGO_ENABLED)),-race)
 
 .DEFAULT_GOAL := help
-.PHONY: help check solutions stubs antipatterns demo progress test proto lint bench grpcurl load
+.PHONY: help check solutions stubs antipatterns mutants demo progress test proto lint bench grpcurl abuse load
 
 help: ## list the targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z]+:.*## / { printf "  make %-13s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -24,6 +24,9 @@ stubs: ## check that the untouched stubs compile and every test fails
 
 antipatterns: ## check that each common mistake is caught by its named tests
 	$(KATA) antipatterns $(DAY)
+
+mutants: ## run the tests against every systematic mutant of the reference (check runs a sample)
+	$(KATA) mutants $(DAY)
 
 demo: ## run the reference demo once (each day in turn without DAY)
 	$(KATA) demo $(DAY) -- -once
@@ -45,6 +48,9 @@ bench: ## run the benchmarks against the reference solutions
 
 grpcurl: ## build the pinned grpcurl into .bin/grpcurl, for the lesson READMEs
 	$(KATA) grpcurl -build
+
+abuse: ## attack the reference servers over TCP (127.0.0.1): quotas, limits, bad input
+	$(KATA) abuse $(DAY)
 
 load: ## a short ghz load on the reference servers (127.0.0.1), failing on any call not OK
 	$(KATA) load $(DAY)

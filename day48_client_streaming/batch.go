@@ -7,8 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/time/rate"
-
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/quota"
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
 )
 
@@ -70,25 +69,37 @@ type BatchServer struct {
 
 	cfg   BatchConfig
 	store *keyStore
-	// newPacer makes the limiter one stream waits on before each Recv.
-	// Tests replace it to watch or hold the pace.
-	newPacer func() pacer
+	// newPacer returns what a stream of user waits on before each Recv.
+	// The pace is the user's, not the stream's: every stream of one user
+	// shares it, and it outlives them until it has refilled, so parallel
+	// streams or reconnecting buy no more items. Tests replace it to
+	// watch or hold the pace.
+	newPacer func(user string) pacer
 }
 
-// pacer is what a stream waits on before it receives its next item; a
-// *rate.Limiter is one.
+// pacer is what a stream waits on before it receives its next item.
 type pacer interface {
 	Wait(ctx context.Context) error
 }
 
+// userPacer paces one user with the server's per-user limits.
+type userPacer struct {
+	limits *quota.Limiters
+	user   string
+}
+
+func (p userPacer) Wait(ctx context.Context) error { return p.limits.Wait(ctx, p.user) }
+
 // NewBatchServer returns a server with an empty key store.
 func NewBatchServer(cfg BatchConfig) *BatchServer {
 	cfg = cfg.withDefaults()
+	// The pace runs on real time: Wait sleeps for real.
+	limits := quota.New(cfg.ItemsPerSecond, cfg.Burst, nil)
 	return &BatchServer{
 		cfg:   cfg,
 		store: &keyStore{values: make(map[string][]byte)},
-		newPacer: func() pacer {
-			return rate.NewLimiter(rate.Limit(cfg.ItemsPerSecond), cfg.Burst)
+		newPacer: func(user string) pacer {
+			return userPacer{limits: limits, user: user}
 		},
 	}
 }

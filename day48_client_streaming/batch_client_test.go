@@ -11,6 +11,8 @@ import (
 
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/katatest"
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestBatchClient(t *testing.T) {
@@ -40,6 +42,26 @@ func TestBatchClient(t *testing.T) {
 		items := bigItems(512, 32<<10)
 		_, err := c.ProcessBatch(katatest.Context(t), "stolen-token", items)
 		katatest.WantCode(t, err, codes.Unauthenticated, "StreamingClient.ProcessBatch(unknown token, %d items) rejected by the server mid-stream", len(items))
+	})
+
+	t.Run("Fails_cleanly_after_Close", func(t *testing.T) {
+		env := startBatchServer(t, BatchConfig{})
+		c := newClient(t, env.Server)
+		require.NoError(t, c.Close())
+		_, err := c.ProcessBatch(katatest.Context(t), aliceToken, []*pb.BatchItem{write("w1", "alice/x", "x")})
+		katatest.WantCode(t, err, codes.Canceled, "StreamingClient.ProcessBatch() after Close: the error of opening the stream on a closed connection")
+		assert.Zero(t, env.Started(batchMethod), "ProcessBatch streams the server saw from a closed client")
+	})
+
+	t.Run("Sends_nothing_after_the_context_ends", func(t *testing.T) {
+		env := startBatchServer(t, BatchConfig{})
+		ctx, cancel := context.WithCancel(katatest.Context(t))
+		defer cancel()
+		sends := &sendCounter{nth: 1, afterSend: cancel}
+		c := newClient(t, env.Server, sends.dialOption())
+		_, err := c.ProcessBatch(ctx, aliceToken, []*pb.BatchItem{write("w1", "alice/1", "x"), write("w2", "alice/2", "x"), write("w3", "alice/3", "x")})
+		katatest.WantCode(t, err, codes.Canceled, "StreamingClient.ProcessBatch() cancelled after its first item")
+		assert.Equal(t, 1, sends.count(), "items passed to Send, want none after the context ended: check ctx before each Send")
 	})
 
 	t.Run("Stops_promptly_on_cancel", func(t *testing.T) {

@@ -42,14 +42,14 @@ type batchEnv struct {
 
 // startBatchServer starts a BatchServer behind AuthInterceptor, paced by
 // its real rate limiter.
-func startBatchServer(t *testing.T, cfg BatchConfig) *batchEnv {
+func startBatchServer(t *testing.T, cfg BatchConfig, opts ...katatest.Option) *batchEnv {
 	t.Helper()
-	return startPacedBatchServer(t, cfg, nil)
+	return startPacedBatchServer(t, cfg, nil, opts...)
 }
 
 // startPacedBatchServer is startBatchServer whose streams wait on probe
 // instead of a rate limiter, when probe is not nil.
-func startPacedBatchServer(t *testing.T, cfg BatchConfig, probe *pacingProbe) *batchEnv {
+func startPacedBatchServer(t *testing.T, cfg BatchConfig, probe *pacingProbe, extra ...katatest.Option) *batchEnv {
 	t.Helper()
 	clock := katatest.NewClock(batchEpoch)
 	cfg.Now = clock.Now
@@ -63,10 +63,10 @@ func startPacedBatchServer(t *testing.T, cfg BatchConfig, probe *pacingProbe) *b
 	srv := NewBatchServer(cfg)
 	opts := []katatest.Option{katatest.WithStreamInterceptor(AuthInterceptor(tokens, clock.Now))}
 	if probe != nil {
-		srv.newPacer = func() pacer { return probe }
+		srv.newPacer = func(string) pacer { return probe }
 		opts = append(opts, katatest.WithStreamInterceptor(probe.intercept))
 	}
-	s := katatest.Start(t, func(g *grpc.Server) { pb.RegisterBatchServiceServer(g, srv) }, opts...)
+	s := katatest.Start(t, func(g *grpc.Server) { pb.RegisterBatchServiceServer(g, srv) }, append(opts, extra...)...)
 	return &batchEnv{Server: s, srv: srv, clock: clock, client: pb.NewBatchServiceClient(s.Conn)}
 }
 
@@ -494,6 +494,84 @@ func TestBatchProcessing(t *testing.T) {
 		katatest.WantCode(t, err, codes.OK, "%s", call)
 		wantOutcomes(t, call, res, outcome{"p1", codes.OK}, outcome{"p2", codes.PermissionDenied}, outcome{"p3", codes.PermissionDenied})
 		env.wantStored(t, "alice/profile", "from the sender")
+	})
+
+	t.Run("Handler_refuses_a_stream_without_an_identity", func(t *testing.T) {
+		srv := NewBatchServer(BatchConfig{})
+		s := katatest.Start(t, func(g *grpc.Server) { pb.RegisterBatchServiceServer(g, srv) }) // no AuthInterceptor
+		// No items: nothing but the handler's own check can refuse it.
+		_, err := sendBatch(katatest.Context(t), pb.NewBatchServiceClient(s.Conn), "")
+		katatest.WantCode(t, err, codes.Unauthenticated, "ProcessBatch(no items) served without AuthInterceptor, so with no identity in its context")
+	})
+
+	t.Run("Ends_the_stream_at_once_when_the_pace_cannot_be_kept_before_its_deadline", func(t *testing.T) {
+		// One item an hour: the second cannot be received before the
+		// stream's deadline, and a rate.Limiter says so at once.
+		env := startBatchServer(t, BatchConfig{ItemsPerSecond: 1.0 / 3600, Burst: 1})
+		ctx, cancel := context.WithTimeout(katatest.Context(t), katatest.WaitTimeout)
+		defer cancel()
+		_, err := sendBatch(ctx, env.client, aliceToken, write("w1", "alice/w1", "p"), write("w2", "alice/w2", "p"), write("w3", "alice/w3", "p"))
+		require.NoError(t, ctx.Err(), "ProcessBatch() = %v only when the stream's deadline passed, want the server to answer as soon as its pacer says the deadline cannot be met", err)
+		katatest.WantCode(t, err, codes.DeadlineExceeded, "ProcessBatch(3 items at one an hour, deadline in %v)", katatest.WaitTimeout)
+		env.WaitIdle(t)
+		env.wantAbsent(t, "alice/w2") // never paced, so never received
+	})
+
+	t.Run("Pace_holds_across_a_users_streams", func(t *testing.T) {
+		// A burst of three an hour: alice's first stream spends it all
+		// (a Wait before each of its two items and one before the Recv
+		// that sees its end), and her second, opened after the first
+		// ended, has none left; bob's pace is his own.
+		env := startBatchServer(t, BatchConfig{ItemsPerSecond: 1.0 / 3600, Burst: 3})
+		res, err := sendBatch(katatest.Context(t), env.client, aliceToken, write("w1", "alice/w1", "p"), write("w2", "alice/w2", "p"))
+		katatest.WantCode(t, err, codes.OK, "ProcessBatch(alice: her burst of 2)")
+		wantOutcomes(t, "ProcessBatch(alice: her burst of 2)", res, outcome{"w1", codes.OK}, outcome{"w2", codes.OK})
+		ctx, cancel := context.WithTimeout(katatest.Context(t), katatest.WaitTimeout)
+		defer cancel()
+		_, err = sendBatch(ctx, env.client, aliceToken, write("w3", "alice/w3", "p"))
+		require.NoError(t, ctx.Err(), "ProcessBatch(alice's second stream) = %v only at its deadline, want the server to answer at once", err)
+		katatest.WantCode(t, err, codes.DeadlineExceeded, "ProcessBatch(alice's second stream, her pace spent by the first)")
+		res, err = sendBatch(katatest.Context(t), env.client, bobToken, write("b1", "bob/b1", "p"))
+		katatest.WantCode(t, err, codes.OK, "ProcessBatch(bob, while alice's pace is spent)")
+		wantOutcomes(t, "ProcessBatch(bob)", res, outcome{"b1", codes.OK})
+		env.WaitIdle(t)
+		env.wantAbsent(t, "alice/w3")
+	})
+
+	t.Run("Cancel_while_pacing_ends_the_handler_with_Canceled", func(t *testing.T) {
+		probe := newPacingProbe(1) // holds the second Wait
+		env := startPacedBatchServer(t, BatchConfig{}, probe)
+		ctx, cancel := context.WithCancel(katatest.Context(t))
+		stream, err := env.client.ProcessBatch(WithToken(ctx, aliceToken))
+		katatest.WantCode(t, err, codes.OK, "ProcessBatch(alice)")
+		sendOrFail(t, stream, write("w1", "alice/w1", "p"), "ProcessBatch item w1")
+		if !probe.waitForWaits(t, 2, nil) {
+			t.Fatal("the handler never waited on the pacer for a second item")
+		}
+		cancel()
+		env.WaitIdle(t)
+		if ended := env.Ended(batchMethod); assert.Len(t, ended, 1, "ProcessBatch handlers that ended") {
+			katatest.WantCode(t, ended[0], codes.Canceled, "the ProcessBatch handler when the client cancelled while it waited on the pacer")
+		}
+	})
+
+	t.Run("Oversized_item_ends_the_stream_with_ResourceExhausted", func(t *testing.T) {
+		env := startBatchServer(t, BatchConfig{MaxPayloadBytes: 1 << 20}, katatest.WithServerOptions(grpc.MaxRecvMsgSize(4096)))
+		done := make(chan error, 1)
+		go func() {
+			_, err := sendBatch(katatest.Context(t), env.client, aliceToken, write("w1", "alice/w1", "p"), write("big", "alice/big", strings.Repeat("x", 8192)))
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			katatest.WantCode(t, err, codes.ResourceExhausted, "ProcessBatch(an 8 KiB item to a server with MaxRecvMsgSize 4096)")
+		case <-time.After(katatest.WaitTimeout):
+			t.Fatalf("ProcessBatch() did not end within %v after an item over the server's message limit, want Recv's error returned", katatest.WaitTimeout)
+		}
+		env.WaitIdle(t)
+		if ended := env.Ended(batchMethod); assert.Len(t, ended, 1, "ProcessBatch handlers that ended") {
+			katatest.WantCode(t, ended[0], codes.ResourceExhausted, "the ProcessBatch handler after Recv failed on an item over the message limit")
+		}
 	})
 
 	t.Run("Paces_with_the_limiter", func(t *testing.T) {

@@ -9,9 +9,11 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
 )
@@ -69,10 +71,16 @@ const (
 	maxTagBytes        = 128
 	maxMetricNameBytes = 64
 	// Log limits.
-	maxApplicationBytes = 64
-	maxLogFields        = 32
+	maxApplicationBytes   = 64
+	maxLogFields          = 32
+	maxLogFieldKeyBytes   = 64
+	maxLogFieldValueBytes = 1024
 	// searchLimit is the most entries SearchLogs returns.
 	searchLimit = 100
+	// searchMaxBytes bounds a SearchLogs answer, encoded, well under the
+	// 4 MiB message limit: 100 entries at the largest an entry may be
+	// would not fit, so the answer stops early and says so.
+	searchMaxBytes = 1 << 20
 )
 
 // sourcePattern is what a source name may look like: a lower-case
@@ -248,44 +256,110 @@ func (s *DataCollectionServer) GetMetricsSummary(_ context.Context, req *pb.GetM
 	return resp, nil
 }
 
-// sensitiveFieldWords mark a log field whose value must never be stored
-// or printed: a field is sensitive when its lower-cased name, with '-'
-// and '_' removed, contains one of them.
-var sensitiveFieldWords = []string{"password", "passwd", "secret", "token", "authorization", "apikey", "credential", "privatekey", "cookie", "session"}
+// sensitiveKeyWords mark a log field whose value must never be stored or
+// printed. A field is sensitive when its name, folded to lower case with
+// every character that is not a letter or a digit removed, contains one
+// of them: "X-Api-Key", "api.key" and "API KEY" all become "apikey".
+// Some words ("auth", "pwd") also match harmless names such as "author";
+// redacting one of those by mistake costs far less than storing a secret.
+var sensitiveKeyWords = []string{
+	"password", "passwd", "pwd", "passphrase", "secret", "token", "auth",
+	"bearer", "jwt", "apikey", "accesskey", "credential", "privatekey",
+	"cookie", "session", "signature", "creditcard", "cardnumber",
+}
 
 const redacted = "[REDACTED]"
 
-// redactEntry returns e with every sensitive field value replaced by
-// "[REDACTED]". When a field needs redacting it returns a copy and leaves e
-// unchanged; otherwise it returns e itself, since most entries carry no
-// secret and copying each one would cost more than receiving it.
+// redactEntry returns e with every secret replaced by "[REDACTED]": the
+// value of each sensitive field, and, in the message and the other field
+// values, the value of each "key=value" or "key: value" whose key is
+// sensitive and each bearer credential ("Bearer abc.def"). When something
+// needs redacting it returns a copy and leaves e untouched; otherwise it
+// returns e itself.
 func redactEntry(e *pb.LogEntry) *pb.LogEntry {
+	message := redactText(e.GetMessage())
 	var fields map[string]string
-	for name := range e.GetFields() {
-		if isSensitiveField(name) {
+	for name, value := range e.GetFields() {
+		clean := redacted
+		if !isSensitiveKey(name) {
+			clean = redactText(value)
+		}
+		if clean != value {
 			if fields == nil {
 				fields = maps.Clone(e.GetFields())
 			}
-			fields[name] = redacted
+			fields[name] = clean
 		}
 	}
-	if fields == nil {
+	if fields == nil && message == e.GetMessage() {
 		return e
+	}
+	if fields == nil {
+		fields = e.GetFields()
 	}
 	return &pb.LogEntry{
 		Application: e.GetApplication(),
 		Level:       e.GetLevel(),
 		Timestamp:   e.GetTimestamp(),
-		Message:     e.GetMessage(),
+		Message:     message,
 		Fields:      fields,
 	}
 }
 
-var fieldNameSeparators = strings.NewReplacer("-", "", "_", "")
+// isSensitiveKey reports whether a field or key named name holds a secret.
+func isSensitiveKey(name string) bool {
+	key := strings.Map(func(r rune) rune {
+		if unicode.IsLetter(r) || unicode.IsDigit(r) {
+			return unicode.ToLower(r)
+		}
+		return -1
+	}, name)
+	return slices.ContainsFunc(sensitiveKeyWords, func(w string) bool { return strings.Contains(key, w) })
+}
 
-func isSensitiveField(name string) bool {
-	key := fieldNameSeparators.Replace(strings.ToLower(name))
-	return slices.ContainsFunc(sensitiveFieldWords, func(w string) bool { return strings.Contains(key, w) })
+var (
+	// keyInText finds the "key=" or "key:" of a key-value pair in free
+	// text. It does not take the value, so that a pair inside another
+	// one's value ("next=/cb?token=abc") is found too.
+	keyInText = regexp.MustCompile(`([\pL\pN_.-]+)\s*[:=]\s*`)
+	// bearerInText finds an HTTP bearer or basic credential.
+	bearerInText = regexp.MustCompile(`(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+`)
+)
+
+// redactText replaces the secrets that free text carries: the value of
+// every pair whose key is sensitive, and bearer credentials.
+func redactText(text string) string {
+	text = bearerInText.ReplaceAllString(text, "$1 "+redacted)
+	var b strings.Builder
+	done := 0
+	for _, m := range keyInText.FindAllStringSubmatchIndex(text, -1) {
+		if m[0] < done || !isSensitiveKey(text[m[2]:m[3]]) {
+			continue
+		}
+		b.WriteString(text[done:m[1]])
+		b.WriteString(redacted)
+		done = valueEnd(text, m[1])
+	}
+	if done == 0 {
+		return text
+	}
+	b.WriteString(text[done:])
+	return b.String()
+}
+
+// valueEnd returns where the value that starts at start ends: after its
+// closing quote, or at the next space or separator.
+func valueEnd(text string, start int) int {
+	if start < len(text) && (text[start] == '"' || text[start] == '\'') {
+		if i := strings.IndexByte(text[start+1:], text[start]); i >= 0 {
+			return start + 1 + i + 1
+		}
+		return len(text)
+	}
+	if i := strings.IndexAny(text[start:], " \t\n,;&\"'"); i >= 0 {
+		return start + i
+	}
+	return len(text)
 }
 
 // logIndex keeps the most recent indexed entries, bounded, and answers
@@ -338,6 +412,7 @@ func (s *DataCollectionServer) SearchLogs(_ context.Context, req *pb.SearchLogsR
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	resp := &pb.SearchLogsResponse{}
+	bytes := 0
 	for _, e := range slices.Backward(x.entries) {
 		if e.GetLevel() < req.GetMinLevel() ||
 			(req.GetApplication() != "" && e.GetApplication() != req.GetApplication()) ||
@@ -345,9 +420,18 @@ func (s *DataCollectionServer) SearchLogs(_ context.Context, req *pb.SearchLogsR
 			continue
 		}
 		resp.TotalMatches++
-		if len(resp.Entries) < limit {
-			resp.Entries = append(resp.Entries, e)
+		if len(resp.Entries) == limit || resp.Truncated {
+			continue
 		}
+		// Each entry costs its size, a tag and a length prefix of at
+		// most 3 bytes (entries are far smaller than 2 MiB).
+		size := proto.Size(e) + 4
+		if bytes+size > searchMaxBytes {
+			resp.Truncated = true
+			continue
+		}
+		bytes += size
+		resp.Entries = append(resp.Entries, e)
 	}
 	return resp, nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/katatest"
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestCollectionClient(t *testing.T) {
@@ -44,6 +45,41 @@ func TestCollectionClient(t *testing.T) {
 		res, err := c.SendLogs(katatest.Context(t), entries)
 		katatest.WantCode(t, err, codes.OK, "SendLogs(3 entries)")
 		assert.Equal(t, logCounts{Received: 3, Indexed: 3}, countsOf(res), "SendLogs(3 entries) result")
+	})
+
+	t.Run("Fail_cleanly_after_Close", func(t *testing.T) {
+		env := startCollectionServer(t, CollectionConfig{})
+		c := newClient(t, env.Server)
+		require.NoError(t, c.Close())
+		points := make(chan *pb.DataPoint, 1)
+		points <- point("web-1", 1)
+		close(points)
+		_, err := c.SendDataPoints(katatest.Context(t), points)
+		katatest.WantCode(t, err, codes.Canceled, "SendDataPoints() after Close: the error of opening the stream on a closed connection")
+		entries := make(chan *pb.LogEntry, 1)
+		entries <- logEntry("api", pb.LogLevel_LOG_LEVEL_INFO, "late")
+		close(entries)
+		_, err = c.SendLogs(katatest.Context(t), entries)
+		katatest.WantCode(t, err, codes.Canceled, "SendLogs() after Close: the error of opening the stream on a closed connection")
+	})
+
+	t.Run("SendDataPoints_returns_a_Send_error_without_waiting_for_more", func(t *testing.T) {
+		env := startCollectionServer(t, CollectionConfig{})
+		c := newClient(t, env.Server)
+		points := make(chan *pb.DataPoint, 1)
+		defer close(points)                                                               // open until the test ends: only the error can end the call
+		points <- &pb.DataPoint{Source: "caf\xe9", Metrics: map[string]float64{"cpu": 1}} // not UTF-8: cannot be marshalled
+		done := make(chan error, 1)
+		go func() {
+			_, err := c.SendDataPoints(katatest.Context(t), points)
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			katatest.WantCode(t, err, codes.Internal, "SendDataPoints(a point whose source is not UTF-8)")
+		case <-time.After(katatest.WaitTimeout):
+			t.Fatalf("SendDataPoints() did not return within %v after a failed Send, want Send's error at once", katatest.WaitTimeout)
+		}
 	})
 
 	t.Run("SendDataPoints_stops_promptly_on_cancel", func(t *testing.T) {

@@ -208,6 +208,9 @@ func TestDataCollection(t *testing.T) {
 		awaitWhileRunning(t, env.Server, pointsMethod, reached, "the server to receive 150 points")
 		cancel()
 		env.WaitIdle(t)
+		if ended := env.Ended(pointsMethod); assert.Len(t, ended, 1, "CollectDataPoints handlers that ended") {
+			katatest.WantCode(t, ended[0], codes.Canceled, "the CollectDataPoints handler after the client cancelled")
+		}
 		assert.Equal(t, []int{100, 50}, env.store.savedSizes(), "batches saved of a stream cancelled after 150 points, want the 50 accepted after the first batch saved too")
 		for i, err := range env.store.contextErrors() {
 			assert.NoError(t, err, "the context SaveBatch %d got, want one that outlives the broken stream", i+1)

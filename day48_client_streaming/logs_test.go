@@ -3,12 +3,15 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"maps"
 	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/katatest"
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
@@ -130,10 +133,40 @@ func TestLogAggregation(t *testing.T) {
 		assert.Equal(t, "alice", fields["user"], "indexed field user, want it kept (only sensitive fields are redacted)")
 	})
 
+	t.Run("Redacts_credentials_inside_text", func(t *testing.T) {
+		env := startCollectionServer(t, CollectionConfig{})
+		ctx := katatest.Context(t)
+		e := logEntry("auth", pb.LogLevel_LOG_LEVEL_WARN, `login failed for user=alice password=hunter2, api_key: "k 123"; retry=3`)
+		e.Fields = map[string]string{
+			"callback": "https://example.com/cb?access_token=xyz789&state=ok",
+			"header":   "Bearer abc.def.ghi",
+			"note":     "nothing secret here",
+		}
+		l := openLogs(t, ctx, env)
+		l.send(e)
+		_, err := l.stream.CloseAndRecv()
+		katatest.WantCode(t, err, codes.OK, "CollectLogs(entry with secrets in its text)")
+		found, err := env.client.SearchLogs(ctx, &pb.SearchLogsRequest{Application: "auth"})
+		katatest.WantCode(t, err, codes.OK, "SearchLogs(application=auth)")
+		require.Len(t, found.GetEntries(), 1, "SearchLogs(application=auth) entries")
+		got := found.GetEntries()[0]
+		assert.Equal(t, "login failed for user=alice password=[REDACTED], api_key: [REDACTED]; retry=3", got.GetMessage(), "indexed message")
+		assert.Equal(t, map[string]string{
+			"callback": "https://example.com/cb?access_token=[REDACTED]&state=ok",
+			"header":   "Bearer [REDACTED]",
+			"note":     "nothing secret here",
+		}, got.GetFields(), "indexed fields")
+		for _, secret := range []string{"hunter2", "xyz789", "abc.def"} {
+			found, err := env.client.SearchLogs(ctx, &pb.SearchLogsRequest{Term: secret})
+			katatest.WantCode(t, err, codes.OK, "SearchLogs(term=%q)", secret)
+			assert.Zero(t, found.GetTotalMatches(), "entries found by searching for the secret %q", secret)
+		}
+	})
+
 	t.Run("Redacts_whatever_the_case_and_separators", func(t *testing.T) {
 		env := startCollectionServer(t, CollectionConfig{})
 		ctx := katatest.Context(t)
-		sensitive := []string{"DB_PASSWORD", "passwd", "X-Api-Key", "APIKEY", "Client-Secret", "refresh_token", "Set-Cookie", "private_key", "aws-credentials", "Proxy-Authorization", "SESSION"}
+		sensitive := []string{"DB_PASSWORD", "passwd", "pwd", "Passphrase", "X-Api-Key", "APIKEY", "api.key", "api key", "Client-Secret", "refresh_token", "Set-Cookie", "private_key", "aws-credentials", "Proxy-Authorization", "auth", "bearer", "JWT", "Access-Key-Id", "SESSION"}
 		kept := map[string]string{"user": "alice", "path": "/login", "status": "401"}
 		e := logEntry("auth", pb.LogLevel_LOG_LEVEL_WARN, "login failed")
 		e.Fields = maps.Clone(kept)
@@ -193,6 +226,104 @@ func TestLogAggregation(t *testing.T) {
 		katatest.WantCode(t, err, codes.OK, "CollectLogs(messages of 100, 101 and 102 bytes, MaxLogMessageBytes 100)")
 		assert.Equal(t, logCounts{Received: 3, Indexed: 1, Errors: 2}, countsOf(res),
 			"CollectLogs result, want the 100-byte message indexed and the longer two counted as errors (the limit is in bytes, not runes)")
+	})
+
+	t.Run("Accepts_an_application_and_fields_at_their_limits", func(t *testing.T) {
+		env := startCollectionServer(t, CollectionConfig{})
+		atLimit := logEntry(strings.Repeat("a", maxApplicationBytes), pb.LogLevel_LOG_LEVEL_INFO, "at the limits")
+		atLimit.Fields = map[string]string{}
+		for i := range maxLogFields {
+			atLimit.Fields[fmt.Sprint("field_", i)] = "v"
+		}
+		// A key and a value at their byte limits, in two-byte runes.
+		atLimit.Fields["field_0"] = strings.Repeat("é", maxLogFieldValueBytes/2)
+		delete(atLimit.Fields, "field_1")
+		atLimit.Fields[strings.Repeat("k", maxLogFieldKeyBytes)] = "v"
+		longApp := logEntry(strings.Repeat("a", maxApplicationBytes+1), pb.LogLevel_LOG_LEVEL_INFO, "application one byte over")
+		manyFields := logEntry("api", pb.LogLevel_LOG_LEVEL_INFO, "one field over")
+		manyFields.Fields = maps.Clone(atLimit.Fields)
+		manyFields.Fields["one_more"] = "v"
+		longKey := logEntry("api", pb.LogLevel_LOG_LEVEL_INFO, "a key one byte over")
+		longKey.Fields = map[string]string{strings.Repeat("k", maxLogFieldKeyBytes+1): "v"}
+		longValue := logEntry("api", pb.LogLevel_LOG_LEVEL_INFO, "a value one byte over")
+		longValue.Fields = map[string]string{"big": strings.Repeat("é", maxLogFieldValueBytes/2) + "x"}
+		l := openLogs(t, katatest.Context(t), env)
+		l.send(atLimit, longApp, manyFields, longKey, longValue)
+		res, err := l.stream.CloseAndRecv()
+		call := fmt.Sprintf("CollectLogs(application of %d bytes, %d fields, a %d-byte key, a %d-byte value; then one past each limit)", maxApplicationBytes, maxLogFields, maxLogFieldKeyBytes, maxLogFieldValueBytes)
+		katatest.WantCode(t, err, codes.OK, "%s", call)
+		assert.Equal(t, logCounts{Received: 5, Indexed: 1, Errors: 4}, countsOf(res), "%s result, want the entry at every limit indexed and each one past a limit counted as an error", call)
+	})
+
+	t.Run("Counts_a_message_that_is_not_UTF8_as_an_error", func(t *testing.T) {
+		// grpc-go's codec refuses a string that is not UTF-8 before any
+		// handler runs, so this entry reaches CollectLogs through a fake
+		// stream, as it would with another codec.
+		env := startCollectionServer(t, CollectionConfig{})
+		stream := &fakeLogStream{ctx: katatest.Context(t), entries: []*pb.LogEntry{
+			logEntry("api", pb.LogLevel_LOG_LEVEL_INFO, "caf\xe9"),
+			logEntry("api", pb.LogLevel_LOG_LEVEL_INFO, "café"),
+		}}
+		err := runHandler(t, "CollectLogs(fake stream)", func() error { return env.srv.CollectLogs(stream) })
+		katatest.WantCode(t, err, codes.OK, "CollectLogs(a message that is not UTF-8, then a good one)")
+		require.NotNil(t, stream.result, "CollectLogs returned OK without SendAndClose")
+		assert.Equal(t, logCounts{Received: 2, Indexed: 1, Errors: 1}, countsOf(stream.result), "CollectLogs result, want the message that is not UTF-8 counted as an error")
+	})
+
+	t.Run("Oversized_entry_ends_the_stream_with_ResourceExhausted", func(t *testing.T) {
+		env := startCollectionServer(t, CollectionConfig{MaxLogMessageBytes: 1 << 20}, katatest.WithServerOptions(grpc.MaxRecvMsgSize(4096)))
+		l := openLogs(t, katatest.Context(t), env)
+		l.send(logEntry("api", pb.LogLevel_LOG_LEVEL_INFO, "fits"))
+		// The big entry may or may not be sent before the server ends the
+		// stream; either way CloseAndRecv has the status.
+		l.stream.Send(logEntry("api", pb.LogLevel_LOG_LEVEL_INFO, strings.Repeat("x", 8192)))
+		_, err := l.stream.CloseAndRecv()
+		katatest.WantCode(t, err, codes.ResourceExhausted, "CollectLogs(an 8 KiB entry to a server with MaxRecvMsgSize 4096): return Recv's error, never a result that hides the lost entry")
+		env.WaitIdle(t)
+		if ended := env.Ended(logsMethod); assert.Len(t, ended, 1, "CollectLogs handlers that ended") {
+			katatest.WantCode(t, ended[0], codes.ResourceExhausted, "the CollectLogs handler after Recv failed on an entry over the message limit")
+		}
+	})
+
+	t.Run("Search_answers_stay_under_their_byte_bound", func(t *testing.T) {
+		env := startCollectionServer(t, CollectionConfig{})
+		// 40 entries of about 33 KiB each: 1.3 MiB in all.
+		var entries []*pb.LogEntry
+		for i := range 40 {
+			e := logEntry("big", pb.LogLevel_LOG_LEVEL_INFO, fmt.Sprint("entry ", i))
+			e.Fields = map[string]string{}
+			for j := range maxLogFields {
+				e.Fields[fmt.Sprint("f", j)] = strings.Repeat("v", maxLogFieldValueBytes)
+			}
+			entries = append(entries, e)
+		}
+		l := openLogs(t, katatest.Context(t), env)
+		l.send(entries...)
+		_, err := l.stream.CloseAndRecv()
+		katatest.WantCode(t, err, codes.OK, "CollectLogs(40 entries of 33 KiB)")
+		found, err := env.client.SearchLogs(katatest.Context(t), &pb.SearchLogsRequest{Application: "big"})
+		katatest.WantCode(t, err, codes.OK, "SearchLogs(application=big)")
+		assert.EqualValues(t, 40, found.GetTotalMatches(), "total_matches")
+		assert.True(t, found.GetTruncated(), "truncated, for an answer that stopped at its byte bound")
+		assert.LessOrEqual(t, proto.Size(found), searchMaxBytes+64, "the answer's encoded size")
+		require.NotEmpty(t, found.GetEntries(), "entries")
+		assert.Equal(t, "entry 39", found.GetEntries()[0].GetMessage(), "the first entry, want the newest")
+	})
+
+	t.Run("Never_flushes_an_empty_buffer", func(t *testing.T) {
+		env := startCollectionServer(t, CollectionConfig{})
+		l := openLogs(t, katatest.Context(t), env)
+		select { // the ticker is unbuffered: taken means the flusher saw it
+		case env.ticks <- collectionNow:
+		case <-time.After(katatest.WaitTimeout):
+			t.Fatalf("the flush goroutine took no tick within %v", katatest.WaitTimeout)
+		}
+		res, err := l.stream.CloseAndRecv()
+		katatest.WantCode(t, err, codes.OK, "CollectLogs(no entries, one tick)")
+		assert.Equal(t, logCounts{}, countsOf(res), "CollectLogs(no entries) result")
+		env.WaitIdle(t)
+		_, flushes, _ := env.srv.logs.stats()
+		assert.Zero(t, flushes, "index writes after a tick and a close with nothing buffered, want none: each is a write to the index for nothing")
 	})
 
 	t.Run("Flushes_on_the_interval", func(t *testing.T) {
@@ -299,5 +430,48 @@ func TestLogAggregation(t *testing.T) {
 		_, err := l.stream.CloseAndRecv()
 		katatest.WantCode(t, err, codes.Canceled, "CollectLogs() after cancel")
 		env.WaitIdle(t) // the per-test leak check then finds no flusher
+		if ended := env.Ended(logsMethod); assert.Len(t, ended, 1, "CollectLogs handlers that ended") {
+			katatest.WantCode(t, ended[0], codes.Canceled, "the CollectLogs handler after the client cancelled: return Recv's error, never a result")
+		}
 	})
+}
+
+// fakeLogStream is a CollectLogs server stream in the test's hands: it
+// hands out entries, then io.EOF, and keeps what SendAndClose is given.
+type fakeLogStream struct {
+	grpc.ServerStream // nil: only the methods below are called
+	ctx               context.Context
+	entries           []*pb.LogEntry
+	result            *pb.LogCollectionResult
+}
+
+func (f *fakeLogStream) Context() context.Context { return f.ctx }
+
+func (f *fakeLogStream) Recv() (*pb.LogEntry, error) {
+	if len(f.entries) == 0 {
+		return nil, io.EOF
+	}
+	e := f.entries[0]
+	f.entries = f.entries[1:]
+	return e, nil
+}
+
+func (f *fakeLogStream) SendAndClose(res *pb.LogCollectionResult) error {
+	f.result = res
+	return nil
+}
+
+// runHandler calls a handler directly and returns its result, failing the
+// test if it does not return within katatest.WaitTimeout.
+func runHandler(t *testing.T, what string, handler func() error) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- handler() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(katatest.WaitTimeout):
+		t.Fatalf("%s did not return within %v", what, katatest.WaitTimeout)
+		return nil
+	}
 }

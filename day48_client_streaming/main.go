@@ -72,7 +72,10 @@ func (s *FileUploadServer) GetUploadStatus(ctx context.Context, req *pb.GetUploa
 // must not grow with the file), wait on c.limiter for each chunk's bytes
 // when it is not nil, and report progress after each Send. If Send returns
 // io.EOF the server has ended the stream: its real status comes from
-// CloseAndRecv. When ctx ends, the upload stops promptly with its error.
+// CloseAndRecv. When ctx ends, the upload stops promptly with its error
+// and sends nothing more. A path that is not a regular file, and a file
+// that ends before its size said (it shrank while being sent), are errors
+// too.
 func (c *StreamingClient) UploadFile(ctx context.Context, path string, opts ...UploadOption) (*pb.UploadResult, error) {
 	// TODO(task 4): open, stream the chunks, CloseAndRecv.
 	return nil, status.Errorf(codes.Unimplemented, "StreamingClient.UploadFile: not implemented yet (see README, task 4)")
@@ -109,7 +112,8 @@ func (c *StreamingClient) UploadFilesConcurrently(ctx context.Context, paths []s
 //
 // Choose a random upload_id once. Before each attempt ask GetUploadStatus
 // where the server stands (NotFound: start at 0; COMPLETED: return its
-// file id) and send only the rest. Retry only when IsRetryable, at most
+// file id; any other error: that is the attempt's error) and send only
+// the rest. Retry only when IsRetryable, at most
 // c.retry.MaxAttempts attempts in all, waiting with c.sleep between them.
 // The wait after attempt n has a base of InitialBackoff times Multiplier
 // to the power n-1, capped at MaxBackoff; jitter keeps half of the base
@@ -156,9 +160,10 @@ func (s *DataCollectionServer) CollectDataPoints(stream pb.DataCollectionService
 //
 // The caller is the Identity that AuthInterceptor put in the stream's
 // context (identityFrom): never trust anything an item says about who
-// sends it. Make one pacer per stream with s.newPacer and wait on it
-// before every Recv, so a fast client is slowed down by flow control
-// instead of being buffered. For each item received:
+// sends it. Get the caller's pacer with s.newPacer(caller.User) (it is the
+// user's, shared by all of the user's streams) and wait on it before
+// every Recv, so a fast client is slowed down by flow control instead of
+// being buffered. For each item received:
 //
 //   - Re-check the token with checkTokenFresh(ctx, s.cfg.Now); an expired
 //     token ends the stream with its Unauthenticated error. Items applied
@@ -206,7 +211,9 @@ func (c *StreamingClient) ProcessBatch(ctx context.Context, token string, items 
 //
 // An entry with an unknown level, an application that is empty or over
 // maxApplicationBytes, a message over s.cfg.MaxLogMessageBytes or not
-// UTF-8, or more than maxLogFields fields counts as an error. An entry
+// UTF-8, more than maxLogFields fields, or a field whose key is over
+// maxLogFieldKeyBytes or whose value is over maxLogFieldValueBytes counts
+// as an error: an entry's size is bounded, so what the index keeps is. An entry
 // below s.cfg.MinLevel counts as filtered. Every other entry is redacted
 // with redactEntry before anything stores or prints it, then buffered.
 //

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -431,6 +432,45 @@ func (r *recvSignal) RecvMsg(m any) error {
 	err := r.ServerStream.RecvMsg(m)
 	if err == nil {
 		r.onRecv()
+	}
+	return err
+}
+
+// sendCounter counts the streams a client opens and the messages they pass
+// to SendMsg, and
+// calls afterSend (when set) once the nth has been sent, before SendMsg
+// returns: a test can cancel at an exact point and count what followed.
+type sendCounter struct {
+	opens     atomic.Int32 // streams opened
+	sends     atomic.Int32
+	nth       int32
+	afterSend func()
+}
+
+// dialOption installs the counter on a client's connection.
+func (c *sendCounter) dialOption() ClientOption {
+	return WithDialOptions(grpc.WithStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		c.opens.Add(1)
+		cs, err := streamer(ctx, desc, cc, method, opts...)
+		if err != nil {
+			return nil, err
+		}
+		return &countedClientStream{ClientStream: cs, counter: c}, nil
+	}))
+}
+
+func (c *sendCounter) count() int { return int(c.sends.Load()) }
+
+type countedClientStream struct {
+	grpc.ClientStream
+	counter *sendCounter
+}
+
+func (s *countedClientStream) SendMsg(m any) error {
+	n := s.counter.sends.Add(1)
+	err := s.ClientStream.SendMsg(m)
+	if n == s.counter.nth && s.counter.afterSend != nil {
+		s.counter.afterSend()
 	}
 	return err
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"regexp"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -43,6 +45,19 @@ type Config struct {
 	MaxPendingUploads int
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// WrapPartial, when set, wraps each partial file as it is opened, so a
+	// test can make the disk fail (full, or unable to flush) where a real
+	// one rarely does. Default: none.
+	WrapPartial func(*os.File) PartialFile
+}
+
+// PartialFile is what an upload writes its bytes to: an *os.File unless
+// Config.WrapPartial says otherwise.
+type PartialFile interface {
+	Write(p []byte) (int, error)
+	Sync() error
+	Close() error
+	Name() string
 }
 
 const (
@@ -109,6 +124,7 @@ func NewFileUploadServer(cfg Config) (*FileUploadServer, error) {
 			ttl:         cfg.ResumeTTL,
 			maxPending:  cfg.MaxPendingUploads,
 			now:         cfg.Now,
+			wrap:        cfg.WrapPartial,
 			uploads:     make(map[string]*upload),
 			stored:      make(map[string]StoredFile),
 		},
@@ -146,6 +162,7 @@ type stagingArea struct {
 	ttl         time.Duration
 	maxPending  int
 	now         func() time.Time
+	wrap        func(*os.File) PartialFile
 
 	mu      sync.Mutex
 	uploads map[string]*upload    // by upload id; one-shot uploads by a random key
@@ -161,7 +178,7 @@ type upload struct {
 	fileName  string
 	totalSize int64
 
-	file      *os.File
+	file      PartialFile
 	hash      hash.Hash
 	committed atomic.Int64 // written by the receiving stream, read by status queries
 
@@ -190,7 +207,7 @@ func (a *stagingArea) begin(uploadID, fileName string, totalSize int64) (*upload
 	}
 	f, err := os.CreateTemp(a.incomingDir, "upload-*.part") // mode 0600
 	if err != nil {
-		return nil, internalError("creating partial file", err)
+		return nil, diskError("creating partial file", err)
 	}
 	u := &upload{
 		staging:   a,
@@ -198,7 +215,7 @@ func (a *stagingArea) begin(uploadID, fileName string, totalSize int64) (*upload
 		id:        uploadID,
 		fileName:  fileName,
 		totalSize: totalSize,
-		file:      f,
+		file:      a.partial(f),
 		hash:      sha256.New(),
 		state:     pb.UploadState_UPLOAD_STATE_RECEIVING,
 		touched:   a.now(),
@@ -234,7 +251,7 @@ func (a *stagingArea) resumeLocked(u *upload, fileName string, totalSize int64) 
 		f.Close()
 		return nil, internalError("restoring checksum state", err)
 	}
-	u.file, u.hash, u.hashState = f, h, nil
+	u.file, u.hash, u.hashState = a.partial(f), h, nil
 	u.state = pb.UploadState_UPLOAD_STATE_RECEIVING
 	u.touched = a.now()
 	return u, nil
@@ -243,7 +260,7 @@ func (a *stagingArea) resumeLocked(u *upload, fileName string, totalSize int64) 
 // write appends data to the partial file and the running checksum.
 func (u *upload) write(data []byte) error {
 	if _, err := u.file.Write(data); err != nil {
-		return internalError("writing partial file", err)
+		return diskError("writing partial file", err)
 	}
 	u.hash.Write(data) // a hash.Hash never returns an error
 	u.committed.Add(int64(len(data)))
@@ -260,7 +277,7 @@ func (u *upload) commit() (StoredFile, error) {
 	sum := u.sum()
 	if err := u.file.Sync(); err != nil {
 		u.discard()
-		return StoredFile{}, internalError("flushing partial file", err)
+		return StoredFile{}, diskError("flushing partial file", err)
 	}
 	if err := u.file.Close(); err != nil {
 		u.discard()
@@ -372,6 +389,25 @@ func (a *stagingArea) sweepLocked() {
 func internalError(what string, err error) error {
 	slog.Error("upload storage failed", "step", what, "err", err)
 	return status.Errorf(codes.Internal, "%s failed", what)
+}
+
+// diskError is internalError, except that a full disk or an exhausted
+// disk quota is ResourceExhausted: the server is out of room, which may
+// pass, rather than broken.
+func diskError(what string, err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		slog.Warn("upload storage is full", "step", what, "err", err)
+		return status.Errorf(codes.ResourceExhausted, "%s failed: the upload folder is out of space", what)
+	}
+	return internalError(what, err)
+}
+
+// partial wraps a newly opened partial file as the config asks.
+func (a *stagingArea) partial(f *os.File) PartialFile {
+	if a.wrap == nil {
+		return f
+	}
+	return a.wrap(f)
 }
 
 func randomHex(nBytes int) string {

@@ -82,17 +82,15 @@ func TestClientUpload(t *testing.T) {
 
 	t.Run("Stops_promptly_on_cancel", func(t *testing.T) {
 		env := startUploadServer(t, Config{})
-		c := newClient(t, env.Server, WithChunkSize(testChunk))
-		path := writeTestFile(t, t.TempDir(), "cancel.txt", randomBytes(t, 10*testChunk))
 		ctx, cancel := context.WithCancel(katatest.Context(t))
+		sends := &sendCounter{nth: 2, afterSend: cancel}
+		c := newClient(t, env.Server, WithChunkSize(testChunk), sends.dialOption())
+		path := writeTestFile(t, t.TempDir(), "cancel.txt", randomBytes(t, 10*testChunk))
 		var reports int
-		_, err := c.UploadFile(ctx, path, WithProgress(func(Progress) {
-			if reports++; reports == 2 {
-				cancel()
-			}
-		}))
+		_, err := c.UploadFile(ctx, path, WithProgress(func(Progress) { reports++ }))
 		katatest.WantCode(t, err, codes.Canceled, "StreamingClient.UploadFile() cancelled after 2 chunks")
-		require.Equal(t, 2, reports, "progress reports, want the upload to stop after the 2nd chunk when cancelled")
+		assert.Equal(t, 2, sends.count(), "chunks passed to Send, want none after the context ended: check ctx before each Send (a Send can still succeed into the transport's buffer)")
+		assert.LessOrEqual(t, reports, 2, "progress reports, want none for a chunk after the context ended")
 		env.requireNothingLeft(t)
 	})
 
@@ -131,6 +129,81 @@ func TestClientUpload(t *testing.T) {
 		}
 		env.WaitIdle(t)
 		assert.LessOrEqual(t, len(b.received()), 1, "chunks the server received before the limiter allowed a second")
+	})
+
+	t.Run("Refuses_what_is_not_a_regular_file", func(t *testing.T) {
+		env := startUploadServer(t, Config{})
+		streams := &sendCounter{}
+		c := newClient(t, env.Server, streams.dialOption())
+		data := []byte("a regular file goes through")
+		res, err := c.UploadFile(katatest.Context(t), writeTestFile(t, t.TempDir(), "regular.txt", data))
+		katatest.WantCode(t, err, codes.OK, "StreamingClient.UploadFile(a regular file)")
+		checkStored(t, env, res, "regular.txt", data)
+		streams.opens.Store(0)
+		dir := filepath.Join(t.TempDir(), "folder.txt")
+		require.NoError(t, os.Mkdir(dir, 0o700))
+		_, err = c.UploadFile(katatest.Context(t), dir)
+		require.Error(t, err, "StreamingClient.UploadFile(a directory)")
+		assert.Zero(t, streams.opens.Load(), "UploadFile streams opened for a directory, want none: check the file before opening a stream")
+	})
+
+	t.Run("Fails_cleanly_after_Close", func(t *testing.T) {
+		env := startUploadServer(t, Config{})
+		c := newClient(t, env.Server)
+		require.NoError(t, c.Close())
+		path := writeTestFile(t, t.TempDir(), "late.txt", []byte("too late"))
+		_, err := c.UploadFile(katatest.Context(t), path)
+		katatest.WantCode(t, err, codes.Canceled, "StreamingClient.UploadFile() after Close: the error of opening the stream on a closed connection")
+		assert.Zero(t, env.Started(uploadMethod), "UploadFile streams the server saw from a closed client")
+	})
+
+	t.Run("Fails_when_the_file_shrinks_during_the_upload", func(t *testing.T) {
+		env := startUploadServer(t, Config{})
+		c := newClient(t, env.Server, WithChunkSize(testChunk))
+		path := writeTestFile(t, t.TempDir(), "shrinking.txt", randomBytes(t, 4*testChunk))
+		done := make(chan error, 1)
+		var cut atomic.Bool
+		go func() {
+			_, err := c.UploadFile(katatest.Context(t), path, WithProgress(func(p Progress) {
+				if p.Sent == testChunk {
+					cut.Store(os.Truncate(path, testChunk+10) == nil) // another program cuts the file short
+				}
+			}))
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			require.True(t, cut.Load(), "StreamingClient.UploadFile() = %v before reporting the progress of its first chunk, where the test cuts the file short", err)
+			require.Error(t, err, "StreamingClient.UploadFile() of a file cut from %d to %d bytes mid-upload", 4*testChunk, testChunk+10)
+		case <-time.After(katatest.WaitTimeout):
+			t.Fatalf("StreamingClient.UploadFile() of a file that shrank mid-upload did not return within %v, want an error once the file ends before its size", katatest.WaitTimeout)
+		}
+		env.requireNothingLeft(t)
+	})
+
+	t.Run("A_rate_limit_that_cannot_be_met_before_the_deadline_is_DeadlineExceeded", func(t *testing.T) {
+		env := startUploadServer(t, Config{})
+		c := newClient(t, env.Server, WithChunkSize(testChunk), WithRateLimit(1))
+		require.NotNil(t, c.limiter, "WithRateLimit(1) left the client without a limiter")
+		c.limiter = rate.NewLimiter(1, testChunk) // one chunk now, the next in 18 hours
+		path := writeTestFile(t, t.TempDir(), "slow.txt", randomBytes(t, 3*testChunk))
+		ctx, cancel := context.WithTimeout(katatest.Context(t), katatest.WaitTimeout)
+		defer cancel()
+		_, err := c.UploadFile(ctx, path)
+		require.NoError(t, ctx.Err(), "StreamingClient.UploadFile() = %v only when the deadline passed, want it at once: rate.Limiter.WaitN fails when the wait would outlast the deadline", err)
+		katatest.WantCode(t, err, codes.DeadlineExceeded, "StreamingClient.UploadFile() at 1 byte/s with a %v deadline", katatest.WaitTimeout)
+	})
+
+	t.Run("A_Send_that_fails_is_not_reported_as_progress", func(t *testing.T) {
+		env := startUploadServer(t, Config{})
+		c := newClient(t, env.Server, WithChunkSize(testChunk))
+		// A name that is not UTF-8 cannot be marshalled, so the first
+		// Send fails in the client itself.
+		path := writeTestFile(t, t.TempDir(), "caf\xe9.txt", randomBytes(t, 3*testChunk))
+		var reports []Progress
+		_, err := c.UploadFile(katatest.Context(t), path, WithProgress(func(p Progress) { reports = append(reports, p) }))
+		katatest.WantCode(t, err, codes.Internal, "StreamingClient.UploadFile(a file name that is not UTF-8)")
+		assert.Empty(t, reports, "progress reported for chunks that Send did not send")
 	})
 
 	t.Run("Reports_a_missing_file", func(t *testing.T) {
@@ -420,6 +493,35 @@ func TestUploadWithRetry(t *testing.T) {
 		_, err := c.UploadWithRetry(ctx, path)
 		katatest.WantCode(t, err, codes.Canceled, "UploadWithRetry(%q) cancelled while backing off", "stop.txt")
 		assert.Equal(t, 1, env.Started(uploadMethod), "UploadWithRetry attempts, want none after the context was cancelled while backing off")
+	})
+
+	t.Run("Returns_a_failed_status_query_without_uploading", func(t *testing.T) {
+		refuse := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+			return nil, status.Error(codes.PermissionDenied, "not your upload (injected by the test)")
+		}
+		env := startUploadServer(t, Config{}, katatest.WithServerOptions(grpc.ChainUnaryInterceptor(refuse)))
+		c := newClient(t, env.Server, WithRetryPolicy(policy))
+		c.sleep = (&sleepRecorder{}).sleep
+		path := writeTestFile(t, t.TempDir(), "mine.txt", []byte("mine"))
+		_, err := c.UploadWithRetry(katatest.Context(t), path)
+		katatest.WantCode(t, err, codes.PermissionDenied, "UploadWithRetry(%q) when GetUploadStatus is refused", "mine.txt")
+		assert.Zero(t, env.Started(uploadMethod), "UploadFile streams opened after GetUploadStatus failed with PermissionDenied, want none: only NotFound means start at 0")
+	})
+
+	t.Run("Fails_without_sending_when_the_file_is_shorter_than_the_committed_offset", func(t *testing.T) {
+		b := &streamBreaker{afterChunks: 3, breakFirst: 1}
+		env := startUploadServer(t, Config{}, katatest.WithStreamInterceptor(b.intercept))
+		c := newClient(t, env.Server, WithChunkSize(testChunk), WithRetryPolicy(policy))
+		path := writeTestFile(t, t.TempDir(), "changed.json", randomBytes(t, 8*testChunk))
+		c.sleep = func(ctx context.Context, d time.Duration) error {
+			// While the client backs off, the file is replaced by a
+			// shorter one: the server's 3 committed chunks are no longer
+			// a prefix of it.
+			return os.Truncate(path, testChunk)
+		}
+		_, err := c.UploadWithRetry(katatest.Context(t), path)
+		require.Error(t, err, "UploadWithRetry(%q) resuming at %d bytes a file now %d bytes long", "changed.json", 3*testChunk, testChunk)
+		assert.Equal(t, 1, env.Started(uploadMethod), "UploadFile streams, want none after the first: the file is shorter than what the server committed")
 	})
 
 	t.Run("Retries_an_attempt_that_times_out", func(t *testing.T) {

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -102,6 +104,45 @@ func TestFileUpload(t *testing.T) {
 		_, err := sendChunks(katatest.Context(t), env.client, chunks...)
 		katatest.WantCode(t, err, codes.DataLoss, "UploadFile(wrong checksum)")
 		katatest.WantMessage(t, err, "UploadFile(wrong checksum)")("checksum")
+		env.requireNothingLeft(t)
+	})
+
+	t.Run("Rejects_a_checksum_that_changes_mid_stream", func(t *testing.T) {
+		env := startUploadServer(t, Config{})
+		data := randomBytes(t, 3*testChunk)
+		chunks := chunksOf("data.csv", "", data, testChunk)
+		chunks[0].Checksum = sha256Hex([]byte("another file")) // the first chunk declares one file
+		_, err := sendChunks(katatest.Context(t), env.client, chunks...)
+		katatest.WantCode(t, err, codes.InvalidArgument, "UploadFile(first chunk declares one checksum, the last another)")
+		katatest.WantMessage(t, err, "UploadFile(checksum changed mid-stream)")("checksum")
+		env.requireNothingLeft(t)
+	})
+
+	t.Run("Accepts_the_same_checksum_on_every_chunk", func(t *testing.T) {
+		env := startUploadServer(t, Config{})
+		data := randomBytes(t, 3*testChunk)
+		chunks := chunksOf("data.csv", "", data, testChunk)
+		for _, c := range chunks {
+			c.Checksum = sha256Hex(data)
+		}
+		res, err := sendChunks(katatest.Context(t), env.client, chunks...)
+		katatest.WantCode(t, err, codes.OK, "UploadFile(the same checksum declared on every chunk)")
+		checkStored(t, env, res, "data.csv", data)
+	})
+
+	t.Run("Full_disk_is_ResourceExhausted_and_leaves_nothing", func(t *testing.T) {
+		env := startUploadServer(t, Config{WrapPartial: func(f *os.File) PartialFile { return &failingDisk{File: f, writeRoom: testChunk} }})
+		chunks := chunksOf("data.csv", "", randomBytes(t, 3*testChunk), testChunk)
+		_, err := sendChunks(katatest.Context(t), env.client, chunks...)
+		katatest.WantCode(t, err, codes.ResourceExhausted, "UploadFile(3 chunks onto a disk with room for 1)")
+		env.requireNothingLeft(t)
+	})
+
+	t.Run("Failed_flush_stores_nothing", func(t *testing.T) {
+		env := startUploadServer(t, Config{WrapPartial: func(f *os.File) PartialFile { return &failingDisk{File: f, writeRoom: -1, syncErr: syscall.EIO} }})
+		chunks := chunksOf("data.csv", "", randomBytes(t, testChunk), testChunk)
+		_, err := sendChunks(katatest.Context(t), env.client, chunks...)
+		katatest.WantCode(t, err, codes.Internal, "UploadFile(onto a disk that cannot flush)")
 		env.requireNothingLeft(t)
 	})
 
@@ -316,4 +357,30 @@ func TestFileUpload(t *testing.T) {
 		checkStored(t, env, ra, "same.txt", a)
 		checkStored(t, env, rb, "same.txt", b)
 	})
+}
+
+// failingDisk is a partial file on a disk that fails as the test says:
+// full after writeRoom bytes (-1: never), and unable to flush when syncErr
+// is set.
+type failingDisk struct {
+	*os.File
+	writeRoom int
+	syncErr   error
+}
+
+func (d *failingDisk) Write(p []byte) (int, error) {
+	if d.writeRoom >= 0 && len(p) > d.writeRoom {
+		return 0, &os.PathError{Op: "write", Path: d.Name(), Err: syscall.ENOSPC}
+	}
+	if d.writeRoom >= 0 {
+		d.writeRoom -= len(p)
+	}
+	return d.File.Write(p)
+}
+
+func (d *failingDisk) Sync() error {
+	if d.syncErr != nil {
+		return &os.PathError{Op: "sync", Path: d.Name(), Err: d.syncErr}
+	}
+	return d.File.Sync()
 }

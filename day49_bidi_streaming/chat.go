@@ -5,11 +5,11 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/time/rate"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/quota"
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
 )
 
@@ -86,10 +86,10 @@ type ChatServer struct {
 func NewChatServer(cfg Config) *ChatServer {
 	cfg = cfg.withDefaults()
 	return &ChatServer{cfg: cfg, hub: &hub{
-		cfg:      cfg,
-		rooms:    make(map[string]*room),
-		limiters: make(map[string]*userLimiter),
-		conns:    make(map[*connection]bool),
+		cfg:    cfg,
+		rooms:  make(map[string]*room),
+		limits: quota.New(cfg.MessagesPerSecond, cfg.Burst, cfg.Now),
+		conns:  make(map[*connection]bool),
 	}}
 }
 
@@ -121,17 +121,19 @@ func newConnection(user string, queueSize int) *connection {
 	}
 }
 
-// hub holds the rooms, their members and histories, and the per-user rate
-// limiters. One mutex guards it all: fan-out happens under it, and since
-// delivering never blocks, holding it stays short, and every member of a
-// room sees that room's messages in one order.
+// hub holds the rooms, their members and histories. One mutex guards them:
+// fan-out happens under it, and since delivering never blocks, holding it
+// stays short, and every member of a room sees that room's messages in one
+// order. The per-user rate limits live beside it, per user rather than per
+// connection, and outlive the connections: a user who reconnects finds
+// the bucket as it was left.
 type hub struct {
-	cfg Config
+	cfg    Config
+	limits *quota.Limiters
 
-	mu       sync.Mutex
-	rooms    map[string]*room
-	limiters map[string]*userLimiter
-	conns    map[*connection]bool // every registered connection
+	mu    sync.Mutex
+	rooms map[string]*room
+	conns map[*connection]bool // every registered connection
 }
 
 // room is one chat room.
@@ -157,38 +159,16 @@ func (r *room) recentHistory(n int) []*pb.ChatMessage {
 	return r.history[max(0, len(r.history)-n):]
 }
 
-// userLimiter rate-limits one user across that user's connections; it is
-// kept while any of them is open.
-type userLimiter struct {
-	limiter *rate.Limiter
-	conns   int
-}
-
-// register adds a connection to the hub and to its user's rate limiter.
+// register adds a connection to the hub.
 func (h *hub) register(c *connection) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.conns[c] = true
-	l, ok := h.limiters[c.user]
-	if !ok {
-		l = &userLimiter{limiter: rate.NewLimiter(rate.Limit(h.cfg.MessagesPerSecond), h.cfg.Burst)}
-		h.limiters[c.user] = l
-	}
-	l.conns++
 }
 
-// unregisterLocked undoes register: it forgets the connection and drops
-// its user's rate limiter with the user's last connection. h.mu must be
-// held.
+// unregisterLocked undoes register. h.mu must be held.
 func (h *hub) unregisterLocked(c *connection) {
-	if !h.conns[c] {
-		return
-	}
 	delete(h.conns, c)
-	l := h.limiters[c.user]
-	if l.conns--; l.conns == 0 {
-		delete(h.limiters, c.user)
-	}
 }
 
 // Shutdown ends every chat stream with Unavailable, so that a graceful
@@ -208,9 +188,9 @@ func (s *ChatServer) Shutdown() {
 // disconnected; it is refused.
 func (h *hub) allow(c *connection) bool {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	l, ok := h.limiters[c.user]
-	return ok && !c.evicted() && l.limiter.AllowN(h.cfg.Now(), 1)
+	registered := h.conns[c]
+	h.mu.Unlock()
+	return registered && !c.evicted() && h.limits.Allow(c.user)
 }
 
 // notice builds a server-originated message of type t about user in a
@@ -220,13 +200,14 @@ func (h *hub) notice(t pb.MessageType, user, roomID string) *pb.ChatMessage {
 	return &pb.ChatMessage{Type: t, UserId: user, RoomId: roomID, Timestamp: timestamppb.New(h.cfg.Now())}
 }
 
-// counts returns how many rooms, memberships, rate limiters and
-// connections the hub holds; tests use them to prove cleanup.
-func (h *hub) counts() (rooms, memberships, limitersAndConns int) {
+// counts returns how many rooms, memberships and connections the hub
+// holds; tests use them to prove cleanup. The rate limits are not among
+// them: they are kept, on purpose, until they have refilled.
+func (h *hub) counts() (rooms, memberships, conns int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, r := range h.rooms {
 		memberships += len(r.members)
 	}
-	return len(h.rooms), memberships, len(h.limiters) + len(h.conns)
+	return len(h.rooms), memberships, len(h.conns)
 }

@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"io"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/katatest"
@@ -58,6 +60,88 @@ func TestChatClient(t *testing.T) {
 		katatest.WantCode(t, err, codes.Unauthenticated, "ChatClient.Run(forged token)")
 	})
 
+	t.Run("Returns_the_server_status_when_Send_sees_EOF", func(t *testing.T) {
+		// The interceptor holds the first Send until the server has
+		// refused the stream, so Send returns io.EOF and the status has to
+		// come from the receiving side.
+		env := startChat(t, Config{})
+		firstSend := make(chan error, 1)
+		var once sync.Once
+		afterRefusal := func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+			cs, err := streamer(ctx, desc, cc, method, opts...)
+			if err != nil {
+				return nil, err
+			}
+			return &heldClientStream{ClientStream: cs, before: func() { cs.Header() }, after: func(err error) { once.Do(func() { firstSend <- err }) }}, nil
+		}
+		c, err := NewChatClient(katatest.Target, "forged-token", append(env.DialOptions(), grpc.WithStreamInterceptor(afterRefusal))...)
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close() })
+		lines := make(chan string) // open: only the server's status can end Run
+		defer close(lines)
+		err = runChatClient(t, c, katatest.Context(t), lines, func(*pb.ChatMessage) {})
+		select { // Run has returned: its first Send, if any, is over
+		case sendErr := <-firstSend:
+			require.ErrorIs(t, sendErr, io.EOF, "the test's setup: the first Send after the server refused the stream")
+		default:
+			t.Fatalf("ChatClient.Run(forged token) = %v without sending the JOIN_ROOM", err)
+		}
+		katatest.WantCode(t, err, codes.Unauthenticated, "ChatClient.Run(forged token) when Send returned io.EOF")
+	})
+
+	t.Run("Returns_when_the_server_ends_the_stream_while_input_is_open", func(t *testing.T) {
+		env := startChat(t, Config{})
+		c := newClient(t, env, "alice-token")
+		lines := make(chan string) // never closed before Run returns
+		defer close(lines)
+		joined := make(chan struct{})
+		var once sync.Once
+		done := make(chan error, 1)
+		go func() {
+			done <- c.Run(katatest.Context(t), "lobby", lines, func(m *pb.ChatMessage) {
+				if m.GetType() == pb.MessageType_MESSAGE_TYPE_JOIN_ROOM {
+					once.Do(func() { close(joined) })
+				}
+			})
+		}()
+		select {
+		case <-joined:
+		case err := <-done:
+			t.Fatalf("ChatClient.Run() = %v before joining", err)
+		case <-time.After(katatest.WaitTimeout):
+			t.Fatalf("ChatClient.Run() did not join within %v", katatest.WaitTimeout)
+		}
+		env.srv.Shutdown() // ends every live chat with Unavailable
+		select {
+		case err := <-done:
+			katatest.WantCode(t, err, codes.Unavailable, "ChatClient.Run() when the server ended the stream")
+		case <-time.After(katatest.WaitTimeout):
+			t.Fatal("ChatClient.Run() did not return after the server ended the stream, want it to return the status without waiting for more input")
+		}
+	})
+
+	t.Run("Returns_a_Send_error_that_is_not_EOF", func(t *testing.T) {
+		env := startChat(t, Config{})
+		c := newClient(t, env, "alice-token")
+		lines := make(chan string, 1)
+		defer close(lines)
+		lines <- "caf\xe9" // not UTF-8: Send cannot marshal it
+		err := runChatClient(t, c, katatest.Context(t), lines, func(*pb.ChatMessage) {})
+		katatest.WantCode(t, err, codes.Internal, "ChatClient.Run() when Send failed to marshal a line")
+		env.WaitIdle(t)
+	})
+
+	t.Run("Returns_at_once_with_an_ended_context", func(t *testing.T) {
+		env := startChat(t, Config{})
+		c := newClient(t, env, "alice-token")
+		ctx, cancel := context.WithCancel(katatest.Context(t))
+		cancel()
+		lines := make(chan string)
+		defer close(lines)
+		err := runChatClient(t, c, ctx, lines, func(*pb.ChatMessage) {})
+		katatest.WantCode(t, err, codes.Canceled, "ChatClient.Run() with a context cancelled before the call")
+	})
+
 	t.Run("Stops_promptly_on_cancel", func(t *testing.T) {
 		env := startChat(t, Config{})
 		c := newClient(t, env, "alice-token")
@@ -86,4 +170,39 @@ func TestChatClient(t *testing.T) {
 		}
 		env.WaitIdle(t)
 	})
+}
+
+// runChatClient runs c.Run and returns its result, failing the test if
+// it does not return within katatest.WaitTimeout.
+func runChatClient(t *testing.T, c *ChatClient, ctx context.Context, lines <-chan string, onMessage func(*pb.ChatMessage)) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx, "lobby", lines, onMessage) }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(katatest.WaitTimeout):
+		t.Fatalf("ChatClient.Run() did not return within %v", katatest.WaitTimeout)
+		return nil
+	}
+}
+
+// heldClientStream calls before ahead of its first SendMsg and reports
+// that Send's result to after.
+type heldClientStream struct {
+	grpc.ClientStream
+	before func()
+	after  func(error)
+	sent   bool
+}
+
+func (s *heldClientStream) SendMsg(m any) error {
+	if s.sent {
+		return s.ClientStream.SendMsg(m)
+	}
+	s.sent = true
+	s.before()
+	err := s.ClientStream.SendMsg(m)
+	s.after(err)
+	return err
 }

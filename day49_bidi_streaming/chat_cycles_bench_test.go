@@ -19,7 +19,7 @@ import (
 // something; half end with a half-close, half with a cancel. It reports
 // what is left once the server has let go of them all: goroutines above
 // the baseline taken before the first stream (target 0), the hub's rooms,
-// memberships and limiters (target 0), and heap in use after over before
+// memberships and connections (target 0), and heap in use after over before
 // (target near 1).
 func BenchmarkChatConnectDisconnect(b *testing.B) {
 	const cycles = 10000

@@ -8,10 +8,12 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/katatest"
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
+	"github.com/stretchr/testify/require"
 )
 
 func TestChat(t *testing.T) {
@@ -140,6 +142,31 @@ func TestChat(t *testing.T) {
 		alice.expect(pb.MessageType_MESSAGE_TYPE_CHAT, full)
 	})
 
+	t.Run("Rejects_content_that_is_not_valid_UTF8", func(t *testing.T) {
+		// Over the wire grpc-go's codec refuses a string field that is not
+		// UTF-8 before any handler runs, so handle's own check, which a
+		// server with another codec relies on, is called directly.
+		s := newTestHub(Config{})
+		alice := member(t, s, "alice")
+		require.NoError(t, s.handle(alice, &pb.ChatMessage{Type: pb.MessageType_MESSAGE_TYPE_JOIN_ROOM, RoomId: "lobby"}), "handle(JOIN_ROOM lobby)")
+		drain(alice)
+		err := s.handle(alice, &pb.ChatMessage{Type: pb.MessageType_MESSAGE_TYPE_CHAT, RoomId: "lobby", Content: "caf\xe9"})
+		require.NoError(t, err, "handle(CHAT %q) must answer in-band and let the stream go on", "caf\xe9")
+		got := drain(alice)
+		if len(got) != 1 || got[0].GetType() != pb.MessageType_MESSAGE_TYPE_ERROR || codes.Code(got[0].GetErrorCode()) != codes.InvalidArgument {
+			t.Fatalf("handle(CHAT %q) queued %q, want one in-band InvalidArgument ERROR and nothing published", "caf\xe9", describe(got))
+		}
+	})
+
+	t.Run("Handler_refuses_a_stream_without_an_identity", func(t *testing.T) {
+		srv := newTestHub(Config{})
+		server := startWithoutAuth(t, func(g *grpc.Server) { pb.RegisterChatServiceServer(g, srv) })
+		anonymous := katatest.OpenPeer(t, "anonymous", func(ctx context.Context) (pb.ChatService_ChatClient, error) {
+			return pb.NewChatServiceClient(server.Conn).Chat(ctx)
+		})
+		katatest.WantCode(t, anonymous.Status(), codes.Unauthenticated, "Chat() served without AuthInterceptor, so with no identity in its context")
+	})
+
 	t.Run("Rate_limit_holds_across_a_users_streams", func(t *testing.T) {
 		env := startChat(t, Config{Burst: 3, FloodLimit: 100})
 		first, second := env.open(t, "alice"), env.open(t, "alice")
@@ -149,6 +176,23 @@ func TestChat(t *testing.T) {
 		first.expect(pb.MessageType_MESSAGE_TYPE_CHAT, "from the first stream") // 3
 		second.say("lobby", "from the second stream: over alice's limit")
 		second.expectError(codes.ResourceExhausted, "alice's 4th message, on her second stream, with Burst=3 per user")
+	})
+
+	t.Run("Rate_limit_survives_a_reconnect", func(t *testing.T) {
+		env := startChat(t, Config{Burst: 3, FloodLimit: 100})
+		first := env.open(t, "alice")
+		first.join("lobby") // 1 of the burst of 3
+		first.say("lobby", "two")
+		first.expect(pb.MessageType_MESSAGE_TYPE_CHAT, "two") // 2
+		katatest.WantCode(t, first.finish(), codes.OK, "alice's first stream after CloseSend")
+		env.WaitIdle(t) // alice has no stream left: a limiter per stream would be gone now
+		second := env.open(t, "alice")
+		second.join("lobby") // 3
+		second.say("lobby", "over alice's limit, on a new stream")
+		second.expectError(codes.ResourceExhausted, "alice's 4th message, after she reconnected, with Burst=3 per user")
+		env.clock.Advance(time.Second) // one message's worth of the default rate
+		second.say("lobby", "allowed again")
+		second.expect(pb.MessageType_MESSAGE_TYPE_CHAT, "allowed again")
 	})
 
 	t.Run("Flood_count_restarts_when_a_message_is_allowed", func(t *testing.T) {
@@ -242,8 +286,8 @@ func TestChat(t *testing.T) {
 		}
 		katatest.WantCode(t, alice.finish(), codes.OK, "alice's stream after CloseSend")
 		env.WaitIdle(t)
-		if rooms, memberships, limiters := env.srv.hub.counts(); rooms+memberships+limiters != 0 {
-			t.Fatalf("after both left the hub holds %d rooms, %d memberships, %d limiters; want none", rooms, memberships, limiters)
+		if rooms, memberships, conns := env.srv.hub.counts(); rooms+memberships+conns != 0 {
+			t.Fatalf("after both left the hub holds %d rooms, %d memberships, %d connections; want none", rooms, memberships, conns)
 		}
 	})
 
@@ -262,8 +306,8 @@ func TestChat(t *testing.T) {
 			}
 		}
 		env.WaitIdle(t)
-		if rooms, memberships, limiters := env.srv.hub.counts(); rooms+memberships+limiters != 0 {
-			t.Fatalf("after 200 cycles the hub holds %d rooms, %d memberships, %d limiters; want none", rooms, memberships, limiters)
+		if rooms, memberships, conns := env.srv.hub.counts(); rooms+memberships+conns != 0 {
+			t.Fatalf("after 200 cycles the hub holds %d rooms, %d memberships, %d connections; want none", rooms, memberships, conns)
 		}
 		runtime.GC()
 		var after runtime.MemStats

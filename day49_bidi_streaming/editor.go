@@ -21,8 +21,10 @@ type EditorConfig struct {
 	// transforming late operations. An operation based on an older
 	// revision is refused with FailedPrecondition. Default 1000.
 	MaxHistory int
-	// MaxDocumentRunes bounds a document's length. Default 1 << 20.
-	MaxDocumentRunes int
+	// MaxDocumentBytes bounds a document's size, UTF-8 encoded: what a
+	// snapshot carries, so that every snapshot fits in one message
+	// whatever characters the document holds. Default 1 MiB.
+	MaxDocumentBytes int
 	// MaxInsertRunes bounds the text of one insert. Default 10000.
 	MaxInsertRunes int
 	// QueueSize bounds each editor's outbound queue; an editor whose queue
@@ -34,8 +36,8 @@ func (c EditorConfig) withDefaults() EditorConfig {
 	if c.MaxHistory == 0 {
 		c.MaxHistory = 1000
 	}
-	if c.MaxDocumentRunes == 0 {
-		c.MaxDocumentRunes = 1 << 20
+	if c.MaxDocumentBytes == 0 {
+		c.MaxDocumentBytes = 1 << 20
 	}
 	if c.MaxInsertRunes == 0 {
 		c.MaxInsertRunes = 10000
@@ -111,6 +113,16 @@ func (o Op) apply(text []rune) ([]rune, error) {
 }
 
 // applyString is apply for strings, for tests and clients.
+// encodedSize is the size of text in UTF-8, the encoding of a snapshot's
+// content on the wire.
+func encodedSize(text []rune) int {
+	n := 0
+	for _, r := range text {
+		n += utf8.RuneLen(r)
+	}
+	return n
+}
+
 func (o Op) applyString(text string) (string, error) {
 	r, err := o.apply([]rune(text))
 	return string(r), err

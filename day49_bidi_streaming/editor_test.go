@@ -54,7 +54,7 @@ func (f *flakyStore) setFailing(failing bool) {
 	f.failing = failing
 }
 
-func startEditor(t *testing.T, cfg EditorConfig, notes string) *editEnv {
+func startEditor(t *testing.T, cfg EditorConfig, notes string, opts ...katatest.Option) *editEnv {
 	t.Helper()
 	before := goleak.IgnoreCurrent()
 	t.Cleanup(func() { goleak.VerifyNone(t, before) }) // runs last
@@ -67,7 +67,7 @@ func startEditor(t *testing.T, cfg EditorConfig, notes string) *editEnv {
 	env := &editEnv{srv: NewEditorServer(cfg, store), store: store}
 	env.Server = katatest.Start(t, func(g *grpc.Server) {
 		pb.RegisterEditorServiceServer(g, env.srv)
-	}, katatest.WithServerOptions(grpc.ChainStreamInterceptor(AuthInterceptor(tokens, func() time.Time { return editNow }))))
+	}, append(opts, katatest.WithServerOptions(grpc.ChainStreamInterceptor(AuthInterceptor(tokens, func() time.Time { return editNow }))))...)
 	env.client = pb.NewEditorServiceClient(env.Conn)
 	return env
 }
@@ -215,6 +215,38 @@ func TestEditStream(t *testing.T) {
 		env.open(t, "alice") // a valid token gets through to your handler
 	})
 
+	t.Run("Handler_refuses_a_stream_without_an_identity", func(t *testing.T) {
+		store := NewMemoryStore()
+		store.Create("notes", "hello")
+		srv := NewEditorServer(EditorConfig{}, store)
+		server := startWithoutAuth(t, func(g *grpc.Server) { pb.RegisterEditorServiceServer(g, srv) })
+		anonymous := katatest.OpenPeer(t, "anonymous", func(ctx context.Context) (pb.EditorService_EditClient, error) {
+			return pb.NewEditorServiceClient(server.Conn).Edit(ctx)
+		})
+		katatest.WantCode(t, anonymous.Status(), codes.Unauthenticated, "Edit() served without AuthInterceptor, so with no identity in its context")
+	})
+
+	t.Run("Half_close_delivers_every_queued_event", func(t *testing.T) {
+		// As in TestStreamErrors/Half_close_delivers_every_queued_reply:
+		// the writer is held in its first Send while 19 more acks queue
+		// up behind it and the reader ends.
+		gate := newSendGate()
+		env := startEditor(t, EditorConfig{QueueSize: 64}, "", katatest.WithStreamInterceptor(gate.intercept))
+		alice := env.open(t, "alice")
+		gate.hold()
+		var ids []string
+		for i := range 20 {
+			ids = append(ids, alice.submit(int64(i), Insert(0, "x")))
+		}
+		alice.CloseSend()
+		gate.waitHalfClosed(t)
+		gate.open()
+		for i, id := range ids {
+			alice.wantAck(id, int64(i+1))
+		}
+		katatest.WantCode(t, alice.Status(), codes.OK, "alice's stream after her half-close, with every ack delivered")
+	})
+
 	t.Run("Disconnect_leaves_nothing_behind", func(t *testing.T) {
 		env := startEditor(t, EditorConfig{}, "hello")
 		alice, bob := env.open(t, "alice"), env.open(t, "bob")
@@ -328,7 +360,7 @@ func TestEditCommit(t *testing.T) {
 		{"Empty_delete", EditorConfig{}, &pb.Operation{Kind: &pb.Operation_Delete{Delete: &pb.Delete{Position: 1}}}, codes.InvalidArgument, []string{"length"}},
 		{"Empty_operation", EditorConfig{}, &pb.Operation{}, codes.InvalidArgument, []string{"empty"}},
 		{"Oversized_insert", EditorConfig{MaxInsertRunes: 4}, Insert(0, "12345").toProto(), codes.InvalidArgument, []string{"5", "4"}},
-		{"Document_too_long", EditorConfig{MaxDocumentRunes: 8}, Insert(0, "1234").toProto(), codes.ResourceExhausted, []string{"9", "8"}},
+		{"Document_too_long", EditorConfig{MaxDocumentBytes: 8}, Insert(0, "1234").toProto(), codes.ResourceExhausted, []string{"9", "8"}},
 	}
 	for _, tc := range badOps {
 		t.Run(tc.name, func(t *testing.T) {
@@ -345,6 +377,21 @@ func TestEditCommit(t *testing.T) {
 			env.wantText(t, "okhello", 1)
 		})
 	}
+
+	t.Run("Limits_the_document_in_encoded_bytes", func(t *testing.T) {
+		env := startEditor(t, EditorConfig{MaxDocumentBytes: 9}, "hello")
+		alice := env.open(t, "alice")
+		full := alice.submit(0, Insert(5, "wör")) // 8 characters, 9 bytes: exactly the limit
+		alice.wantAck(full, 1)
+		over := alice.submit(1, Insert(0, "!"))
+		alice.wantError(over, codes.ResourceExhausted, "a tenth byte with MaxDocumentBytes=9")
+		env.wantText(t, "hellowör", 1)
+
+		runes := startEditor(t, EditorConfig{MaxDocumentBytes: 8}, "hello")
+		bob := runes.open(t, "bob")
+		wide := bob.submit(0, Insert(5, "wör")) // 8 characters, but 9 bytes
+		bob.wantError(wide, codes.ResourceExhausted, "8 characters in 9 bytes with MaxDocumentBytes=8: the limit is in bytes, not characters")
+	})
 
 	t.Run("Failed_save_changes_nothing_and_notifies_nobody", func(t *testing.T) {
 		env := startEditor(t, EditorConfig{}, "hello")

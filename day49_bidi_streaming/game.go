@@ -9,10 +9,10 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"golang.org/x/time/rate"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/quota"
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
 )
 
@@ -44,6 +44,11 @@ type GameConfig struct {
 	TickInterval time.Duration
 	// Now is the rate limiter's clock. Default time.Now.
 	Now func() time.Time
+
+	// limits holds the rate limits per user, shared by the user's
+	// streams and kept after they end until refilled. NewGameServer
+	// makes it.
+	limits *quota.Limiters
 }
 
 func (c GameConfig) withDefaults() GameConfig {
@@ -100,8 +105,10 @@ type GameServer struct {
 // NewGameServer returns a server with cfg's rules and limits. Nothing
 // moves until Run or Tick is called.
 func NewGameServer(cfg GameConfig) *GameServer {
+	cfg = cfg.withDefaults()
+	cfg.limits = quota.New(cfg.MovesPerSecond, cfg.Burst, cfg.Now)
 	return &GameServer{
-		cfg:     cfg.withDefaults(),
+		cfg:     cfg,
 		players: make(map[string]*player),
 		streams: make(map[*player]bool),
 	}
@@ -127,8 +134,10 @@ type player struct {
 	id      string // the token's user
 	mailbox *snapshotMailbox
 
-	// limiter and refusedInARow belong to the stream's reader alone.
-	limiter       *rate.Limiter
+	// limiter and refusedInARow belong to the stream's reader alone. The
+	// limiter is the user's, shared with the user's other streams, so a
+	// second stream or a reconnect buys no more moves.
+	limiter       quota.Bucket
 	refusedInARow int
 
 	// Guarded by GameServer.mu.
@@ -145,7 +154,7 @@ func newPlayer(id string, cfg GameConfig) *player {
 	return &player{
 		id:       id,
 		mailbox:  newSnapshotMailbox(cfg.MaxPendingErrors),
-		limiter:  rate.NewLimiter(rate.Limit(cfg.MovesPerSecond), cfg.Burst),
+		limiter:  cfg.limits.Bucket(id),
 		eviction: newEviction(),
 	}
 }

@@ -32,6 +32,11 @@ func TestGame(t *testing.T) {
 		{"Sequence_must_increase", testGameSequenceMustIncrease},
 		{"Rate_limit_answers_in_band", testGameRateLimitAnswersInBand},
 		{"Flood_ends_the_stream", testGameFloodEndsTheStream},
+		{"Flood_ends_the_stream_at_exactly_FloodLimit", testGameFloodEndsTheStreamAtExactlyFloodLimit},
+		{"Rate_limit_holds_across_streams_and_reconnects", testGameRateLimitHoldsAcrossStreamsAndReconnects},
+		{"Move_without_a_target", testGameMoveWithoutATarget},
+		{"Handler_refuses_a_stream_without_an_identity", testGameHandlerRefusesAStreamWithoutAnIdentity},
+		{"Client_cancel_ends_the_handler_with_Canceled", testGameClientCancelEndsTheHandlerWithCanceled},
 		{"Queued_moves_are_bounded", testGameQueuedMovesAreBounded},
 		{"Player_that_never_reads_does_not_slow_the_tick", testGamePlayerThatNeverReadsDoesNotSlowTheTick},
 		{"Leaving_player_is_gone_from_next_snapshot", testGameLeavingPlayerIsGoneFromNextSnapshot},
@@ -357,4 +362,77 @@ func testGameEverythingIsFreedWhenStreamsEnd(t *testing.T) {
 		env.tick(t)
 	}
 	wantGameEmpty(t, env)
+}
+
+func testGameFloodEndsTheStreamAtExactlyFloodLimit(t *testing.T) {
+	env := startGame(t, GameConfig{Burst: 1, FloodLimit: 3})
+	mallory := env.open(t, "mallory")
+	mallory.join("Mallory") // the burst of 1
+	mallory.move(1, 500, 500)
+	mallory.move(2, 500, 500)
+	mallory.synced() // two refused in a row: one short of FloodLimit, the stream goes on
+	for _, sequence := range []int64{1, 2} {
+		if e := mallory.expectError(codes.ResourceExhausted, "a move over the rate limit"); e.GetSequence() != sequence {
+			t.Fatalf("in-band error for move %d, want one for move %d", e.GetSequence(), sequence)
+		}
+	}
+	mallory.move(3, 500, 500) // the third refused in a row
+	if handled, _ := env.inputs.waitHandled(t, "mallory", 4); handled {
+		t.Fatal("Play(mallory) went on after the third refusal in a row, want the stream ended at exactly FloodLimit=3")
+	}
+	katatest.WantCode(t, mallory.Status(), codes.ResourceExhausted, "Play(mallory) at FloodLimit=3 refusals in a row")
+}
+
+func testGameMoveWithoutATarget(t *testing.T) {
+	env := startGame(t, GameConfig{})
+	alice := env.open(t, "alice")
+	alice.join("Alice")
+	alice.send(&pb.PlayerInput{Input: &pb.PlayerInput_Move{Move: &pb.PlayerMove{Sequence: 1}}})
+	if e := alice.expectError(codes.InvalidArgument, "a move without a target"); e.GetSequence() != 1 {
+		t.Fatalf("in-band error for move %d, want it for move 1", e.GetSequence())
+	}
+	alice.move(2, 501, 500)
+	alice.synced()
+	if got, want := alice.players(env.tick(t)), []string{"alice Alice (501, 500) #2"}; !slices.Equal(got, want) {
+		t.Fatalf("snapshot = %q, want %q: the move without a target changed nothing and the next one applies", got, want)
+	}
+}
+
+func testGameHandlerRefusesAStreamWithoutAnIdentity(t *testing.T) {
+	srv := newTestGame(GameConfig{})
+	server := startWithoutAuth(t, func(g *grpc.Server) { pb.RegisterGameServiceServer(g, srv) })
+	anonymous := katatest.OpenPeer(t, "anonymous", func(ctx context.Context) (pb.GameService_PlayClient, error) {
+		return pb.NewGameServiceClient(server.Conn).Play(ctx)
+	})
+	katatest.WantCode(t, anonymous.Status(), codes.Unauthenticated, "Play() served without AuthInterceptor, so with no identity in its context")
+}
+
+func testGameClientCancelEndsTheHandlerWithCanceled(t *testing.T) {
+	env := startGame(t, GameConfig{Burst: 2, FloodLimit: 3})
+	alice := env.open(t, "alice")
+	alice.join("Alice")
+	alice.Cancel()
+	if handled, handlerErr := env.inputs.waitHandled(t, "alice", 2); handled {
+		t.Fatal("Play(alice) asked for another input after the client cancelled, want it to end")
+	} else {
+		katatest.WantCode(t, handlerErr, codes.Canceled, "the Play handler after the client cancelled")
+	}
+	wantGameEmpty(t, env)
+}
+
+func testGameRateLimitHoldsAcrossStreamsAndReconnects(t *testing.T) {
+	env := startGame(t, GameConfig{Burst: 3, FloodLimit: 100})
+	first := env.openAs(t, "alice-1", "alice", env.client, true)
+	first.join("Alice")     // 1 of alice's burst of 3
+	first.move(1, 501, 500) // 2
+	first.synced()
+	katatest.WantCode(t, first.Finish(), codes.OK, "Play(alice-1) after CloseSend")
+	env.WaitIdle(t) // alice has no stream left: a limiter per stream would be gone now
+	second := env.openAs(t, "alice-2", "alice", env.client, true)
+	third := env.openAs(t, "alice-3", "alice", env.client, true)
+	second.join("Alice") // 3
+	third.join("Alice")  // over alice's limit, on a third stream
+	if e := third.expectError(codes.ResourceExhausted, "alice's 4th input, on her third stream, with Burst=3 per user"); e.GetSequence() != 0 {
+		t.Fatalf("in-band error for sequence %d, want the join's (0)", e.GetSequence())
+	}
 }

@@ -288,8 +288,8 @@ func TestHub(t *testing.T) {
 		s.hub.disconnect(alice)
 		require.Equal(t, []string{"USER_LEFT alice"}, describe(drain(bob)), "what bob received when alice disconnected")
 		s.hub.disconnect(bob)
-		if rooms, memberships, limiters := s.hub.counts(); rooms+memberships+limiters != 0 {
-			t.Fatalf("after everyone disconnected the hub holds %d rooms, %d memberships, %d limiters; want none", rooms, memberships, limiters)
+		if rooms, memberships, conns := s.hub.counts(); rooms+memberships+conns != 0 {
+			t.Fatalf("after everyone disconnected the hub holds %d rooms, %d memberships, %d connections; want none", rooms, memberships, conns)
 		}
 		drain(alice)
 		if err := s.hub.join(alice, "lobby"); err != nil || len(drain(alice)) != 0 {

@@ -239,8 +239,8 @@ func (s *EditorServer) Edit(stream pb.EditorService_EditServer) error {
 // kept revisions (d.keptRevisions). Transform the operation against each
 // of them, oldest first, the committed one first: _, op = transform(c.op,
 // op). Apply it (op.apply): an error is InvalidArgument naming the
-// operation as sent, its base and the text's length; a text longer
-// than cfg.MaxDocumentRunes is ResourceExhausted. Persist the new text as
+// operation as sent, its base and the text's length; a text whose
+// encodedSize is over cfg.MaxDocumentBytes is ResourceExhausted. Persist the new text as
 // revision d.revision+1 with s.store.Save: if that fails, return
 // Unavailable and change nothing. Only then update d.text, d.revision and
 // d.history (at most cfg.MaxHistory, oldest dropped), deliver an ack to e

@@ -164,7 +164,7 @@ func wantHubEmpty(t *testing.T, env *chatEnv) {
 	t.Helper()
 	env.WaitIdle(t)
 	if rooms, memberships, rest := env.srv.hub.counts(); rooms+memberships+rest != 0 {
-		t.Fatalf("after the stream ended the hub holds %d rooms, %d memberships, %d limiters and connections; want none", rooms, memberships, rest)
+		t.Fatalf("after the stream ended the hub holds %d rooms, %d memberships, %d connections; want none", rooms, memberships, rest)
 	}
 }
 

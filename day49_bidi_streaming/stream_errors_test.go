@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -101,6 +102,39 @@ func TestStreamErrors(t *testing.T) {
 		}
 		katatest.WantCode(t, alice.Status(), codes.OK, "the stream's status after CloseSend")
 		assert.Equal(t, []string{"JOIN_ROOM alice", "CHAT alice: last words"}, got, "what alice received after CloseSend: a half-close still gets every reply")
+		wantHubEmpty(t, env)
+	})
+
+	t.Run("Half_close_delivers_every_queued_reply", func(t *testing.T) {
+		// The writer is held in its first Send while the reader handles
+		// 20 messages and the half-close, so 19 replies are still queued
+		// when the reader ends. Released, the writer picks between the
+		// queue and the reader's end at random; it reaches the end with
+		// replies left all but once in 2^19 runs, so a writer that stops
+		// draining early is caught on every practical run.
+		gate := newSendGate()
+		env := startChat(t, Config{QueueSize: 64, Burst: 1000, FloodLimit: 1000}, katatest.WithStreamInterceptor(gate.intercept))
+		alice := env.open(t, "alice")
+		alice.join("lobby")
+		gate.hold()
+		var want []string
+		for i := range 20 {
+			alice.say("lobby", fmt.Sprint("message ", i))
+			want = append(want, fmt.Sprint("CHAT alice: message ", i))
+		}
+		alice.CloseSend()
+		gate.waitHalfClosed(t)
+		gate.open()
+		var got []string
+		for {
+			m, ended := alice.NextOrEnd()
+			if ended {
+				break
+			}
+			got = append(got, describe([]*pb.ChatMessage{m})...)
+		}
+		assert.Equal(t, want, got, "what alice received after her half-close: every reply queued before it, in order")
+		katatest.WantCode(t, alice.Status(), codes.OK, "the stream's status after CloseSend")
 		wantHubEmpty(t, env)
 	})
 

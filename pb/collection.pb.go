@@ -647,7 +647,10 @@ type SearchLogsResponse struct {
 	// entries are the newest matches first, with sensitive fields redacted.
 	Entries []*LogEntry `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
 	// total_matches counts every match, including those past the limit.
-	TotalMatches  int64 `protobuf:"varint,2,opt,name=total_matches,json=totalMatches,proto3" json:"total_matches,omitempty"`
+	TotalMatches int64 `protobuf:"varint,2,opt,name=total_matches,json=totalMatches,proto3" json:"total_matches,omitempty"`
+	// truncated says the entries stop before the limit to keep the answer
+	// under the server's size bound; narrow the search to see the rest.
+	Truncated     bool `protobuf:"varint,3,opt,name=truncated,proto3" json:"truncated,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -694,6 +697,13 @@ func (x *SearchLogsResponse) GetTotalMatches() int64 {
 		return x.TotalMatches
 	}
 	return 0
+}
+
+func (x *SearchLogsResponse) GetTruncated() bool {
+	if x != nil {
+		return x.Truncated
+	}
+	return false
 }
 
 var File_streaming_v1_collection_proto protoreflect.FileDescriptor
@@ -751,10 +761,11 @@ const file_streaming_v1_collection_proto_rawDesc = "" +
 	"\tmin_level\x18\x01 \x01(\x0e2\x16.streaming.v1.LogLevelR\bminLevel\x12 \n" +
 	"\vapplication\x18\x02 \x01(\tR\vapplication\x12\x12\n" +
 	"\x04term\x18\x03 \x01(\tR\x04term\x12\x14\n" +
-	"\x05limit\x18\x04 \x01(\x05R\x05limit\"k\n" +
+	"\x05limit\x18\x04 \x01(\x05R\x05limit\"\x89\x01\n" +
 	"\x12SearchLogsResponse\x120\n" +
 	"\aentries\x18\x01 \x03(\v2\x16.streaming.v1.LogEntryR\aentries\x12#\n" +
-	"\rtotal_matches\x18\x02 \x01(\x03R\ftotalMatches*\x8c\x01\n" +
+	"\rtotal_matches\x18\x02 \x01(\x03R\ftotalMatches\x12\x1c\n" +
+	"\ttruncated\x18\x03 \x01(\bR\ttruncated*\x8c\x01\n" +
 	"\bLogLevel\x12\x19\n" +
 	"\x15LOG_LEVEL_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fLOG_LEVEL_DEBUG\x10\x01\x12\x12\n" +

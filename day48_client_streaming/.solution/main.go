@@ -218,6 +218,11 @@ func (c *StreamingClient) sendFile(ctx context.Context, path, uploadID string, f
 		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
 			return nil, fmt.Errorf("upload %s: reading at offset %d: %w", path, offset, err)
 		}
+		if err != nil && offset+int64(n) < size {
+			// Without this, a file that shrank would be sent as empty
+			// chunks that never reach its size.
+			return nil, fmt.Errorf("upload %s: the file shrank to %d bytes while being sent, %d expected", path, offset+int64(n), size)
+		}
 		hash.Write(buf[:n])
 		last := offset+int64(n) >= size
 		chunk := &pb.FileChunk{Data: buf[:n], Offset: offset, IsLastChunk: last}
@@ -571,6 +576,11 @@ func validateLogEntry(e *pb.LogEntry, maxMessageBytes int) error {
 	case len(e.GetFields()) > maxLogFields:
 		return fmt.Errorf("%d fields, limit %d", len(e.GetFields()), maxLogFields)
 	}
+	for key, value := range e.GetFields() {
+		if len(key) > maxLogFieldKeyBytes || len(value) > maxLogFieldValueBytes {
+			return fmt.Errorf("field %.20q is %d bytes with a value of %d bytes, limits %d and %d", key, len(key), len(value), maxLogFieldKeyBytes, maxLogFieldValueBytes)
+		}
+	}
 	return nil
 }
 
@@ -644,7 +654,7 @@ func (s *BatchServer) ProcessBatch(stream pb.BatchService_ProcessBatchServer) er
 	if !ok {
 		return status.Error(codes.Unauthenticated, "no authenticated caller: the stream did not pass through AuthInterceptor")
 	}
-	pace := s.newPacer()
+	pace := s.newPacer(caller.User)
 	// seen holds at most MaxItemsPerStream ids of at most maxItemIDBytes:
 	// a stream past the limit ends before it can add more.
 	seen := make(map[string]bool)

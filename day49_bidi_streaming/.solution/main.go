@@ -591,8 +591,8 @@ func (s *EditorServer) commit(ctx context.Context, e *editor, sub *pb.SubmitOper
 	if err != nil {
 		return status.Errorf(codes.InvalidArgument, "%v based on revision %d of %q does not fit the text: %d characters at revision %d", sent, base, d.id, len(d.text), d.revision)
 	}
-	if len(text) > s.cfg.MaxDocumentRunes {
-		return status.Errorf(codes.ResourceExhausted, "%q would be %d characters, limit %d", d.id, len(text), s.cfg.MaxDocumentRunes)
+	if size := encodedSize(text); size > s.cfg.MaxDocumentBytes {
+		return status.Errorf(codes.ResourceExhausted, "%q would be %d bytes, limit %d", d.id, size, s.cfg.MaxDocumentBytes)
 	}
 	// Persist first: until Save succeeds nothing has changed and nobody
 	// has been told anything.

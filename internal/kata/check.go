@@ -5,9 +5,15 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
+
+// checkMutantSample is how many mutants of each day check runs, evenly
+// spread over the reference, to stay within its time; `make mutants` (and
+// CI after check) runs them all.
+const checkMutantSample = 60
 
 // stageResult is the outcome of one stage of check.
 type stageResult struct {
@@ -39,11 +45,15 @@ func cmdCheck(ctx context.Context, r *repo, inv invocation) error {
 		{"solutions", func() error { return cmdSolutions(ctx, r, dayInv) }},
 		{"stubs", func() error { return cmdStubs(ctx, r, dayInv) }},
 		{"antipatterns", func() error { return cmdAntipatterns(ctx, r, dayInv) }},
+		{"mutants", func() error {
+			return cmdMutants(ctx, r, invocation{day: inv.day, flags: map[string]string{"sample": strconv.Itoa(checkMutantSample)}})
+		}},
 		{"demo", func() error {
 			return cmdDemo(ctx, r, invocation{day: inv.day, flags: map[string]string{"check": "true"}})
 		}},
 		{"grpcurl", func() error { return cmdGrpcurl(ctx, r, dayInv) }},
 		{"load", func() error { return cmdLoad(ctx, r, dayInv) }},
+		{"abuse", func() error { return cmdAbuse(ctx, r, dayInv) }},
 	}
 	var results []stageResult
 	for _, s := range stages {

@@ -39,6 +39,8 @@ type runOpts struct {
 	// quiet runs the command without printing its command line, for
 	// commands run side by side whose caller reports them itself.
 	quiet bool
+	// env, when not nil, is the command's whole environment.
+	env []string
 }
 
 // run prints a command line and runs the command from the repository root,
@@ -54,6 +56,7 @@ func (r *repo) run(ctx context.Context, opts runOpts, name string, args ...strin
 	}
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = r.root
+	cmd.Env = opts.env
 	cmd.Stdout, cmd.Stderr = opts.stdout, opts.stderr
 	if cmd.Stdout == nil {
 		cmd.Stdout = os.Stdout

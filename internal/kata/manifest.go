@@ -248,3 +248,44 @@ func parseAntipatterns(data []byte) ([]antipattern, error) {
 	}
 	return list.Antipatterns, nil
 }
+
+// equivalentMutant names a mutant that no test can kill because it does
+// not change what the code does, with the reason. The mutants check does
+// not count it, and fails when an entry matches no mutant any more.
+type equivalentMutant struct {
+	Function string `json:"function"` // as the mutants check prints it: hub.publish
+	Mutant   string `json:"mutant"`   // the change as printed: `over > 0` -> `over >= 0`
+	// Occurrence picks one of several mutants of the function that read
+	// the same, counting from 1 in source order; 0 when there is one.
+	Occurrence int    `json:"occurrence,omitempty"`
+	Reason     string `json:"reason"`
+}
+
+// loadEquivalentMutants reads a day's .solution/mutants.json; a day
+// without one has no equivalent mutants.
+func loadEquivalentMutants(d day) ([]equivalentMutant, error) {
+	path := filepath.Join(d.solutionDir(), "mutants.json")
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var list struct {
+		Equivalent []equivalentMutant `json:"equivalent"`
+	}
+	if err := decodeStrict(data, &list); err != nil {
+		return nil, fileError(path, err)
+	}
+	var errs []error
+	for i, e := range list.Equivalent {
+		if e.Function == "" || e.Mutant == "" || strings.TrimSpace(e.Reason) == "" {
+			errs = append(errs, fmt.Errorf("equivalent[%d]: function, mutant and reason are all required", i))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fileError(path, err)
+	}
+	return list.Equivalent, nil
+}

@@ -256,7 +256,7 @@ func describeOutcome(outcome string) string {
 // antipatternWorkers is how many planted mistakes are checked at once.
 // Most of a check is a test waiting for something a mistake never does,
 // so a few run side by side even on two cores.
-var antipatternWorkers = max(2, runtime.NumCPU())
+var antipatternWorkers = 3 * runtime.NumCPU()
 
 // cmdAntipatterns plants each known mistake in a copy of the reference and
 // checks that the tests named for it fail. The checks run side by side;

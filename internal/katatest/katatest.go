@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -195,6 +196,11 @@ func (s *Server) waitUnless(t testing.TB, stop <-chan struct{}, done func() bool
 	}
 }
 
+// Ended returns what each handler of fullMethod that has ended returned,
+// in the order they ended: after WaitIdle, how the server saw the streams
+// end (a client that cancels makes the handler return Canceled).
+func (s *Server) Ended(fullMethod string) []error { return s.inFlight.endedOf(fullMethod) }
+
 // HandlersChanged returns a channel closed at the next start or end of a
 // handler, for waits that must also notice a handler ending early.
 func (s *Server) HandlersChanged() <-chan struct{} { return s.inFlight.changed() }
@@ -206,6 +212,7 @@ type handlerTracker struct {
 	running map[string]int
 	peak    map[string]int
 	started map[string]int
+	ended   map[string][]error
 	notify  chan struct{}
 }
 
@@ -214,13 +221,19 @@ func newHandlerTracker() *handlerTracker {
 		running: make(map[string]int),
 		peak:    make(map[string]int),
 		started: make(map[string]int),
+		ended:   make(map[string][]error),
 		notify:  make(chan struct{}),
 	}
 }
 
-func (h *handlerTracker) add(method string, delta int) {
+// add counts a handler of method starting (delta 1) or ending (delta -1,
+// with what it returned).
+func (h *handlerTracker) add(method string, delta int, result error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if delta < 0 {
+		h.ended[method] = append(h.ended[method], result)
+	}
 	h.running[method] += delta
 	h.running[""] += delta
 	if delta > 0 {
@@ -255,15 +268,21 @@ func (h *handlerTracker) startedOf(method string) int {
 	return h.started[method]
 }
 
-func (h *handlerTracker) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	h.add(info.FullMethod, 1)
-	defer h.add(info.FullMethod, -1)
+func (h *handlerTracker) endedOf(method string) []error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.ended[method])
+}
+
+func (h *handlerTracker) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+	h.add(info.FullMethod, 1, nil)
+	defer func() { h.add(info.FullMethod, -1, err) }()
 	return handler(srv, ss)
 }
 
-func (h *handlerTracker) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	h.add(info.FullMethod, 1)
-	defer h.add(info.FullMethod, -1)
+func (h *handlerTracker) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+	h.add(info.FullMethod, 1, nil)
+	defer func() { h.add(info.FullMethod, -1, err) }()
 	return handler(ctx, req)
 }
 

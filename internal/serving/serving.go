@@ -27,6 +27,12 @@ type Limits struct {
 	// MaxConcurrentStreams bounds the streams one client connection may
 	// have open at once; more wait until one ends. Default 100.
 	MaxConcurrentStreams uint32
+	// MaxHeaderBytes bounds the metadata (HTTP/2 header list) of one
+	// call. Default 16 KiB: a bearer token and a few tracing headers fit
+	// many times over, while grpc-go's own default of 16 MiB would let
+	// any client, before any token is checked, make the server hold
+	// megabytes per call.
+	MaxHeaderBytes uint32
 }
 
 func (l Limits) withDefaults() Limits {
@@ -35,6 +41,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxConcurrentStreams == 0 {
 		l.MaxConcurrentStreams = 100
+	}
+	if l.MaxHeaderBytes == 0 {
+		l.MaxHeaderBytes = 16 << 10
 	}
 	return l
 }
@@ -69,6 +78,7 @@ func ServerOptions(l Limits) []grpc.ServerOption {
 		grpc.MaxRecvMsgSize(l.MaxMessageBytes),
 		grpc.MaxSendMsgSize(l.MaxMessageBytes),
 		grpc.MaxConcurrentStreams(l.MaxConcurrentStreams),
+		grpc.MaxHeaderListSize(l.MaxHeaderBytes),
 		grpc.KeepaliveParams(ServerKeepalive),
 		grpc.KeepaliveEnforcementPolicy(KeepaliveEnforcement),
 	}

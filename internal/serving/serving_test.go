@@ -54,6 +54,23 @@ func TestServerOptions(t *testing.T) {
 		}
 	})
 
+	t.Run("Oversized_metadata_is_refused", func(t *testing.T) {
+		_, client, _ := start(t, nil, ServerOptions(Limits{MaxHeaderBytes: 4096})...)
+		ctx := katatest.Context(t)
+		// The first call also carries the server's settings to the client.
+		_, err := client.Check(metadata.AppendToOutgoingContext(ctx, "x-note", strings.Repeat("n", 2048)), &healthpb.HealthCheckRequest{})
+		if err != nil {
+			t.Fatalf("Check(2 KiB of metadata) with MaxHeaderBytes 4096 = %v, want OK", err)
+		}
+		_, err = client.Check(metadata.AppendToOutgoingContext(ctx, "x-note", strings.Repeat("n", 8192)), &healthpb.HealthCheckRequest{})
+		if status.Code(err) == codes.OK {
+			t.Fatal("Check(8 KiB of metadata) with MaxHeaderBytes 4096 = OK, want it refused")
+		}
+		if _, err := client.Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
+			t.Fatalf("Check() after the refused call = %v, want the connection still serving", err)
+		}
+	})
+
 	t.Run("Streams_beyond_the_limit_wait", func(t *testing.T) {
 		_, client, _ := start(t, nil, ServerOptions(Limits{MaxConcurrentStreams: 1})...)
 		ctx := katatest.Context(t)

@@ -1,0 +1,299 @@
+// Package abuse attacks the lessons' reference servers over real TCP, the
+// way a hostile or broken client would, and checks that each attack gets
+// the status the lesson promises, leaves nothing behind that a client can
+// see, and that a well-behaved client is served during and after it.
+//
+// The servers are started by `go run ./internal/kata abuse`, which passes
+// their addresses in ABUSE_ADDR_48 and ABUSE_ADDR_49; without them the
+// tests skip. Every attack is bounded in count and time, on 127.0.0.1.
+package abuse
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/serving"
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// attackTimeout bounds every attack, its checks included.
+const attackTimeout = 30 * time.Second
+
+// dial connects to the server whose address is in env, skipping the test
+// when it is not set.
+func dial(t *testing.T, env string) *grpc.ClientConn {
+	t.Helper()
+	addr := os.Getenv(env)
+	if addr == "" {
+		t.Skipf("%s is not set: run the abuse suite with `go run ./internal/kata abuse`", env)
+	}
+	conn, err := serving.NewClient(addr)
+	require.NoError(t, err, "NewClient(%s)", addr)
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+func attackContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), attackTimeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func withToken(ctx context.Context, token string) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+}
+
+// report logs one row of RELIABILITY.md's table.
+func report(t *testing.T, expected, got, leftBehind string) {
+	t.Helper()
+	t.Logf("RESULT | %s | %s | %s | %s |", t.Name(), expected, got, leftBehind)
+}
+
+// healthy fails the test unless the server answers a health check: the
+// well-behaved client that must be served after every attack.
+func healthy(t *testing.T, conn *grpc.ClientConn) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	res, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+	require.NoError(t, err, "health check after the attack")
+	require.Equal(t, healthpb.HealthCheckResponse_SERVING, res.GetStatus(), "health after the attack")
+}
+
+func TestDay48(t *testing.T) {
+	t.Run("Oversized_metadata_is_refused", func(t *testing.T) {
+		conn := dial(t, "ABUSE_ADDR_48")
+		healthy(t, conn) // the first call brings the server's limits to the client
+		ctx := metadata.AppendToOutgoingContext(attackContext(t), "x-junk", strings.Repeat("j", 1<<20))
+		_, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+		require.Error(t, err, "a health check carrying 1 MiB of metadata")
+		healthy(t, conn)
+		report(t, "refused (16 KiB header limit)", fmt.Sprintf("refused: %v", status.Code(err)), "nothing: the same connection serves the next call")
+	})
+
+	t.Run("Parallel_batch_streams_share_one_pace", func(t *testing.T) {
+		conn := dial(t, "ABUSE_ADDR_48")
+		client := pb.NewBatchServiceClient(conn)
+		ctx := attackContext(t)
+		// 10 streams of alice's send 300 items each. Paced per user at
+		// 1000 items a second with a burst of 100, the 3000 items (and a
+		// wait for each stream's end) take about 2.9 seconds; paced per
+		// stream they would take 0.3.
+		const streams, perStream = 10, 300
+		batch := func(token, key string, n int) (*pb.BatchResult, error) {
+			stream, err := client.ProcessBatch(withToken(ctx, token))
+			if err != nil {
+				return nil, err
+			}
+			for i := range n {
+				if err := stream.Send(&pb.BatchItem{ItemId: fmt.Sprint(i), Operation: pb.BatchOperation_BATCH_OPERATION_WRITE, Key: key, Payload: []byte("x")}); err != nil {
+					break
+				}
+			}
+			return stream.CloseAndRecv()
+		}
+		var wg sync.WaitGroup
+		applied := make([]int64, streams)
+		errs := make([]error, streams)
+		start := time.Now()
+		for s := range streams {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				res, err := batch("alice-demo-token", fmt.Sprint("alice/abuse-", s), perStream)
+				applied[s], errs[s] = res.GetAppliedCount(), err
+			}()
+		}
+		// A well-behaved user during the attack.
+		rootStart := time.Now()
+		res, err := batch("root-demo-token", "root/abuse", 10)
+		rootTook := time.Since(rootStart)
+		require.NoError(t, err, "root's batch while alice floods")
+		assert.EqualValues(t, 10, res.GetAppliedCount(), "root's applied items")
+		wg.Wait()
+		elapsed := time.Since(start)
+		var total int64
+		for s := range streams {
+			require.NoError(t, errs[s], "alice's stream %d", s)
+			total += applied[s]
+		}
+		assert.EqualValues(t, streams*perStream, total, "alice's applied items")
+		floor := time.Duration(float64(streams*perStream-100) / 1000 * float64(time.Second))
+		report(t, fmt.Sprintf("3000 items of one user on 10 streams take at least %.1fs (1000/s per user)", floor.Seconds()),
+			fmt.Sprintf("%.1fs; root's batch of 10 served in %v during it", elapsed.Seconds(), rootTook.Round(time.Millisecond)), "each item applied once; the server healthy")
+		assert.GreaterOrEqual(t, elapsed, floor, "10 streams of one user finished 3000 items faster than one user's pace allows")
+		healthy(t, conn)
+	})
+
+	t.Run("Oversized_log_fields_are_refused_and_search_still_works", func(t *testing.T) {
+		conn := dial(t, "ABUSE_ADDR_48")
+		client := pb.NewDataCollectionServiceClient(conn)
+		ctx := attackContext(t)
+		stream, err := client.CollectLogs(ctx)
+		require.NoError(t, err)
+		for i := range 3 {
+			e := &pb.LogEntry{Application: "abuse", Level: pb.LogLevel_LOG_LEVEL_ERROR, Timestamp: timestamppb.Now(), Message: fmt.Sprint("big ", i),
+				Fields: map[string]string{"blob": strings.Repeat("b", 3<<20)}}
+			require.NoError(t, stream.Send(e), "sending a 3 MiB field")
+		}
+		res, err := stream.CloseAndRecv()
+		require.NoError(t, err)
+		assert.EqualValues(t, 3, res.GetErrorCount(), "entries with a 3 MiB field counted as errors")
+		assert.Zero(t, res.GetIndexedCount(), "entries with a 3 MiB field indexed")
+		found, err := client.SearchLogs(ctx, &pb.SearchLogsRequest{})
+		require.NoError(t, err, "an unfiltered search after the attack")
+		healthy(t, conn)
+		report(t, "each entry counted as an error, nothing indexed; search answers", fmt.Sprintf("%d errors, %d indexed; search returned %d entries", res.GetErrorCount(), res.GetIndexedCount(), len(found.GetEntries())), "nothing indexed; the server healthy")
+	})
+
+	t.Run("Secrets_in_log_text_are_not_stored", func(t *testing.T) {
+		conn := dial(t, "ABUSE_ADDR_48")
+		client := pb.NewDataCollectionServiceClient(conn)
+		ctx := attackContext(t)
+		stream, err := client.CollectLogs(ctx)
+		require.NoError(t, err)
+		secret := fmt.Sprint("s3cr3t-", time.Now().UnixNano())
+		require.NoError(t, stream.Send(&pb.LogEntry{Application: "abuse", Level: pb.LogLevel_LOG_LEVEL_ERROR, Timestamp: timestamppb.Now(),
+			Message: "login as admin with password=" + secret, Fields: map[string]string{"API-Key": secret, "url": "/cb?access_token=" + secret}}))
+		_, err = stream.CloseAndRecv()
+		require.NoError(t, err)
+		found, err := client.SearchLogs(ctx, &pb.SearchLogsRequest{Term: secret})
+		require.NoError(t, err)
+		assert.Zero(t, found.GetTotalMatches(), "entries found by searching for the secret")
+		report(t, "redacted before indexing", fmt.Sprintf("%d entries found by the secret", found.GetTotalMatches()), "no indexed copy: a search for it finds nothing")
+	})
+}
+
+func TestDay49(t *testing.T) {
+	t.Run("Chat_reconnect_loop_keeps_its_rate_limit", func(t *testing.T) {
+		conn := dial(t, "ABUSE_ADDR_49")
+		client := pb.NewChatServiceClient(conn)
+		ctx := attackContext(t)
+		room := fmt.Sprint("abuse-", time.Now().UnixNano()%1000000)
+		// bob watches the room; mallory reconnects 20 times and sends 10
+		// messages on each stream. At 5 a second with a burst of 10 per
+		// user, bob sees about 10 plus 5 a second of mallory's.
+		bob, err := client.Chat(withToken(ctx, "bob-demo-token"))
+		require.NoError(t, err)
+		require.NoError(t, bob.Send(&pb.ChatMessage{Type: pb.MessageType_MESSAGE_TYPE_JOIN_ROOM, RoomId: room}))
+		waitFor(t, bob, func(m *pb.ChatMessage) bool { return m.GetType() == pb.MessageType_MESSAGE_TYPE_JOIN_ROOM })
+		start := time.Now()
+		for range 20 {
+			s, err := client.Chat(withToken(ctx, "mallory-demo-token"))
+			require.NoError(t, err)
+			s.Send(&pb.ChatMessage{Type: pb.MessageType_MESSAGE_TYPE_JOIN_ROOM, RoomId: room})
+			for i := range 10 {
+				s.Send(&pb.ChatMessage{Type: pb.MessageType_MESSAGE_TYPE_CHAT, RoomId: room, Content: fmt.Sprint("flood ", i)})
+			}
+			s.CloseSend()
+			for { // drain until the server ends the stream
+				if _, err := s.Recv(); err != nil {
+					break
+				}
+			}
+		}
+		elapsed := time.Since(start)
+		// bob says something and counts mallory's messages until his own.
+		require.NoError(t, bob.Send(&pb.ChatMessage{Type: pb.MessageType_MESSAGE_TYPE_CHAT, RoomId: room, Content: "bob is still here"}))
+		fromMallory := 0
+		waitFor(t, bob, func(m *pb.ChatMessage) bool {
+			if m.GetType() == pb.MessageType_MESSAGE_TYPE_CHAT && m.GetUserId() == "mallory" {
+				fromMallory++
+			}
+			return m.GetType() == pb.MessageType_MESSAGE_TYPE_CHAT && m.GetUserId() == "bob"
+		})
+		bob.CloseSend()
+		limit := 10 + 5*elapsed.Seconds() + 1
+		report(t, fmt.Sprintf("at most %.0f of 200 delivered (burst 10, 5/s per user)", limit), fmt.Sprintf("%d delivered in %.1fs; bob served", fromMallory, elapsed.Seconds()), "bob's stream still served; that the hub empties is proven by TestChat/Many_connect_disconnect_cycles_leave_nothing_behind")
+		assert.LessOrEqual(t, float64(fromMallory), limit, "mallory's messages delivered over 20 reconnects in %v", elapsed)
+		healthy(t, conn)
+	})
+
+	t.Run("Editor_document_stays_openable", func(t *testing.T) {
+		conn := dial(t, "ABUSE_ADDR_49")
+		client := pb.NewEditorServiceClient(conn)
+		ctx := attackContext(t)
+		// Insert 4-byte characters into the demo's document until the
+		// server refuses: the limit is in bytes, so a snapshot always fits.
+		s, err := client.Edit(withToken(ctx, "mallory-demo-token"))
+		require.NoError(t, err)
+		require.NoError(t, s.Send(&pb.EditRequest{Request: &pb.EditRequest_Open{Open: &pb.OpenDocument{DocumentId: "groceries"}}}))
+		ev, err := s.Recv()
+		require.NoError(t, err)
+		revision := ev.GetSnapshot().GetRevision()
+		chunk := strings.Repeat("😀", 9000) // 36,000 bytes, under the insert limit of 10,000 characters
+		refused := false
+		for i := 0; i < 200 && !refused; i++ {
+			id := fmt.Sprint("fill-", i)
+			require.NoError(t, s.Send(&pb.EditRequest{Request: &pb.EditRequest_Submit{Submit: &pb.SubmitOperation{BaseRevision: revision, ClientOpId: id,
+				Operation: &pb.Operation{Kind: &pb.Operation_Insert{Insert: &pb.Insert{Position: 0, Text: chunk}}}}}}))
+			for {
+				ev, err := s.Recv()
+				require.NoError(t, err)
+				if ack := ev.GetAck(); ack.GetClientOpId() == id {
+					revision = ack.GetRevision()
+					break
+				}
+				if e := ev.GetError(); e != nil && e.GetClientOpId() == id {
+					assert.Equal(t, codes.ResourceExhausted, codes.Code(e.GetCode()), "the insert past the limit: %s", e.GetMessage())
+					refused = true
+					break
+				}
+			}
+		}
+		s.CloseSend()
+		require.True(t, refused, "the server took 200 inserts of 36,000 bytes (7 MiB) into one document, want a byte limit")
+		// Everyone can still open it.
+		o, err := client.Edit(withToken(ctx, "bob-demo-token"))
+		require.NoError(t, err)
+		require.NoError(t, o.Send(&pb.EditRequest{Request: &pb.EditRequest_Open{Open: &pb.OpenDocument{DocumentId: "groceries"}}}))
+		snap, err := o.Recv()
+		require.NoError(t, err, "opening the filled document")
+		o.CloseSend()
+		report(t, "refused past 1 MiB encoded; the document still opens", fmt.Sprintf("refused at revision %d; a snapshot of %d bytes opens", revision, len(snap.GetSnapshot().GetContent())), "the document at its limit, which a new editor still opens")
+		healthy(t, conn)
+	})
+
+	t.Run("Oversized_metadata_is_refused", func(t *testing.T) {
+		conn := dial(t, "ABUSE_ADDR_49")
+		healthy(t, conn)
+		ctx := metadata.AppendToOutgoingContext(attackContext(t), "x-junk", strings.Repeat("j", 1<<20))
+		_, err := pb.NewChatServiceClient(conn).Chat(ctx)
+		if err == nil {
+			// The stream may open before the refusal arrives.
+			_, err = healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+		}
+		require.Error(t, err, "a call carrying 1 MiB of metadata")
+		healthy(t, conn)
+		report(t, "refused (16 KiB header limit)", fmt.Sprintf("refused: %v", status.Code(err)), "nothing: the same connection serves the next call")
+	})
+}
+
+// waitFor receives on a chat stream until done says so.
+func waitFor(t *testing.T, s pb.ChatService_ChatClient, done func(*pb.ChatMessage) bool) {
+	t.Helper()
+	for {
+		m, err := s.Recv()
+		require.NoError(t, err, "chat stream")
+		if done(m) {
+			return
+		}
+	}
+}

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+)
+
+// abuseTimeout bounds the whole abuse suite run against live servers.
+const abuseTimeout = 5 * time.Minute
+
+// cmdAbuse starts every day's reference server on 127.0.0.1, as its
+// README says (go run ./DAY -serve -addr ...), and runs the abuse suite
+// in internal/abuse against them over real TCP. It prints the table that
+// RELIABILITY.md holds.
+func cmdAbuse(ctx context.Context, r *repo, inv invocation) error {
+	days, err := r.days(inv.day)
+	if err != nil || len(days) == 0 {
+		return noDays(err)
+	}
+	grpcurl, err := r.buildGrpcurl(ctx) // for the servers' health checks
+	if err != nil {
+		return err
+	}
+	env := os.Environ()
+	var tests []string
+	for _, d := range days {
+		tests = append(tests, "TestDay"+d.num)
+	}
+	pattern := "^(" + strings.Join(tests, "|") + ")$"
+	var run func(i int) error
+	run = func(i int) error {
+		if i == len(days) {
+			return r.runAbuseSuite(ctx, env, pattern)
+		}
+		d := days[i]
+		addr, err := freeLoopbackAddr()
+		if err != nil {
+			return err
+		}
+		env = append(env, fmt.Sprintf("ABUSE_ADDR_%s=%s", d.num, addr))
+		return r.withReferenceServer(ctx, d, []string{"./" + d.dir, "-serve", "-addr", addr}, addr, grpcurl, func(*server) error {
+			return run(i + 1)
+		})
+	}
+	return run(0)
+}
+
+// runAbuseSuite runs internal/abuse with the servers' addresses in env
+// and prints its result rows as a table.
+func (r *repo) runAbuseSuite(ctx context.Context, env []string, pattern string) error {
+	var out bytes.Buffer
+	err := r.run(ctx, runOpts{timeout: abuseTimeout, stdout: &out, stderr: &out, env: env}, "go", "test", "-count=1", "-v", "-run", pattern, "./internal/abuse")
+	var rows []string
+	for _, line := range strings.Split(out.String(), "\n") {
+		if _, row, ok := strings.Cut(line, "RESULT | "); ok {
+			rows = append(rows, "| "+row)
+		}
+	}
+	if err != nil {
+		fmt.Print(out.String())
+		return fmt.Errorf("abuse suite: %w", err)
+	}
+	fmt.Println("| attack | expected | got | left behind |")
+	fmt.Println("|---|---|---|---|")
+	for _, row := range rows {
+		fmt.Println(row)
+	}
+	if strings.Contains(out.String(), "--- SKIP") {
+		return fmt.Errorf("abuse suite: some attacks were skipped: their server was not started")
+	}
+	return nil
+}

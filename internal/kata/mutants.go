@@ -1,0 +1,318 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// minMutantKillRate is the share of a day's mutants its tests must kill.
+const minMutantKillRate = 0.90
+
+// mutantTestTimeout bounds one run of a day's tests against one mutant. A
+// mutant that makes a test hang is killed by it: the tests' own deadlines
+// fail it within seconds, and this catches anything they miss.
+const mutantTestTimeout = 90 * time.Second
+
+// mutantWorkers is how many mutants run at once. A test run spends most of
+// its time waiting on streams and deadlines, so a few share two cores.
+var mutantWorkers = 3 * runtime.NumCPU()
+
+// mutantResult is the outcome of the tests against one mutant.
+type mutantResult struct {
+	mutant
+	killed   bool
+	killedBy string // the first failing test, or why the run failed
+	elapsed  time.Duration
+	output   string
+}
+
+// cmdMutants runs every day's tests against systematic mutants of its
+// reference (see mutate.go) and fails when a day's kill rate is below
+// minMutantKillRate. -sample N checks N mutants per day, spread evenly
+// over the file, and says so; -list prints the mutants without running.
+func cmdMutants(ctx context.Context, r *repo, inv invocation) error {
+	days, err := r.days(inv.day)
+	if err != nil || len(days) == 0 {
+		return noDays(err)
+	}
+	sample := 0
+	if s := inv.flags["sample"]; s != "" {
+		if sample, err = strconv.Atoi(s); err != nil || sample < 1 {
+			return fmt.Errorf("-sample wants a positive number, got %q", s)
+		}
+	}
+	only := 0
+	if s := inv.flags["only"]; s != "" {
+		if only, err = strconv.Atoi(s); err != nil || only < 1 || len(days) != 1 {
+			return fmt.Errorf("-only wants a mutant's number (see -list) and one day, got %q", s)
+		}
+	}
+	var failed []string
+	for _, d := range days {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err := r.checkMutants(ctx, d, mutantRun{sample: sample, only: only, list: inv.flag("list"), verbose: inv.flag("v")}); err != nil {
+			fmt.Printf("day%s mutants: FAILED: %v\n", d.num, err)
+			failed = append(failed, d.dir)
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("mutants check failed: %s", strings.Join(failed, ", "))
+	}
+	return nil
+}
+
+// mutantRun says which mutants of a day to run, and how.
+type mutantRun struct {
+	sample  int  // run this many, evenly spread; 0: all
+	only    int  // run this one mutant and show its test output; 0: none
+	list    bool // list the mutants instead of running them
+	verbose bool // with only: run the tests with -test.v
+}
+
+// checkMutants builds one day's mutated reference, runs its tests against
+// the chosen mutants and prints the kill rate and the survivors.
+func (r *repo) checkMutants(ctx context.Context, d day, how mutantRun) error {
+	sample, list := how.sample, how.list
+	files, err := solutionFiles(d)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp("", "kata-mutants-*")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+
+	replace := maps.Clone(overlayFor(d.path, files))
+	type located struct {
+		mutant
+		file string
+	}
+	var all []located
+	for _, f := range files {
+		src, err := os.ReadFile(filepath.Join(d.solutionDir(), f))
+		if err != nil {
+			return err
+		}
+		mutated, ms, err := mutateSource(f, src)
+		if err != nil {
+			return err
+		}
+		if len(all) > 0 {
+			// Ids are per file; a second file would need its own switch.
+			return fmt.Errorf("%s: mutants of more than one solution file are not supported", d.dir)
+		}
+		path := filepath.Join(tmp, f)
+		if err := os.WriteFile(path, []byte(mutated), 0o644); err != nil {
+			return err
+		}
+		replace[filepath.Join(d.path, f)] = path
+		for _, m := range ms {
+			all = append(all, located{m, f})
+		}
+	}
+	switchPath := filepath.Join(tmp, "kata_mutant_switch.go")
+	if err := os.WriteFile(switchPath, []byte(mutantSwitchFile), 0o644); err != nil {
+		return err
+	}
+	replace[filepath.Join(d.path, "kata_mutant_switch.go")] = switchPath
+
+	equivalent, err := loadEquivalentMutants(d)
+	if err != nil {
+		return err
+	}
+	counted, err := withoutEquivalents(all, equivalent, func(m located) mutant { return m.mutant })
+	if err != nil {
+		return fmt.Errorf("%s: %w", filepath.Join(d.dir, ".solution", "mutants.json"), err)
+	}
+
+	chosen := counted
+	if sample > 0 && sample < len(counted) {
+		chosen = nil
+		for i := range sample {
+			chosen = append(chosen, counted[i*len(counted)/sample])
+		}
+	}
+	if list {
+		for _, m := range all {
+			mark := ""
+			if !slices.ContainsFunc(chosen, func(c located) bool { return c.id == m.id }) {
+				mark = "  [not run: equivalent or not sampled]"
+			}
+			fmt.Printf("%4d  %s:%d  %-20s  %s  (%s)%s\n", m.id, m.file, m.line, m.kind, m.desc, m.fn, mark)
+		}
+		return nil
+	}
+
+	overlay, remove, err := writeTempOverlay(replace)
+	if err != nil {
+		return err
+	}
+	defer remove()
+	// Without -race: a mutant changes what the code decides, not how it
+	// synchronises, and the detector would make every run several times
+	// slower.
+	bin := filepath.Join(tmp, d.dir+".test")
+	if err := r.run(ctx, runOpts{timeout: testTimeout}, "go", "test", "-c", "-o", bin, "-overlay="+overlay, d.pkg()); err != nil {
+		return fmt.Errorf("building the mutated reference: %w", err)
+	}
+	if how.only > 0 {
+		i := slices.IndexFunc(all, func(m located) bool { return m.id == how.only })
+		if i < 0 {
+			return fmt.Errorf("no mutant %d: the day has %d", how.only, len(all))
+		}
+		m := all[i]
+		fmt.Printf("mutant %d: %s:%d %s in %s (%s)\n", m.id, m.file, m.line, m.desc, m.fn, m.kind)
+		res := runMutant(ctx, d, bin, m.id, how.verbose)
+		fmt.Print(res.output)
+		if res.killed {
+			fmt.Printf("mutant %d: killed by %s\n", m.id, res.killedBy)
+		} else {
+			fmt.Printf("mutant %d: survived: every test passed\n", m.id)
+		}
+		return nil
+	}
+	if res := runMutant(ctx, d, bin, 0, false); res.killed {
+		return fmt.Errorf("the reference, mutants compiled in but switched off, fails its tests: %s", res.killedBy)
+	}
+
+	fmt.Printf("day%s: %d mutants, %d of them equivalent (listed with reasons in .solution/mutants.json); running the tests against %d, %d at a time\n", d.num, len(all), len(all)-len(counted), len(chosen), mutantWorkers)
+	start := time.Now()
+	results := make([]mutantResult, len(chosen))
+	slots := make(chan struct{}, mutantWorkers)
+	done := make(chan int)
+	for i, m := range chosen {
+		go func() {
+			select {
+			case slots <- struct{}{}:
+				results[i] = runMutant(ctx, d, bin, m.id, false)
+				results[i].mutant = m.mutant
+				<-slots
+			case <-ctx.Done():
+				results[i] = mutantResult{mutant: m.mutant, killedBy: "interrupted"}
+			}
+			done <- i
+		}()
+	}
+	for range chosen {
+		<-done
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+
+	var survivors []mutantResult
+	for _, res := range results {
+		if !res.killed {
+			survivors = append(survivors, res)
+		}
+	}
+	killed := len(results) - len(survivors)
+	rate := float64(killed) / float64(len(results))
+	what := "every mutant that is not equivalent"
+	if len(chosen) < len(counted) {
+		what = fmt.Sprintf("a sample of %d of the %d mutants that are not equivalent, evenly spread (make mutants DAY=%s runs them all)", len(chosen), len(counted), d.num)
+	}
+	fmt.Printf("day%s mutants: %d of %d killed (%.1f%%) in %.0fs; checked %s\n", d.num, killed, len(results), 100*rate, time.Since(start).Seconds(), what)
+	for _, s := range survivors {
+		fmt.Printf("  survived  %s:%d  %s  in %s (%s)\n", filepath.Join(d.dir, ".solution", files[0]), s.line, s.desc, s.fn, s.kind)
+	}
+	if len(survivors) > 0 {
+		fmt.Printf("  to see one run: go run ./internal/kata mutants %s -only %d [-v]\n", d.num, survivors[0].id)
+	}
+	if rate < minMutantKillRate {
+		return fmt.Errorf("kill rate %.1f%% is below %.0f%%", 100*rate, 100*minMutantKillRate)
+	}
+	return nil
+}
+
+// failLine finds the first failing test in go test -v output.
+var failLine = regexp.MustCompile(`(?m)^\s*--- FAIL: (\S+)`)
+
+// runMutant runs a day's compiled tests with one mutant switched on. The
+// tests stop at the first failure.
+func runMutant(ctx context.Context, d day, bin string, id int, verbose bool) mutantResult {
+	ctx, cancel := context.WithTimeout(ctx, mutantTestTimeout)
+	defer cancel()
+	args := []string{"-test.count=1", "-test.failfast", fmt.Sprintf("-test.timeout=%s", mutantTestTimeout-5*time.Second)}
+	if verbose {
+		args = append(args, "-test.v")
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Dir = d.path
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d", mutantSwitchEnv, id))
+	ownProcessGroup(cmd)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	err := cmd.Run()
+	res := mutantResult{elapsed: time.Since(start), output: out.String()}
+	if ctx.Err() != nil {
+		killProcessGroup(cmd)
+	}
+	switch {
+	case err == nil:
+		return res
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		res.killed, res.killedBy = true, "timed out"
+	default:
+		res.killed = true
+		if m := failLine.FindSubmatch(out.Bytes()); m != nil {
+			res.killedBy = string(m[1])
+		} else {
+			res.killedBy = firstLine(strings.TrimSpace(lastLines(out.String(), 3)))
+		}
+	}
+	return res
+}
+
+// lastLines returns the last n lines of s.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// withoutEquivalents returns the mutants that the equivalent list does not
+// name. Each entry must name exactly one mutant: one that matches none is
+// stale, and one that matches several needs its occurrence.
+func withoutEquivalents[M any](all []M, equivalent []equivalentMutant, of func(M) mutant) ([]M, error) {
+	skip := map[int]bool{}
+	for _, e := range equivalent {
+		var same []int
+		for _, m := range all {
+			if m := of(m); m.fn == e.Function && m.desc == e.Mutant {
+				same = append(same, m.id)
+			}
+		}
+		switch {
+		case len(same) == 0:
+			return nil, fmt.Errorf("%s in %s is listed as equivalent, but there is no such mutant: remove or update the entry", e.Mutant, e.Function)
+		case e.Occurrence == 0 && len(same) > 1:
+			return nil, fmt.Errorf("%s in %s reads the same as %d mutants: say which with \"occurrence\" (1 to %d, in source order)", e.Mutant, e.Function, len(same), len(same))
+		case e.Occurrence < 0 || e.Occurrence > len(same):
+			return nil, fmt.Errorf("%s in %s has occurrence %d, but there are %d such mutants", e.Mutant, e.Function, e.Occurrence, len(same))
+		}
+		skip[same[max(e.Occurrence, 1)-1]] = true
+	}
+	var counted []M
+	for _, m := range all {
+		if !skip[of(m).id] {
+			counted = append(counted, m)
+		}
+	}
+	return counted, nil
+}
