@@ -158,6 +158,31 @@ func TestChat(t *testing.T) {
 		}
 	})
 
+	t.Run("Answers_content_that_is_not_UTF8_in_band_and_goes_on", func(t *testing.T) {
+		env := startChat(t, Config{})
+		conn, err := grpc.NewClient(katatest.Target, append(env.DialOptions(), grpc.WithDefaultCallOptions(grpc.ForceCodecV2(unvalidatedCodec{})))...)
+		require.NoError(t, err)
+		t.Cleanup(func() { conn.Close() })
+		alice := env.openOn(t, pb.NewChatServiceClient(conn), "alice")
+		alice.join("lobby")
+		alice.say("lobby", "caf\xe9") // sent as it is: this client's codec does not check
+		alice.expectError(codes.InvalidArgument, "CHAT whose content is not UTF-8, over the wire")
+		alice.say("lobby", "café")
+		alice.expect(pb.MessageType_MESSAGE_TYPE_CHAT, "café")
+	})
+
+	t.Run("Content_that_is_not_UTF8_counts_against_the_rate_limit", func(t *testing.T) {
+		env := startChat(t, Config{Burst: 1, FloodLimit: 100})
+		conn, err := grpc.NewClient(katatest.Target, append(env.DialOptions(), grpc.WithDefaultCallOptions(grpc.ForceCodecV2(unvalidatedCodec{})))...)
+		require.NoError(t, err)
+		t.Cleanup(func() { conn.Close() })
+		mallory := env.openOn(t, pb.NewChatServiceClient(conn), "mallory")
+		mallory.join("lobby") // the burst of 1
+		mallory.say("lobby", "caf\xe9")
+		katatest.WantCode(t, mallory.Status(), codes.ResourceExhausted, "Chat(mallory): content that is not UTF-8, over the rate limit")
+		wantHubEmpty(t, env)
+	})
+
 	t.Run("Handler_refuses_a_stream_without_an_identity", func(t *testing.T) {
 		srv := newTestHub(Config{})
 		server := startWithoutAuth(t, func(g *grpc.Server) { pb.RegisterChatServiceServer(g, srv) })

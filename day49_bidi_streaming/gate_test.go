@@ -7,11 +7,17 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/katatest"
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
 )
 
 // startWithoutAuth serves register on a server without AuthInterceptor,
@@ -83,3 +89,30 @@ func (s *gatedStream) RecvMsg(m any) error {
 	}
 	return err
 }
+
+// unvalidatedCodec marshals a ChatMessage whose content is not UTF-8, which
+// the proto codec refuses to: it appends the content to the rest of the
+// message by hand. A client that is broken, or hostile, sends such bytes.
+type unvalidatedCodec struct{}
+
+func (unvalidatedCodec) Marshal(v any) (mem.BufferSlice, error) {
+	m, ok := v.(*pb.ChatMessage)
+	if !ok || utf8.ValidString(m.GetContent()) {
+		return encoding.GetCodecV2("proto").Marshal(v)
+	}
+	rest := proto.Clone(m).(*pb.ChatMessage)
+	rest.Content = ""
+	b, err := proto.Marshal(rest)
+	if err != nil {
+		return nil, err
+	}
+	b = protowire.AppendTag(b, 5, protowire.BytesType) // content
+	b = protowire.AppendString(b, m.GetContent())
+	return mem.BufferSlice{mem.SliceBuffer(b)}, nil
+}
+
+func (unvalidatedCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	return encoding.GetCodecV2("proto").Unmarshal(data, v)
+}
+
+func (unvalidatedCodec) Name() string { return "proto" }

@@ -97,7 +97,10 @@ func (s *ChatServer) handle(c *connection, req *pb.ChatMessage) error {
 // missing). Create the connection, register it with the hub, and make sure
 // s.hub.disconnect runs however Chat returns. Run a reader goroutine that
 // Recv()s and handles requests until io.EOF, an error, or handle ends the
-// stream, and a writer goroutine, the only one that calls Send: it sends
+// stream (a Recv error for which serving.IsInvalidUTF8 is true refused one
+// message, not the stream: if s.hub.allow(c), answer it in-band with
+// s.refuse and go on; if not, end the stream with ResourceExhausted), and
+// a writer goroutine, the only one that calls Send: it sends
 // what arrives on c.out; when the reader ends it sends what is still
 // queued and returns the reader's error (nil after the client's io.EOF).
 // Chat itself returns the writer's result, or c.goneErr as soon as c is

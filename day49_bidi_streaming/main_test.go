@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/katatest"
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/serving"
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
 	"github.com/stretchr/testify/require"
 )
@@ -65,7 +66,9 @@ func startChat(t *testing.T, cfg Config, opts ...katatest.Option) *chatEnv {
 	cfg.Now = clock.Now
 	srv := NewChatServer(cfg)
 	env := &chatEnv{srv: srv, tokens: tokens, clock: clock}
-	opts = append([]katatest.Option{katatest.WithServerOptions(grpc.ChainStreamInterceptor(AuthInterceptor(tokens, frozenClock)))}, opts...)
+	// The server refuses a string that is not UTF-8 as a lesson server
+	// does (serving.InvalidUTF8Options), so the tests can send one.
+	opts = append([]katatest.Option{katatest.WithServerOptions(append(serving.InvalidUTF8Options(), grpc.ChainStreamInterceptor(AuthInterceptor(tokens, frozenClock)))...)}, opts...)
 	env.Server = katatest.Start(t, func(g *grpc.Server) {
 		env.grpcServer = g
 		pb.RegisterChatServiceServer(g, srv)

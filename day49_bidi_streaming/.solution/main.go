@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/serving"
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
 )
 
@@ -263,6 +264,15 @@ func (s *ChatServer) readRequests(stream pb.ChatService_ChatServer, c *connectio
 		req, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
 			return nil
+		}
+		if serving.IsInvalidUTF8(err) {
+			// The codec refused one message, not the stream: answer it
+			// in-band and go on, within the user's rate limit.
+			if !s.hub.allow(c) {
+				return status.Errorf(codes.ResourceExhausted, "%s, over the rate limit; disconnected", status.Convert(err).Message())
+			}
+			s.refuse(c, &pb.ChatMessage{}, err)
+			continue
 		}
 		if err != nil {
 			return err

@@ -21,8 +21,11 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/serving"
@@ -163,6 +166,18 @@ func TestDay48(t *testing.T) {
 		report(t, "each entry counted as an error, nothing indexed; search answers", fmt.Sprintf("%d errors, %d indexed; search returned %d entries", res.GetErrorCount(), res.GetIndexedCount(), len(found.GetEntries())), "nothing indexed; the server healthy")
 	})
 
+	t.Run("A_string_that_is_not_UTF8_is_InvalidArgument", func(t *testing.T) {
+		conn := dial(t, "ABUSE_ADDR_48")
+		ctx := attackContext(t)
+		// A SearchLogsRequest whose application (field 2) is the byte 0xff.
+		bad := conn.Invoke(ctx, "/streaming.v1.DataCollectionService/SearchLogs", &rawMessage{b: []byte{0x12, 0x01, 0xff}}, &rawMessage{}, grpc.ForceCodecV2(rawCodec{}))
+		require.Equal(t, codes.InvalidArgument, status.Code(bad), "SearchLogs(application = 0xff) = %v", bad)
+		assert.Contains(t, status.Convert(bad).Message(), "application", "the error names the field")
+		_, err := pb.NewDataCollectionServiceClient(conn).SearchLogs(ctx, &pb.SearchLogsRequest{Application: "café"})
+		require.NoError(t, err, "a valid search after the bad one")
+		report(t, "InvalidArgument naming the field (not Internal)", fmt.Sprintf("%v: %s", status.Code(bad), status.Convert(bad).Message()), "nothing: the next call is served")
+	})
+
 	t.Run("Secrets_in_log_text_are_not_stored", func(t *testing.T) {
 		conn := dial(t, "ABUSE_ADDR_48")
 		client := pb.NewDataCollectionServiceClient(conn)
@@ -224,6 +239,41 @@ func TestDay49(t *testing.T) {
 		report(t, fmt.Sprintf("at most %.0f of 200 delivered (burst 10, 5/s per user)", limit), fmt.Sprintf("%d delivered in %.1fs; bob served", fromMallory, elapsed.Seconds()), "bob's stream still served; that the hub empties is proven by TestChat/Many_connect_disconnect_cycles_leave_nothing_behind")
 		assert.LessOrEqual(t, float64(fromMallory), limit, "mallory's messages delivered over 20 reconnects in %v", elapsed)
 		healthy(t, conn)
+	})
+
+	t.Run("Chat_content_that_is_not_UTF8_is_answered_in_band", func(t *testing.T) {
+		conn := dial(t, "ABUSE_ADDR_49")
+		ctx := attackContext(t)
+		room := fmt.Sprint("utf8-", time.Now().UnixNano()%1000000)
+		stream, err := conn.NewStream(withToken(ctx, "carol-demo-token"), &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, "/streaming.v1.ChatService/Chat", grpc.ForceCodecV2(rawCodec{}))
+		require.NoError(t, err)
+		send := func(m *pb.ChatMessage, rawContent string) {
+			b, err := proto.Marshal(m)
+			require.NoError(t, err)
+			if rawContent != "" {
+				b = protowire.AppendString(protowire.AppendTag(b, 5, protowire.BytesType), rawContent)
+			}
+			require.NoError(t, stream.SendMsg(&rawMessage{b: b}))
+		}
+		recv := func() *pb.ChatMessage {
+			var raw rawMessage
+			require.NoError(t, stream.RecvMsg(&raw), "the chat stream after a message that is not UTF-8")
+			var m pb.ChatMessage
+			require.NoError(t, proto.Unmarshal(raw.b, &m))
+			return &m
+		}
+		send(&pb.ChatMessage{Type: pb.MessageType_MESSAGE_TYPE_JOIN_ROOM, RoomId: room}, "")
+		for recv().GetType() != pb.MessageType_MESSAGE_TYPE_JOIN_ROOM {
+		}
+		send(&pb.ChatMessage{Type: pb.MessageType_MESSAGE_TYPE_CHAT, RoomId: room}, "caf\xe9")
+		refusal := recv()
+		assert.Equal(t, pb.MessageType_MESSAGE_TYPE_ERROR, refusal.GetType(), "the answer to content that is not UTF-8")
+		assert.EqualValues(t, codes.InvalidArgument, refusal.GetErrorCode(), "its code")
+		send(&pb.ChatMessage{Type: pb.MessageType_MESSAGE_TYPE_CHAT, RoomId: room, Content: "still here"}, "")
+		echo := recv()
+		assert.Equal(t, "still here", echo.GetContent(), "the next message on the same stream")
+		stream.CloseSend()
+		report(t, "in-band InvalidArgument naming the field; the stream goes on", fmt.Sprintf("in-band %v %q; the next message echoed", codes.Code(refusal.GetErrorCode()), refusal.GetContent()), "nothing: the same stream goes on")
 	})
 
 	t.Run("Editor_document_stays_openable", func(t *testing.T) {
@@ -297,3 +347,20 @@ func waitFor(t *testing.T, s pb.ChatService_ChatClient, done func(*pb.ChatMessag
 		}
 	}
 }
+
+// rawCodec sends a message's bytes as they are, so that a test can send
+// what a proto encoder refuses to make: a string that is not UTF-8.
+type rawCodec struct{}
+
+type rawMessage struct{ b []byte }
+
+func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	return mem.BufferSlice{mem.SliceBuffer(v.(*rawMessage).b)}, nil
+}
+
+func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	v.(*rawMessage).b = data.Materialize()
+	return nil
+}
+
+func (rawCodec) Name() string { return "proto" }

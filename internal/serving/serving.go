@@ -71,17 +71,19 @@ var (
 	}
 )
 
-// ServerOptions returns the options a lesson's server is built with.
+// ServerOptions returns the options a lesson's server is built with: the
+// limits, keepalive, and a string that is not UTF-8 answered with
+// InvalidArgument naming its field (see utf8.go).
 func ServerOptions(l Limits) []grpc.ServerOption {
 	l = l.withDefaults()
-	return []grpc.ServerOption{
+	return append(InvalidUTF8Options(),
 		grpc.MaxRecvMsgSize(l.MaxMessageBytes),
 		grpc.MaxSendMsgSize(l.MaxMessageBytes),
 		grpc.MaxConcurrentStreams(l.MaxConcurrentStreams),
 		grpc.MaxHeaderListSize(l.MaxHeaderBytes),
 		grpc.KeepaliveParams(ServerKeepalive),
 		grpc.KeepaliveEnforcementPolicy(KeepaliveEnforcement),
-	}
+	)
 }
 
 // NewClient connects to a lesson's server the way every lesson's client
