@@ -20,8 +20,10 @@ import (
 // Reject, with codes.InvalidArgument and a message saying what was wrong:
 // an empty name; a name longer than maxFileNameBytes bytes; invalid UTF-8;
 // a path separator ('/' or '\'), which also covers absolute paths; ".."
-// anywhere; a NUL or any other control character; an extension (compared
-// in lower case, with its dot) not in allowedExtensions.
+// anywhere; a NUL or any other control character; a bidirectional control
+// character (unicode.Bidi_Control, such as U+202E, which makes a name
+// display as another); an extension (compared in lower case, with its
+// dot) not in allowedExtensions.
 func validateFileName(name string, allowedExtensions []string) error {
 	// TODO(task 1): implement the checks above, cheapest first.
 	return status.Errorf(codes.Unimplemented, "validateFileName: not implemented yet (see README, task 1)")
@@ -42,7 +44,9 @@ func validateFileName(name string, allowedExtensions []string) error {
 // InvalidArgument. Write each chunk as it arrives (upload.write): never
 // hold the whole file in memory.
 //
-// The upload ends at is_last_chunk or io.EOF. Then the bytes received must
+// The upload ends at is_last_chunk or io.EOF; after is_last_chunk the next
+// Recv must be io.EOF, and a further chunk is InvalidArgument (never
+// silently dropped). Then the bytes received must
 // equal total_size and their SHA-256 must equal the declared checksum, if
 // one was sent, else DataLoss. Only then commit (upload.commit) and answer
 // with SendAndClose. An empty stream is InvalidArgument; an error from

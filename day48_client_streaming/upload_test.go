@@ -52,6 +52,9 @@ func TestValidateFileName(t *testing.T) {
 		{"DEL", "del\x7f.txt", ""},
 		{"C1_control_character", "next\u0085line.txt", ""},
 		{"Last_C1_control_character", "apc\u009f.txt", ""},
+		{"Right_to_left_override", "invoice\u202efdp.txt", "bidirectional"},
+		{"First_bidirectional_control_character", "\u061cname.txt", "bidirectional"},
+		{"Last_bidirectional_control_character", "name\u2069.txt", "bidirectional"},
 		{"Invalid_UTF-8", "\xff\xfe.txt", ""},
 		{"256_bytes", strings.Repeat("a", 252) + ".txt", "255"},
 		{"256_bytes_of_multi_byte_runes", strings.Repeat("é", 126) + ".txt", "255"},
@@ -143,6 +146,16 @@ func TestFileUpload(t *testing.T) {
 		chunks := chunksOf("data.csv", "", randomBytes(t, testChunk), testChunk)
 		_, err := sendChunks(katatest.Context(t), env.client, chunks...)
 		katatest.WantCode(t, err, codes.Internal, "UploadFile(onto a disk that cannot flush)")
+		env.requireNothingLeft(t)
+	})
+
+	t.Run("Rejects_a_chunk_after_the_last_one", func(t *testing.T) {
+		env := startUploadServer(t, Config{})
+		data := randomBytes(t, 2*testChunk)
+		chunks := chunksOf("data.csv", "", data, testChunk)
+		extra := &pb.FileChunk{Data: []byte("more"), Offset: int64(len(data))}
+		_, err := sendChunks(katatest.Context(t), env.client, append(chunks, extra)...)
+		katatest.WantCode(t, err, codes.InvalidArgument, "UploadFile(a chunk after the one marked is_last_chunk)")
 		env.requireNothingLeft(t)
 	})
 
@@ -333,6 +346,27 @@ func TestFileUpload(t *testing.T) {
 		cancel()
 		_, err = stream.CloseAndRecv()
 		katatest.WantCode(t, err, codes.Canceled, "CloseAndRecv() after cancel")
+		env.requireNothingLeft(t)
+	})
+
+	t.Run("Cancel_after_the_last_chunk_stores_nothing", func(t *testing.T) {
+		b := &streamBreaker{reachAt: 2, reached: make(chan struct{})}
+		env := startUploadServer(t, Config{}, katatest.WithStreamInterceptor(b.intercept))
+		ctx, cancel := context.WithCancel(katatest.Context(t))
+		stream, err := env.client.UploadFile(ctx)
+		katatest.WantCode(t, err, codes.OK, "UploadFile()")
+		for _, c := range chunksOf("late.txt", "", randomBytes(t, 2*testChunk), testChunk) {
+			sendOrFail(t, stream, c, "UploadFile(name=%q) at offset %d", c.GetFileName(), c.Offset)
+		}
+		// The server has the whole file, marked last, but the client gives
+		// up before closing its side: the upload did not end well.
+		awaitWhileRunning(t, env.Server, uploadMethod, b.reached, "the server to receive both chunks")
+		cancel()
+		// RecvMsg, not CloseAndRecv: a half-close sent after the cancel
+		// could still reach the server first and end the upload well.
+		err = stream.RecvMsg(new(pb.UploadResult))
+		katatest.WantCode(t, err, codes.Canceled, "RecvMsg() after cancel")
+		env.WaitIdle(t)
 		env.requireNothingLeft(t)
 	})
 

@@ -43,6 +43,11 @@ func validateFileName(name string, allowedExtensions []string) error {
 	if i := strings.IndexFunc(name, unicode.IsControl); i >= 0 {
 		return status.Errorf(codes.InvalidArgument, "file name %q contains control character %U at byte %d", name, []rune(name[i:])[0], i)
 	}
+	// A right-to-left override shows "invoice\u202Efdp.txt" as
+	// "invoicetxt.pdf": the name a user sees is not the name stored.
+	if i := strings.IndexFunc(name, func(r rune) bool { return unicode.Is(unicode.Bidi_Control, r) }); i >= 0 {
+		return status.Errorf(codes.InvalidArgument, "file name %q contains bidirectional control character %U at byte %d", name, []rune(name[i:])[0], i)
+	}
 	ext := strings.ToLower(filepath.Ext(name))
 	if !slices.Contains(allowedExtensions, ext) {
 		return status.Errorf(codes.InvalidArgument, "file extension %q is not allowed: allowed %s", ext, strings.Join(allowedExtensions, " "))
@@ -88,6 +93,13 @@ func (s *FileUploadServer) UploadFile(stream pb.FileUploadService_UploadFileServ
 			return err
 		}
 		if chunk.GetIsLastChunk() {
+			// The last chunk ends the upload: anything after it is a
+			// client bug, refused rather than silently dropped.
+			if _, err := stream.Recv(); err == nil {
+				return status.Errorf(codes.InvalidArgument, "a chunk arrived after the one marked is_last_chunk at offset %d", chunk.GetOffset())
+			} else if !errors.Is(err, io.EOF) {
+				return err
+			}
 			break
 		}
 		if chunk, err = stream.Recv(); errors.Is(err, io.EOF) {

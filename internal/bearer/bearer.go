@@ -4,6 +4,7 @@ package bearer
 
 import (
 	"context"
+	"crypto/sha256"
 	"slices"
 	"strings"
 	"sync"
@@ -28,27 +29,34 @@ type Identity struct {
 
 // TokenStore maps bearer tokens to the identities they stand for. It is
 // safe for concurrent use.
+//
+// It keys its map by each token's SHA-256 digest, never by the token: a
+// map lookup compares keys byte by byte and stops at the first difference,
+// so with the tokens themselves as keys, the time a wrong guess takes
+// would tell an attacker how many of its first bytes were right. A digest
+// that matches a guess's first bytes says nothing about the token's.
 type TokenStore struct {
 	mu     sync.RWMutex
-	tokens map[string]Identity
+	tokens map[[sha256.Size]byte]Identity
 }
 
 // NewTokenStore returns an empty store.
 func NewTokenStore() *TokenStore {
-	return &TokenStore{tokens: make(map[string]Identity)}
+	return &TokenStore{tokens: make(map[[sha256.Size]byte]Identity)}
 }
 
 // Add makes token stand for id, replacing what it stood for before.
 func (s *TokenStore) Add(token string, id Identity) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.tokens[token] = id
+	s.tokens[sha256.Sum256([]byte(token))] = id
 }
 
 func (s *TokenStore) lookup(token string) (Identity, bool) {
+	key := sha256.Sum256([]byte(token))
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	id, ok := s.tokens[token]
+	id, ok := s.tokens[key]
 	return id, ok
 }
 
