@@ -282,6 +282,7 @@ func (d *document) oldestBase() int64 { return d.revision - int64(len(d.history)
 type editor struct {
 	user string
 	out  chan *pb.EditEvent // bounded; only the stream's writer receives
+	sent chan struct{}      // signalled by the writer after each Send
 
 	eviction
 
@@ -289,7 +290,37 @@ type editor struct {
 }
 
 func newEditor(user string, queueSize int) *editor {
-	return &editor{user: user, out: make(chan *pb.EditEvent, queueSize), eviction: newEviction()}
+	return &editor{user: user, out: make(chan *pb.EditEvent, queueSize), sent: make(chan struct{}, 1), eviction: newEviction()}
+}
+
+// markSent tells a reader waiting in awaitRoom that the writer has sent
+// an event. It never blocks.
+func (e *editor) markSent() {
+	select {
+	case e.sent <- struct{}{}:
+	default: // a signal is already waiting
+	}
+}
+
+// awaitRoom waits until e's queue is at most half full, so that the next
+// request's answer, and the operations of others, fit. It is the reader's
+// backpressure: an editor that pipelines a burst of operations and reads
+// its acks is slowed down, through flow control, to the pace its writer
+// sends at, instead of overflowing its own queue and being evicted. An
+// editor that does not read stays full, and the others' operations evict
+// it. It returns ctx's status when ctx ends first, and nil once e is
+// evicted.
+func (e *editor) awaitRoom(ctx context.Context) error {
+	for len(e.out) > cap(e.out)/2 {
+		select {
+		case <-e.sent:
+		case <-e.gone:
+			return nil
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		}
+	}
+	return nil
 }
 
 // deliver queues ev for the editor without ever blocking; an editor whose

@@ -215,6 +215,27 @@ func TestEditStream(t *testing.T) {
 		env.open(t, "alice") // a valid token gets through to your handler
 	})
 
+	t.Run("Editor_that_pipelines_a_burst_and_reads_is_not_evicted", func(t *testing.T) {
+		// alice sends 40 operations at once into a queue of 8 while her
+		// writer is held: a reader without backpressure answers them all,
+		// overflows her own queue and evicts her. Released, the writer
+		// drains and every operation is acknowledged.
+		gate := newSendGate()
+		env := startEditor(t, EditorConfig{QueueSize: 8}, "", katatest.WithStreamInterceptor(gate.intercept))
+		alice := env.open(t, "alice")
+		gate.hold()
+		var ids []string
+		for i := range 40 {
+			ids = append(ids, alice.submit(int64(i), Insert(0, "x")))
+		}
+		<-time.After(katatest.NeverWindow) // time for a reader without backpressure to overflow
+		gate.open()
+		for i, id := range ids {
+			alice.wantAck(id, int64(i+1))
+		}
+		katatest.WantCode(t, alice.Finish(), codes.OK, "alice's stream after 40 pipelined operations, all acknowledged")
+	})
+
 	t.Run("Handler_refuses_a_stream_without_an_identity", func(t *testing.T) {
 		store := NewMemoryStore()
 		store.Create("notes", "hello")

@@ -225,8 +225,11 @@ func transform(a, b Op) (a2, b2 Op) {
 // in-band with e.refuse(clientOpID, err), except a FailedPrecondition from
 // commit, which ends the stream (the editor must reopen). A writer
 // goroutine, the only one that calls Send, sends what arrives on e.out and
-// finally what is still queued when the reader ends. Return the writer's
-// result, or e.goneErr as soon as e is evicted.
+// finally what is still queued when the reader ends. The reader calls
+// e.awaitRoom before each Recv, and the writer e.markSent after each Send:
+// an editor that pipelines a burst and reads its acks is slowed down, not
+// evicted. Return the writer's result, or e.goneErr as soon as e is
+// evicted.
 func (s *EditorServer) Edit(stream pb.EditorService_EditServer) error {
 	// TODO(task 9)
 	return status.Errorf(codes.Unimplemented, "Edit: not implemented yet (see README, task 9)")

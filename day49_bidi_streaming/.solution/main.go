@@ -651,6 +651,9 @@ func (s *EditorServer) Edit(stream pb.EditorService_EditServer) error {
 // stream fails, or a stale base ends it.
 func (s *EditorServer) readEdits(stream pb.EditorService_EditServer, e *editor) error {
 	for {
+		if err := e.awaitRoom(stream.Context()); err != nil {
+			return err
+		}
 		req, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
 			return nil
@@ -687,6 +690,7 @@ func writeEvents(stream pb.EditorService_EditServer, e *editor, readDone <-chan 
 			if err := stream.Send(ev); err != nil {
 				return err
 			}
+			e.markSent()
 		case err := <-readDone:
 			for {
 				select {
