@@ -20,11 +20,22 @@ type (
 // NewTokenStore returns an empty token store.
 func NewTokenStore() *TokenStore { return bearer.NewTokenStore() }
 
-// AuthInterceptor authenticates every BatchService stream by its
+// guardedServices are the services whose calls need a bearer token: the
+// batches, and the uploads, whose quotas are per user. Data collection
+// stays open, for the load check and grpcurl.
+var guardedServices = []string{"/streaming.v1.BatchService/", "/streaming.v1.FileUploadService/"}
+
+// AuthInterceptor authenticates every stream of a guarded service by its
 // "authorization: Bearer <token>" metadata and puts the caller's Identity
 // in the stream's context; other services pass through.
 func AuthInterceptor(tokens *TokenStore, now func() time.Time) grpc.StreamServerInterceptor {
-	return bearer.StreamInterceptor(tokens, now, "/streaming.v1.BatchService/")
+	return bearer.StreamInterceptor(tokens, now, guardedServices...)
+}
+
+// AuthUnaryInterceptor is AuthInterceptor for the guarded services' unary
+// calls (GetUploadStatus).
+func AuthUnaryInterceptor(tokens *TokenStore, now func() time.Time) grpc.UnaryServerInterceptor {
+	return bearer.UnaryInterceptor(tokens, now, guardedServices...)
 }
 
 var (

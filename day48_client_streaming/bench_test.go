@@ -26,7 +26,8 @@ import (
 )
 
 // startTCPServer serves a FileUploadServer on 127.0.0.1 over real TCP, as
-// the demo does, so benchmarks include the kernel's loopback path.
+// the demo does, so benchmarks include the kernel's loopback path. Its
+// clients upload with aliceUploadToken.
 func startTCPServer(b *testing.B, cfg Config) (addr string) {
 	b.Helper()
 	cfg.UploadDir = b.TempDir()
@@ -34,7 +35,11 @@ func startTCPServer(b *testing.B, cfg Config) (addr string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return katatest.ServeTCP(b, func(g *grpc.Server) { pb.RegisterFileUploadServiceServer(g, srv) })
+	tokens := NewTokenStore()
+	tokens.Add(aliceUploadToken, Identity{User: "alice", Expires: time.Now().Add(24 * time.Hour)})
+	return katatest.ServeTCP(b, func(g *grpc.Server) { pb.RegisterFileUploadServiceServer(g, srv) },
+		grpc.ChainStreamInterceptor(AuthInterceptor(tokens, time.Now)),
+		grpc.ChainUnaryInterceptor(AuthUnaryInterceptor(tokens, time.Now)))
 }
 
 // sha256Rate measures SHA-256 over data in bytes per second: the ceiling
@@ -70,7 +75,7 @@ func BenchmarkFileUpload(b *testing.B) {
 	for _, chunk := range []int{32 << 10, 64 << 10, 256 << 10, 1 << 20} {
 		b.Run(fmt.Sprintf("chunk=%dKiB", chunk>>10), func(b *testing.B) {
 			addr := startTCPServer(b, Config{})
-			c, err := NewStreamingClient(addr, WithChunkSize(chunk))
+			c, err := NewStreamingClient(addr, WithChunkSize(chunk), WithUploadToken(aliceUploadToken))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -187,7 +192,7 @@ func (hr *hashingReader) Read(p []byte) (int, error) {
 // with the file.
 func BenchmarkUploadHeap(b *testing.B) {
 	addr := startTCPServer(b, Config{MaxFileSize: 2 << 30})
-	c, err := NewStreamingClient(addr)
+	c, err := NewStreamingClient(addr, WithUploadToken(aliceUploadToken))
 	if err != nil {
 		b.Fatal(err)
 	}

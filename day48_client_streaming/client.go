@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/serving"
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
@@ -68,6 +70,7 @@ type clientOptions struct {
 	bytesPerSecond int
 	maxConcurrency int
 	retry          RetryPolicy
+	uploadToken    string
 }
 
 // ClientOption configures NewStreamingClient.
@@ -97,6 +100,33 @@ func WithMaxConcurrency(n int) ClientOption {
 	return func(o *clientOptions) { o.maxConcurrency = n }
 }
 
+// WithUploadToken makes every call to FileUploadService carry
+// "authorization: Bearer <token>": uploads belong to the user the token
+// stands for, so the methods need no token of their own.
+func WithUploadToken(token string) ClientOption {
+	return func(o *clientOptions) { o.uploadToken = token }
+}
+
+// uploadAuth returns the dial options that add token to the calls of
+// FileUploadService that carry no authorization of their own.
+func uploadAuth(token string) []grpc.DialOption {
+	withToken := func(ctx context.Context, method string) context.Context {
+		md, _ := metadata.FromOutgoingContext(ctx)
+		if !strings.HasPrefix(method, "/streaming.v1.FileUploadService/") || len(md.Get("authorization")) > 0 {
+			return ctx
+		}
+		return WithToken(ctx, token)
+	}
+	return []grpc.DialOption{
+		grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+			return invoker(withToken(ctx, method), method, req, reply, cc, opts...)
+		}),
+		grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+			return streamer(withToken(ctx, method), desc, cc, method, opts...)
+		}),
+	}
+}
+
 // WithRetryPolicy replaces DefaultRetryPolicy.
 func WithRetryPolicy(p RetryPolicy) ClientOption {
 	return func(o *clientOptions) { o.retry = p }
@@ -120,6 +150,9 @@ func NewStreamingClient(target string, opts ...ClientOption) (*StreamingClient, 
 	}
 	if o.retry.MaxAttempts <= 0 || o.retry.InitialBackoff <= 0 || o.retry.MaxBackoff < o.retry.InitialBackoff || o.retry.Multiplier < 1 {
 		return nil, fmt.Errorf("new streaming client: retry policy %+v: want MaxAttempts > 0, 0 < InitialBackoff <= MaxBackoff, Multiplier >= 1", o.retry)
+	}
+	if o.uploadToken != "" {
+		o.dialOpts = append(uploadAuth(o.uploadToken), o.dialOpts...)
 	}
 	conn, err := serving.NewClient(target, o.dialOpts...)
 	if err != nil {

@@ -84,7 +84,7 @@ func run(addr, uploadDir string, once, serveOnly, verbose bool) error {
 	}
 	logUnary, logStream := serving.LogCalls(slog.Default())
 	srv := grpc.NewServer(append(serving.ServerOptions(serving.Limits{}),
-		grpc.ChainUnaryInterceptor(logUnary),
+		grpc.ChainUnaryInterceptor(logUnary, AuthUnaryInterceptor(tokens, time.Now)),
 		grpc.ChainStreamInterceptor(logStream, AuthInterceptor(tokens, time.Now)))...)
 	pb.RegisterFileUploadServiceServer(srv, uploads)
 	pb.RegisterDataCollectionServiceServer(srv, collection)
@@ -124,7 +124,7 @@ func run(addr, uploadDir string, once, serveOnly, verbose bool) error {
 
 // runDemo drives the server through the client, the way a user would.
 func runDemo(ctx context.Context, target string) error {
-	client, err := NewStreamingClient(target)
+	client, err := NewStreamingClient(target, WithUploadToken(demoUserToken))
 	if err != nil {
 		return err
 	}

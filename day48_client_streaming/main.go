@@ -33,7 +33,8 @@ func validateFileName(name string, allowedExtensions []string) error {
 //
 // The first chunk carries file_name (check it with validateFileName) and
 // total_size (negative: InvalidArgument; over MaxFileSize:
-// ResourceExhausted). Start the upload with s.staging.begin and make sure
+// ResourceExhausted). Start the upload with s.staging.begin, passing the
+// stream's context (the upload belongs to its caller), and make sure
 // that, whatever happens next, an upload that does not complete is
 // aborted with the error that ended it (upload.abort).
 //
@@ -60,8 +61,9 @@ func (s *FileUploadServer) UploadFile(stream pb.FileUploadService_UploadFileServ
 // can continue it after a broken stream (task 3).
 //
 // An upload_id that does not match uploadIDPattern is InvalidArgument; an
-// unknown or expired one is NotFound. Otherwise answer what
-// s.staging.uploadStatus reports.
+// unknown or expired one is NotFound, and so is another user's: ask
+// s.staging.uploadStatus with ctx, which carries the caller, and answer
+// what it reports.
 func (s *FileUploadServer) GetUploadStatus(ctx context.Context, req *pb.GetUploadStatusRequest) (*pb.GetUploadStatusResponse, error) {
 	// TODO(task 3): validate the id, look it up, answer.
 	return nil, status.Errorf(codes.Unimplemented, "GetUploadStatus: not implemented yet (see README, task 3)")

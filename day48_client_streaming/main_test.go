@@ -46,8 +46,16 @@ type uploadEnv struct {
 	srv        *FileUploadServer
 	dir        string
 	clock      *katatest.Clock
+	tokens     *TokenStore
 	client     pb.FileUploadServiceClient
 }
+
+// The upload tokens every upload test server knows; env.client and
+// newClient send aliceUploadToken on every upload call.
+const (
+	aliceUploadToken = "alice-upload-token"
+	bobUploadToken   = "bob-upload-token"
+)
 
 func startUploadServer(t *testing.T, cfg Config, opts ...katatest.Option) *uploadEnv {
 	t.Helper()
@@ -56,13 +64,40 @@ func startUploadServer(t *testing.T, cfg Config, opts ...katatest.Option) *uploa
 	cfg.Now = clock.Now
 	srv, err := NewFileUploadServer(cfg)
 	require.NoError(t, err, "NewFileUploadServer()")
-	env := &uploadEnv{srv: srv, dir: cfg.UploadDir, clock: clock}
+	tokens := NewTokenStore()
+	for token, user := range map[string]string{aliceUploadToken: "alice", bobUploadToken: "bob"} {
+		tokens.Add(token, Identity{User: user, Expires: clock.Now().AddDate(10, 0, 0)})
+	}
+	env := &uploadEnv{srv: srv, dir: cfg.UploadDir, clock: clock, tokens: tokens}
+	opts = append(opts, env.auth())
 	env.Server = katatest.Start(t, func(g *grpc.Server) {
 		env.grpcServer = g
 		pb.RegisterFileUploadServiceServer(g, srv)
 	}, opts...)
-	env.client = pb.NewFileUploadServiceClient(env.Conn)
+	env.client = env.uploadClient(t, aliceUploadToken)
 	return env
+}
+
+// auth is the option that puts the upload test server's authentication in
+// front of a server.
+func (env *uploadEnv) auth() katatest.Option {
+	return katatest.WithServerOptions(
+		grpc.ChainStreamInterceptor(AuthInterceptor(env.tokens, env.clock.Now)),
+		grpc.ChainUnaryInterceptor(AuthUnaryInterceptor(env.tokens, env.clock.Now)))
+}
+
+// uploadClient is a raw FileUploadService client whose calls carry token
+// (none when empty), on a connection of its own.
+func (env *uploadEnv) uploadClient(t *testing.T, token string) pb.FileUploadServiceClient {
+	t.Helper()
+	opts := env.DialOptions()
+	if token != "" {
+		opts = append(opts, uploadAuth(token)...)
+	}
+	conn, err := grpc.NewClient(katatest.Target, opts...)
+	require.NoError(t, err, "grpc.NewClient()")
+	t.Cleanup(func() { conn.Close() })
+	return pb.NewFileUploadServiceClient(conn)
 }
 
 // storedFiles lists the visible files in the upload folder.
@@ -129,7 +164,7 @@ func awaitWhileRunning[T any](t *testing.T, s *katatest.Server, method string, r
 // test ends.
 func newClient(t *testing.T, s *katatest.Server, opts ...ClientOption) *StreamingClient {
 	t.Helper()
-	opts = append([]ClientOption{WithDialOptions(s.DialOptions()...)}, opts...)
+	opts = append([]ClientOption{WithDialOptions(s.DialOptions()...), WithUploadToken(aliceUploadToken)}, opts...)
 	c, err := NewStreamingClient(katatest.Target, opts...)
 	require.NoError(t, err, "NewStreamingClient()")
 	t.Cleanup(func() { c.Close() })

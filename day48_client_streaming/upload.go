@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding"
@@ -40,7 +41,13 @@ type Config struct {
 	// ResumeTTL is how long a paused upload can be resumed, and how long a
 	// completed upload id is remembered. Default 1 hour.
 	ResumeTTL time.Duration
-	// MaxPendingUploads bounds the uploads receiving or paused at once.
+	// MaxPendingPerUser bounds the uploads one user has receiving or
+	// paused at once. A new upload past it evicts that user's oldest
+	// paused upload (its upload id is then unknown); when none is paused,
+	// it is refused. Default 16.
+	MaxPendingPerUser int
+	// MaxPendingUploads bounds the uploads receiving or paused at once,
+	// over all users.
 	// Default 1000.
 	MaxPendingUploads int
 	// Now is the clock. Default time.Now.
@@ -83,6 +90,9 @@ func (c Config) withDefaults() Config {
 	if c.ResumeTTL == 0 {
 		c.ResumeTTL = defaultResumeTTL
 	}
+	if c.MaxPendingPerUser == 0 {
+		c.MaxPendingPerUser = 16
+	}
 	if c.MaxPendingUploads == 0 {
 		c.MaxPendingUploads = defaultMaxPendingUploads
 	}
@@ -123,6 +133,7 @@ func NewFileUploadServer(cfg Config) (*FileUploadServer, error) {
 			storeDir:    cfg.UploadDir,
 			ttl:         cfg.ResumeTTL,
 			maxPending:  cfg.MaxPendingUploads,
+			maxPerUser:  cfg.MaxPendingPerUser,
 			now:         cfg.Now,
 			wrap:        cfg.WrapPartial,
 			uploads:     make(map[string]*upload),
@@ -161,11 +172,12 @@ type stagingArea struct {
 	storeDir    string
 	ttl         time.Duration
 	maxPending  int
+	maxPerUser  int
 	now         func() time.Time
 	wrap        func(*os.File) PartialFile
 
 	mu      sync.Mutex
-	uploads map[string]*upload    // by upload id; one-shot uploads by a random key
+	uploads map[string]*upload    // by "<owner>/<upload id>"; one-shot uploads by a random key
 	stored  map[string]StoredFile // by file id
 }
 
@@ -174,6 +186,7 @@ type stagingArea struct {
 type upload struct {
 	staging   *stagingArea
 	key       string
+	owner     string // the user who began it; only they can see or resume it
 	id        string // the client's upload_id; empty for a one-shot upload
 	fileName  string
 	totalSize int64
@@ -189,20 +202,30 @@ type upload struct {
 	touched   time.Time
 }
 
-// begin starts a new upload, or resumes the paused upload with this
-// upload id. The name and size must be those the upload began with.
-func (a *stagingArea) begin(uploadID, fileName string, totalSize int64) (*upload, error) {
+// begin starts a new upload for the caller in ctx, or resumes the
+// caller's paused upload with this upload id. The name and size must be
+// those the upload began with. Upload ids are the caller's own: another
+// user's upload with the same id is neither seen nor touched.
+func (a *stagingArea) begin(ctx context.Context, uploadID, fileName string, totalSize int64) (*upload, error) {
+	caller, ok := identityFrom(ctx)
+	if !ok {
+		return nil, status.Error(codes.Unauthenticated, "no authenticated caller: an upload belongs to the user of its bearer token")
+	}
 	if uploadID != "" && !uploadIDPattern.MatchString(uploadID) {
 		return nil, status.Errorf(codes.InvalidArgument, "upload_id %q is invalid: want 1 to 64 letters, digits, '-' or '_'", uploadID)
 	}
+	owner := caller.User
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.sweepLocked()
 
-	if u, ok := a.uploads[uploadID]; ok && uploadID != "" {
+	if u, ok := a.uploads[owner+"/"+uploadID]; ok && uploadID != "" {
 		return a.resumeLocked(u, fileName, totalSize)
 	}
-	if len(a.uploads) >= a.maxPending {
+	if a.unfinishedLocked(owner) >= a.maxPerUser && !a.evictOldestPausedLocked(owner) {
+		return nil, status.Errorf(codes.ResourceExhausted, "user %q has %d uploads receiving at once: limit %d (MaxPendingPerUser)", owner, a.maxPerUser, a.maxPerUser)
+	}
+	if a.unfinishedLocked("") >= a.maxPending {
 		return nil, status.Errorf(codes.ResourceExhausted, "too many unfinished uploads: limit %d (MaxPendingUploads)", a.maxPending)
 	}
 	f, err := os.CreateTemp(a.incomingDir, "upload-*.part") // mode 0600
@@ -211,7 +234,8 @@ func (a *stagingArea) begin(uploadID, fileName string, totalSize int64) (*upload
 	}
 	u := &upload{
 		staging:   a,
-		key:       uploadID,
+		key:       owner + "/" + uploadID,
+		owner:     owner,
 		id:        uploadID,
 		fileName:  fileName,
 		totalSize: totalSize,
@@ -220,8 +244,8 @@ func (a *stagingArea) begin(uploadID, fileName string, totalSize int64) (*upload
 		state:     pb.UploadState_UPLOAD_STATE_RECEIVING,
 		touched:   a.now(),
 	}
-	if u.key == "" {
-		u.key = "one-shot-" + randomHex(16)
+	if uploadID == "" {
+		u.key = owner + "/one-shot-" + randomHex(16)
 	}
 	a.uploads[u.key] = u
 	return u, nil
@@ -349,12 +373,16 @@ func (u *upload) discard() {
 }
 
 // uploadStatus reports a resumable upload by its upload id.
-func (a *stagingArea) uploadStatus(uploadID string) (*pb.GetUploadStatusResponse, bool) {
+func (a *stagingArea) uploadStatus(ctx context.Context, uploadID string) (*pb.GetUploadStatusResponse, bool) {
+	caller, ok := identityFrom(ctx)
+	if !ok || uploadID == "" {
+		return nil, false
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.sweepLocked()
-	u, ok := a.uploads[uploadID]
-	if !ok || uploadID == "" {
+	u, ok := a.uploads[caller.User+"/"+uploadID]
+	if !ok {
 		return nil, false
 	}
 	return &pb.GetUploadStatusResponse{
@@ -365,6 +393,38 @@ func (a *stagingArea) uploadStatus(uploadID string) (*pb.GetUploadStatusResponse
 		State:           u.state,
 		FileId:          u.fileID,
 	}, true
+}
+
+// unfinishedLocked counts the uploads receiving or paused, of owner, or of
+// everybody when owner is "". Completed uploads, remembered only so that a
+// lost result can be found again, count toward no quota.
+func (a *stagingArea) unfinishedLocked(owner string) int {
+	n := 0
+	for _, u := range a.uploads {
+		if u.state != pb.UploadState_UPLOAD_STATE_COMPLETED && (owner == "" || u.owner == owner) {
+			n++
+		}
+	}
+	return n
+}
+
+// evictOldestPausedLocked discards owner's paused upload that was touched
+// longest ago, and reports whether there was one.
+func (a *stagingArea) evictOldestPausedLocked(owner string) bool {
+	var oldest *upload
+	for _, u := range a.uploads {
+		if u.owner == owner && u.state == pb.UploadState_UPLOAD_STATE_PAUSED && (oldest == nil || u.touched.Before(oldest.touched)) {
+			oldest = u
+		}
+	}
+	if oldest == nil {
+		return false
+	}
+	if err := os.Remove(oldest.file.Name()); err != nil && !os.IsNotExist(err) {
+		slog.Error("removing an evicted partial file", "upload_id", oldest.id, "err", err)
+	}
+	delete(a.uploads, oldest.key)
+	return true
 }
 
 // sweepLocked forgets paused and completed uploads older than the TTL and

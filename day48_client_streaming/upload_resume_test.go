@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -85,10 +87,13 @@ func TestUploadResume(t *testing.T) {
 
 		// The same service on a new server (a restarted process keeping
 		// its upload folder) continues from the committed offset.
-		restarted := katatest.Start(t, func(g *grpc.Server) { pb.RegisterFileUploadServiceServer(g, env.srv) })
+		restarted := katatest.Start(t, func(g *grpc.Server) { pb.RegisterFileUploadServiceServer(g, env.srv) }, env.auth())
+		conn, err := grpc.NewClient(katatest.Target, append(restarted.DialOptions(), uploadAuth(aliceUploadToken)...)...)
+		require.NoError(t, err)
+		t.Cleanup(func() { conn.Close() })
 		rest := chunks[3:]
 		rest[0].FileName, rest[0].TotalSize, rest[0].UploadId = "resume.txt", int64(len(data)), id
-		res, err := sendChunks(katatest.Context(t), pb.NewFileUploadServiceClient(restarted.Conn), rest...)
+		res, err := sendChunks(katatest.Context(t), pb.NewFileUploadServiceClient(conn), rest...)
 		katatest.WantCode(t, err, codes.OK, "UploadFile(upload_id=%q) resumed after the restart", id)
 		checkStored(t, env, res, "resume.txt", data)
 	})
@@ -159,6 +164,73 @@ func TestUploadResume(t *testing.T) {
 			_, err = env.client.GetUploadStatus(ctx, &pb.GetUploadStatusRequest{UploadId: bad})
 			katatest.WantCode(t, err, codes.InvalidArgument, "GetUploadStatus(%q)", bad)
 		}
+	})
+
+	t.Run("Upload_ids_belong_to_their_owner", func(t *testing.T) {
+		env := breakMidway(t, Config{}) // alice's upload, paused after 3 chunks
+		ctx := katatest.Context(t)
+		bob := env.uploadClient(t, bobUploadToken)
+		_, err := bob.GetUploadStatus(ctx, &pb.GetUploadStatusRequest{UploadId: id})
+		katatest.WantCode(t, err, codes.NotFound, "GetUploadStatus(%q) by bob, of alice's upload", id)
+		bobData := []byte("bob's own file under the same id")
+		res, err := sendChunks(ctx, bob, chunksOf("bob.txt", id, bobData, testChunk)...)
+		katatest.WantCode(t, err, codes.OK, "UploadFile(upload_id=%q) by bob: his own upload, from offset 0", id)
+		assert.EqualValues(t, len(bobData), res.GetTotalSize(), "bob's stored size")
+		st, err := env.client.GetUploadStatus(ctx, &pb.GetUploadStatusRequest{UploadId: id})
+		katatest.WantCode(t, err, codes.OK, "GetUploadStatus(%q) by alice after bob's upload", id)
+		assert.EqualValues(t, 3*testChunk, st.GetCommittedOffset(), "alice's committed offset, untouched by bob")
+		assert.Equal(t, pb.UploadState_UPLOAD_STATE_PAUSED, st.GetState(), "alice's upload state")
+	})
+
+	t.Run("Paused_uploads_are_bounded_per_user_oldest_evicted", func(t *testing.T) {
+		b := &streamBreaker{afterChunks: 1, breakFirst: 3}
+		env := startUploadServer(t, Config{MaxPendingPerUser: 2}, katatest.WithStreamInterceptor(b.intercept))
+		ctx := katatest.Context(t)
+		for i := range 3 {
+			upload := fmt.Sprint("paused-", i)
+			_, err := sendChunks(ctx, env.client, chunksOf("paused.txt", upload, data, testChunk)...)
+			katatest.WantCode(t, err, codes.Unavailable, "UploadFile(%s) through a connection that drops", upload)
+			env.WaitIdle(t)
+			env.clock.Advance(time.Second) // each paused later than the one before
+		}
+		_, err := env.client.GetUploadStatus(ctx, &pb.GetUploadStatusRequest{UploadId: "paused-0"})
+		katatest.WantCode(t, err, codes.NotFound, "GetUploadStatus(paused-0), alice's oldest paused upload when her third began with MaxPendingPerUser=2")
+		for _, upload := range []string{"paused-1", "paused-2"} {
+			st, err := env.client.GetUploadStatus(ctx, &pb.GetUploadStatusRequest{UploadId: upload})
+			katatest.WantCode(t, err, codes.OK, "GetUploadStatus(%s)", upload)
+			assert.Equal(t, pb.UploadState_UPLOAD_STATE_PAUSED, st.GetState(), "state of %s", upload)
+		}
+		assert.Len(t, env.partialFiles(t), 2, "partial files, want the evicted upload's removed")
+		res, err := sendChunks(ctx, env.uploadClient(t, bobUploadToken), chunksOf("bob.txt", "", []byte("b"), testChunk)...)
+		katatest.WantCode(t, err, codes.OK, "UploadFile() by bob while alice is at her limit")
+		assert.EqualValues(t, 1, res.GetTotalSize(), "bob's stored size")
+	})
+
+	t.Run("Refuses_a_user_whose_uploads_are_all_receiving", func(t *testing.T) {
+		env := startUploadServer(t, Config{MaxPendingPerUser: 1})
+		ctx, cancel := context.WithCancel(katatest.Context(t))
+		defer cancel()
+		stream, err := env.client.UploadFile(ctx)
+		katatest.WantCode(t, err, codes.OK, "UploadFile()")
+		sendOrFail(t, stream, chunksOf("slow.txt", "receiving-1", data, testChunk)[0], "UploadFile(receiving-1) first chunk")
+		waitForState(t, env, "receiving-1", pb.UploadState_UPLOAD_STATE_RECEIVING)
+		_, err = sendChunks(katatest.Context(t), env.client, chunksOf("two.txt", "", []byte("2"), testChunk)...)
+		katatest.WantCode(t, err, codes.ResourceExhausted, "UploadFile() by alice with MaxPendingPerUser=1 receiving")
+		katatest.WantMessage(t, err, "UploadFile() at the limit")("MaxPendingPerUser")
+		cancel()
+		env.WaitIdle(t)
+	})
+
+	t.Run("Rejects_a_missing_token", func(t *testing.T) {
+		env := startUploadServer(t, Config{})
+		ctx := katatest.Context(t)
+		_, err := sendChunks(ctx, env.uploadClient(t, ""), chunksOf("anonymous.txt", "", []byte("a"), testChunk)...)
+		katatest.WantCode(t, err, codes.Unauthenticated, "UploadFile() without a token")
+		_, err = env.uploadClient(t, "").GetUploadStatus(ctx, &pb.GetUploadStatusRequest{UploadId: id})
+		katatest.WantCode(t, err, codes.Unauthenticated, "GetUploadStatus() without a token")
+		res, err := sendChunks(ctx, env.client, chunksOf("anonymous.txt", "", []byte("a"), testChunk)...)
+		katatest.WantCode(t, err, codes.OK, "UploadFile(the same file with alice's token)")
+		assert.EqualValues(t, 1, res.GetTotalSize(), "stored size")
 	})
 
 	t.Run("Bounds_unfinished_uploads", func(t *testing.T) {

@@ -67,7 +67,7 @@ func (s *FileUploadServer) UploadFile(stream pb.FileUploadService_UploadFileServ
 	if err := s.checkFirstChunk(first); err != nil {
 		return err
 	}
-	up, err := s.staging.begin(first.GetUploadId(), first.GetFileName(), first.GetTotalSize())
+	up, err := s.staging.begin(stream.Context(), first.GetUploadId(), first.GetFileName(), first.GetTotalSize())
 	if err != nil {
 		return err
 	}
@@ -177,7 +177,7 @@ func (s *FileUploadServer) GetUploadStatus(ctx context.Context, req *pb.GetUploa
 	if !uploadIDPattern.MatchString(id) {
 		return nil, status.Errorf(codes.InvalidArgument, "upload_id %q is invalid: want 1 to 64 letters, digits, '-' or '_'", id)
 	}
-	resp, ok := s.staging.uploadStatus(id)
+	resp, ok := s.staging.uploadStatus(ctx, id)
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "no upload with upload_id %q (it never started, or expired after %v)", id, s.cfg.ResumeTTL)
 	}

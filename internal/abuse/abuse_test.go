@@ -91,6 +91,53 @@ func TestDay48(t *testing.T) {
 		report(t, "refused (16 KiB header limit)", fmt.Sprintf("refused: %v", status.Code(err)), "nothing: the same connection serves the next call")
 	})
 
+	t.Run("Abandoned_uploads_of_one_user_block_nobody_else", func(t *testing.T) {
+		conn := dial(t, "ABUSE_ADDR_48")
+		client := pb.NewFileUploadServiceClient(conn)
+		ctx := attackContext(t)
+		// alice starts 40 resumable uploads and abandons each after its
+		// first chunk; every one stays paused for the resume window.
+		run := time.Now().UnixNano() % 1000000
+		for i := range 40 {
+			upCtx, cancel := context.WithCancel(withToken(ctx, "alice-demo-token"))
+			stream, err := client.UploadFile(upCtx)
+			require.NoError(t, err)
+			require.NoError(t, stream.Send(&pb.FileChunk{FileName: "junk.txt", UploadId: fmt.Sprint("junk-", run, "-", i), TotalSize: 1 << 20, Data: []byte("x")}))
+			// Wait until the server holds its byte, abandon it, and wait
+			// until the server has paused it.
+			waitState := func(want pb.UploadState) {
+				for {
+					require.NoError(t, ctx.Err(), "upload %d never reached %v", i, want)
+					st, err := client.GetUploadStatus(withToken(ctx, "alice-demo-token"), &pb.GetUploadStatusRequest{UploadId: fmt.Sprint("junk-", run, "-", i)})
+					if err == nil && st.GetCommittedOffset() == 1 && st.GetState() == want {
+						return
+					}
+				}
+			}
+			waitState(pb.UploadState_UPLOAD_STATE_RECEIVING)
+			cancel()
+			waitState(pb.UploadState_UPLOAD_STATE_PAUSED)
+		}
+		_, err := pb.NewFileUploadServiceClient(conn).GetUploadStatus(ctx, &pb.GetUploadStatusRequest{UploadId: "junk-0"})
+		require.Equal(t, codes.Unauthenticated, status.Code(err), "GetUploadStatus without a token")
+		// root, another user, uploads as usual.
+		stream, err := client.UploadFile(withToken(ctx, "root-demo-token"))
+		require.NoError(t, err)
+		require.NoError(t, stream.Send(&pb.FileChunk{FileName: "fine.txt", TotalSize: 2, Data: []byte("ok"), IsLastChunk: true}))
+		res, err := stream.CloseAndRecv()
+		require.NoError(t, err, "root's upload after alice abandoned 40")
+		// alice's own next upload evicts her oldest paused one.
+		stream, err = client.UploadFile(withToken(ctx, "alice-demo-token"))
+		require.NoError(t, err)
+		require.NoError(t, stream.Send(&pb.FileChunk{FileName: "mine.txt", TotalSize: 2, Data: []byte("ok"), IsLastChunk: true}))
+		_, err = stream.CloseAndRecv()
+		require.NoError(t, err, "alice's own upload at her limit")
+		_, err = client.GetUploadStatus(withToken(ctx, "alice-demo-token"), &pb.GetUploadStatusRequest{UploadId: fmt.Sprint("junk-", run, "-0")})
+		require.Equal(t, codes.NotFound, status.Code(err), "alice's oldest abandoned upload, evicted by her later ones")
+		report(t, "another user's upload succeeds; the attacker's oldest paused uploads are evicted (16 per user)", fmt.Sprintf("root stored %s; alice's first abandoned upload NotFound", res.GetFileName()), "at most 16 paused partial files of the attacker's, until the resume window ends")
+		healthy(t, conn)
+	})
+
 	t.Run("Parallel_batch_streams_share_one_pace", func(t *testing.T) {
 		conn := dial(t, "ABUSE_ADDR_48")
 		client := pb.NewBatchServiceClient(conn)

@@ -82,6 +82,22 @@ func StreamInterceptor(tokens *TokenStore, now func() time.Time, methodPrefixes 
 	}
 }
 
+// UnaryInterceptor is StreamInterceptor for unary calls: a guarded call
+// without a valid token gets Unauthenticated before its handler runs, and
+// its handler's context carries the caller's Identity.
+func UnaryInterceptor(tokens *TokenStore, now func() time.Time, methodPrefixes ...string) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if !slices.ContainsFunc(methodPrefixes, func(p string) bool { return strings.HasPrefix(info.FullMethod, p) }) {
+			return handler(ctx, req)
+		}
+		id, err := authenticate(ctx, tokens, now)
+		if err != nil {
+			return nil, err
+		}
+		return handler(context.WithValue(ctx, identityKey{}, id), req)
+	}
+}
+
 // authenticate finds the caller of the stream whose context is ctx. Its
 // errors never contain the token: they end up in logs and on the client.
 func authenticate(ctx context.Context, tokens *TokenStore, now func() time.Time) (Identity, error) {
