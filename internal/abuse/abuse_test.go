@@ -21,13 +21,13 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/katatest"
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/serving"
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
 	"github.com/stretchr/testify/assert"
@@ -217,7 +217,7 @@ func TestDay48(t *testing.T) {
 		conn := dial(t, "ABUSE_ADDR_48")
 		ctx := attackContext(t)
 		// A SearchLogsRequest whose application (field 2) is the byte 0xff.
-		bad := conn.Invoke(ctx, "/streaming.v1.DataCollectionService/SearchLogs", &rawMessage{b: []byte{0x12, 0x01, 0xff}}, &rawMessage{}, grpc.ForceCodecV2(rawCodec{}))
+		bad := conn.Invoke(ctx, "/streaming.v1.DataCollectionService/SearchLogs", &katatest.RawMessage{B: []byte{0x12, 0x01, 0xff}}, &katatest.RawMessage{}, grpc.ForceCodecV2(katatest.RawCodec{}))
 		require.Equal(t, codes.InvalidArgument, status.Code(bad), "SearchLogs(application = 0xff) = %v", bad)
 		assert.Contains(t, status.Convert(bad).Message(), "application", "the error names the field")
 		_, err := pb.NewDataCollectionServiceClient(conn).SearchLogs(ctx, &pb.SearchLogsRequest{Application: "café"})
@@ -292,7 +292,7 @@ func TestDay49(t *testing.T) {
 		conn := dial(t, "ABUSE_ADDR_49")
 		ctx := attackContext(t)
 		room := fmt.Sprint("utf8-", time.Now().UnixNano()%1000000)
-		stream, err := conn.NewStream(withToken(ctx, "carol-demo-token"), &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, "/streaming.v1.ChatService/Chat", grpc.ForceCodecV2(rawCodec{}))
+		stream, err := conn.NewStream(withToken(ctx, "carol-demo-token"), &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, "/streaming.v1.ChatService/Chat", grpc.ForceCodecV2(katatest.RawCodec{}))
 		require.NoError(t, err)
 		send := func(m *pb.ChatMessage, rawContent string) {
 			b, err := proto.Marshal(m)
@@ -300,13 +300,13 @@ func TestDay49(t *testing.T) {
 			if rawContent != "" {
 				b = protowire.AppendString(protowire.AppendTag(b, 5, protowire.BytesType), rawContent)
 			}
-			require.NoError(t, stream.SendMsg(&rawMessage{b: b}))
+			require.NoError(t, stream.SendMsg(&katatest.RawMessage{B: b}))
 		}
 		recv := func() *pb.ChatMessage {
-			var raw rawMessage
+			var raw katatest.RawMessage
 			require.NoError(t, stream.RecvMsg(&raw), "the chat stream after a message that is not UTF-8")
 			var m pb.ChatMessage
-			require.NoError(t, proto.Unmarshal(raw.b, &m))
+			require.NoError(t, proto.Unmarshal(raw.B, &m))
 			return &m
 		}
 		send(&pb.ChatMessage{Type: pb.MessageType_MESSAGE_TYPE_JOIN_ROOM, RoomId: room}, "")
@@ -394,20 +394,3 @@ func waitFor(t *testing.T, s pb.ChatService_ChatClient, done func(*pb.ChatMessag
 		}
 	}
 }
-
-// rawCodec sends a message's bytes as they are, so that a test can send
-// what a proto encoder refuses to make: a string that is not UTF-8.
-type rawCodec struct{}
-
-type rawMessage struct{ b []byte }
-
-func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
-	return mem.BufferSlice{mem.SliceBuffer(v.(*rawMessage).b)}, nil
-}
-
-func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	v.(*rawMessage).b = data.Materialize()
-	return nil
-}
-
-func (rawCodec) Name() string { return "proto" }

@@ -8,7 +8,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -16,30 +15,13 @@ import (
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
 )
 
-// rawCodec sends a message's bytes as they are, so a test can send what a
-// proto encoder would refuse to make.
-type rawCodec struct{}
-
-type rawMessage struct{ b []byte }
-
-func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
-	return mem.BufferSlice{mem.SliceBuffer(v.(*rawMessage).b)}, nil
-}
-
-func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	v.(*rawMessage).b = data.Materialize()
-	return nil
-}
-
-func (rawCodec) Name() string { return "proto" }
-
 func TestInvalidUTF8(t *testing.T) {
 	// A HealthCheckRequest whose service (field 1) is the byte 0xff.
-	badRequest := &rawMessage{b: []byte{0x0a, 0x01, 0xff}}
+	badRequest := &katatest.RawMessage{B: []byte{0x0a, 0x01, 0xff}}
 
 	t.Run("Unary_request_is_InvalidArgument_naming_the_field", func(t *testing.T) {
 		_, _, conn := start(t, nil, ServerOptions(Limits{})...)
-		err := conn.Invoke(katatest.Context(t), "/grpc.health.v1.Health/Check", badRequest, &rawMessage{}, grpc.ForceCodecV2(rawCodec{}))
+		err := conn.Invoke(katatest.Context(t), "/grpc.health.v1.Health/Check", badRequest, &katatest.RawMessage{}, grpc.ForceCodecV2(katatest.RawCodec{}))
 		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "service") {
 			t.Fatalf("Check(service = 0xff) = %v, want InvalidArgument naming the field service", err)
 		}
@@ -64,25 +46,25 @@ func TestInvalidUTF8(t *testing.T) {
 			}
 		}
 		_, _, conn := start(t, echo, ServerOptions(Limits{})...)
-		stream, err := conn.NewStream(katatest.Context(t), &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, "/streaming.v1.ChatService/Chat", grpc.ForceCodecV2(rawCodec{}))
+		stream, err := conn.NewStream(katatest.Context(t), &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, "/streaming.v1.ChatService/Chat", grpc.ForceCodecV2(katatest.RawCodec{}))
 		if err != nil {
 			t.Fatal(err)
 		}
 		// ChatMessage content is field 5: first invalid, then "ok".
 		for _, b := range [][]byte{{0x2a, 0x02, 'h', 0xff}, {0x2a, 0x02, 'o', 'k'}} {
-			if err := stream.SendMsg(&rawMessage{b: b}); err != nil {
+			if err := stream.SendMsg(&katatest.RawMessage{B: b}); err != nil {
 				t.Fatal(err)
 			}
 		}
 		stream.CloseSend()
 		var got []string
 		for {
-			var reply rawMessage
+			var reply katatest.RawMessage
 			if err := stream.RecvMsg(&reply); err != nil {
 				break
 			}
 			var m pb.ChatMessage
-			if err := proto.Unmarshal(reply.b, &m); err != nil {
+			if err := proto.Unmarshal(reply.B, &m); err != nil {
 				t.Fatal(err)
 			}
 			got = append(got, m.GetType().String()+" "+m.GetContent())
