@@ -48,6 +48,7 @@ var commands = []command{
 	{name: "stubs", args: "[DAY]", summary: "check that the untouched stubs compile and every test fails", takesDay: true, run: cmdStubs},
 	{name: "antipatterns", args: "[DAY] [-only NAME]", summary: "check that each known mistake is caught by its named tests", takesDay: true, valueFlags: []string{"only"}, run: cmdAntipatterns},
 	{name: "mutants", args: "[DAY] [-sample N] [-list] [-only N [-v]]", summary: "run the tests against systematic mutants of the reference; fails below 90% killed", takesDay: true, boolFlags: []string{"list", "v"}, valueFlags: []string{"sample", "only"}, run: cmdMutants},
+	{name: "tables", args: "[DAY]", summary: "write each README's common-mistakes table from antipatterns.json", takesDay: true, run: cmdTables},
 	{name: "demo", args: "[DAY] [-check] [-- demo args]", summary: "run the reference demo (-check: bounded run of reference and stub demos)", takesDay: true, boolFlags: []string{"check"}, takesExtra: true, run: cmdDemo},
 	{name: "grpcurl", args: "[DAY] [-build]", summary: "run the READMEs' grpcurl commands on the reference server (-build: only build .bin/grpcurl)", takesDay: true, boolFlags: []string{"build"}, run: cmdGrpcurl},
 	{name: "abuse", args: "[DAY]", summary: "attack each day's reference server over TCP (127.0.0.1); RELIABILITY.md holds the table", takesDay: true, run: cmdAbuse},

@@ -1,83 +1,100 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
-	"slices"
 	"strings"
 )
 
 // mistakesHeading opens the section of a lesson README whose table names,
-// for each common mistake, the tests that catch it.
+// for each common mistake, what a learner sees and the tests that catch
+// it.
 const mistakesHeading = "## Common mistakes"
 
-// codeSpan matches one `code span` of a Markdown line.
-var codeSpan = regexp.MustCompile("`([^`]+)`")
+// The table is generated from antipatterns.json, the one source of the
+// planted mistakes: its mistake, its symptom (the start of the first
+// failure the check proves the learner sees) and its caught_by tests.
+// `go run ./internal/kata tables` writes it; the antipattern check fails
+// when the README's table is not what it would write.
 
-// mistakeTableTests returns the test names in the last column of the
-// README's common-mistakes table, in order, without repeats.
-func mistakeTableTests(readme string) ([]string, error) {
-	_, section, ok := strings.Cut(readme, "\n"+mistakesHeading)
-	if !ok {
-		return nil, fmt.Errorf("no %q section", mistakesHeading)
-	}
-	if next := strings.Index(section, "\n## "); next >= 0 {
-		section = section[:next]
-	}
-	var tests []string
-	rows := 0
-	for _, line := range strings.Split(section, "\n") {
-		line = strings.TrimSpace(line)
-		if !strings.HasPrefix(line, "|") || strings.HasPrefix(line, "|---") {
-			continue
+// renderMistakeTable renders the common-mistakes table of list.
+func renderMistakeTable(list []antipattern) string {
+	var b strings.Builder
+	b.WriteString("| mistake | what you see | caught by |\n|---|---|---|\n")
+	for _, ap := range list {
+		var tests []string
+		for _, name := range ap.CaughtBy {
+			tests = append(tests, "`"+name+"`")
 		}
-		cells := strings.Split(strings.Trim(line, "|"), "|")
-		last := cells[len(cells)-1]
-		rows++
-		for _, m := range codeSpan.FindAllStringSubmatch(last, -1) {
-			if strings.HasPrefix(m[1], "Test") || strings.HasPrefix(m[1], "Fuzz") {
-				if !slices.Contains(tests, m[1]) {
-					tests = append(tests, m[1])
-				}
-			}
-		}
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", tableCell(ap.Mistake), codeCell(ap.Symptom), strings.Join(tests, ", "))
 	}
-	if rows == 0 {
-		return nil, fmt.Errorf("the %q section holds no table", mistakesHeading)
-	}
-	return tests, nil
+	return b.String()
 }
 
-// checkMistakeTable compares the README's table with the planted
-// mistakes: every test a mistake names as catching it is in the table,
-// and the table names no test that no planted mistake proves.
+// tableCell escapes text for a Markdown table cell.
+func tableCell(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
+
+// codeCell renders s as code in a table cell, with a fence of backticks
+// longer than any run inside it.
+func codeCell(s string) string {
+	fence := "`"
+	for strings.Contains(s, fence) {
+		fence += "`"
+	}
+	pad := ""
+	if strings.HasPrefix(s, "`") || strings.HasSuffix(s, "`") {
+		pad = " "
+	}
+	return fence + pad + tableCell(s) + pad + fence
+}
+
+// mistakeTableSpan finds the table of the common-mistakes section: the
+// byte offsets of its first line and of the end of its last.
+func mistakeTableSpan(readme string) (start, end int, err error) {
+	heading := strings.Index(readme, "\n"+mistakesHeading)
+	if heading < 0 {
+		return 0, 0, fmt.Errorf("no %q section", mistakesHeading)
+	}
+	sectionEnd := len(readme)
+	if next := strings.Index(readme[heading+1:], "\n## "); next >= 0 {
+		sectionEnd = heading + 1 + next + 1
+	}
+	start = -1
+	for pos := heading + 1; pos < sectionEnd; {
+		lineEnd := strings.IndexByte(readme[pos:sectionEnd], '\n')
+		if lineEnd < 0 {
+			lineEnd = sectionEnd - pos
+		} else {
+			lineEnd++
+		}
+		isRow := strings.HasPrefix(readme[pos:], "|")
+		switch {
+		case isRow && start < 0:
+			start = pos
+		case !isRow && start >= 0:
+			return start, pos, nil
+		}
+		pos += lineEnd
+	}
+	if start < 0 {
+		return 0, 0, fmt.Errorf("the %q section holds no table", mistakesHeading)
+	}
+	return start, sectionEnd, nil
+}
+
+// checkMistakeTable reports whether the README's common-mistakes table is
+// the one antipatterns.json makes.
 func checkMistakeTable(readme string, list []antipattern) []string {
-	inTable, err := mistakeTableTests(readme)
+	start, end, err := mistakeTableSpan(readme)
 	if err != nil {
 		return []string{err.Error()}
 	}
-	var proven []string
-	for _, ap := range list {
-		for _, name := range ap.CaughtBy {
-			if !slices.Contains(proven, name) {
-				proven = append(proven, name)
-			}
-		}
+	if readme[start:end] != renderMistakeTable(list) {
+		return []string{"the README's common-mistakes table is not the one antipatterns.json makes: run `go run ./internal/kata tables` to write it"}
 	}
-	var problems []string
-	for _, name := range proven {
-		if !slices.Contains(inTable, name) {
-			problems = append(problems, fmt.Sprintf("%s catches a planted mistake (antipatterns.json) but is missing from the README's common-mistakes table", name))
-		}
-	}
-	for _, name := range inTable {
-		if !slices.Contains(proven, name) {
-			problems = append(problems, fmt.Sprintf("the README's common-mistakes table names %s, which no planted mistake in antipatterns.json proves", name))
-		}
-	}
-	return problems
+	return nil
 }
 
 // checkDayMistakeTable reads a day's README and runs checkMistakeTable.
@@ -87,4 +104,39 @@ func checkDayMistakeTable(d day, list []antipattern) []string {
 		return []string{err.Error()}
 	}
 	return checkMistakeTable(string(readme), list)
+}
+
+// cmdTables writes each day's common-mistakes table from its
+// antipatterns.json.
+func cmdTables(ctx context.Context, r *repo, inv invocation) error {
+	days, err := r.days(inv.day)
+	if err != nil || len(days) == 0 {
+		return noDays(err)
+	}
+	for _, d := range days {
+		list, err := loadAntipatterns(d)
+		if err != nil {
+			return err
+		}
+		path := filepath.Join(d.path, "README.md")
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		readme := string(data)
+		start, end, err := mistakeTableSpan(readme)
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		updated := readme[:start] + renderMistakeTable(list) + readme[end:]
+		if updated == readme {
+			fmt.Printf("%s: the common-mistakes table is up to date\n", d.dir)
+			continue
+		}
+		if err := os.WriteFile(path, []byte(updated), 0o644); err != nil {
+			return err
+		}
+		fmt.Printf("%s: wrote the common-mistakes table (%d mistakes)\n", d.dir, len(list))
+	}
+	return nil
 }

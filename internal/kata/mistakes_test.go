@@ -5,38 +5,42 @@ import (
 	"testing"
 )
 
-const readmeWithTable = "# Day\n\n" + mistakesHeading + ", and the test that catches each\n\n" +
-	"| mistake | caught by |\n|---|---|\n" +
-	"| no path check | `TestValidateFileName`, `TestFileUpload/Rejects_path_traversal` |\n" +
-	"| `SendAndClose` forgotten | `TestFileUpload/Small_file_upload` |\n\n" +
-	"## Next\n\n| not | `TestElsewhere` |\n"
+var tableList = []antipattern{
+	{Name: "a", Mistake: "no path check | at all", Symptom: "validateFileName(\"../x.txt\") = <nil>", CaughtBy: []string{"TestValidateFileName", "TestFileUpload/Rejects_path_traversal"}},
+	{Name: "b", Mistake: "`SendAndClose` forgotten", Symptom: "a `quoted` symptom", CaughtBy: []string{"TestFileUpload/Small_file_upload"}},
+}
 
-func TestMistakeTableTests(t *testing.T) {
-	got, err := mistakeTableTests(readmeWithTable)
-	want := "TestValidateFileName TestFileUpload/Rejects_path_traversal TestFileUpload/Small_file_upload"
-	if err != nil || strings.Join(got, " ") != want {
-		t.Errorf("mistakeTableTests = %q, %v; want %q (the last column of that section only)", got, err, want)
-	}
-	if _, err := mistakeTableTests("# Day\n\nno table\n"); err == nil {
-		t.Error("mistakeTableTests(no section) = nil error, want one")
+const wantTable = "| mistake | what you see | caught by |\n|---|---|---|\n" +
+	"| no path check \\| at all | `validateFileName(\"../x.txt\") = <nil>` | `TestValidateFileName`, `TestFileUpload/Rejects_path_traversal` |\n" +
+	"| `SendAndClose` forgotten | ``a `quoted` symptom`` | `TestFileUpload/Small_file_upload` |\n"
+
+func readmeWith(table string) string {
+	return "# Day\n\n" + mistakesHeading + ", and the test that catches each\n\nIntro.\n\n" + table + "\n## Next\n\n| not | `TestElsewhere` |\n"
+}
+
+func TestRenderMistakeTable(t *testing.T) {
+	if got := renderMistakeTable(tableList); got != wantTable {
+		t.Errorf("renderMistakeTable =\n%s\nwant\n%s", got, wantTable)
 	}
 }
 
 func TestCheckMistakeTable(t *testing.T) {
-	list := []antipattern{
-		{Name: "a", CaughtBy: []string{"TestValidateFileName", "TestFileUpload/Rejects_path_traversal"}},
-		{Name: "b", CaughtBy: []string{"TestFileUpload/Small_file_upload"}},
+	if problems := checkMistakeTable(readmeWith(wantTable), tableList); len(problems) != 0 {
+		t.Errorf("checkMistakeTable(the generated table) = %q, want none", problems)
 	}
-	if problems := checkMistakeTable(readmeWithTable, list); len(problems) != 0 {
-		t.Errorf("checkMistakeTable(matching) = %q, want none", problems)
+	stale := strings.Replace(wantTable, "Small_file_upload", "Empty_stream", 1)
+	if problems := checkMistakeTable(readmeWith(stale), tableList); len(problems) != 1 || !strings.Contains(problems[0], "kata tables") {
+		t.Errorf("checkMistakeTable(a stale table) = %q, want one problem that says how to write it", problems)
 	}
-	list[1].CaughtBy = []string{"TestFileUpload/Empty_stream"}
-	problems := checkMistakeTable(readmeWithTable, list)
-	want := []string{
-		"TestFileUpload/Empty_stream catches a planted mistake (antipatterns.json) but is missing from the README's common-mistakes table",
-		"the README's common-mistakes table names TestFileUpload/Small_file_upload, which no planted mistake in antipatterns.json proves",
+	if problems := checkMistakeTable("# Day\n\nno table\n", tableList); len(problems) != 1 {
+		t.Errorf("checkMistakeTable(no section) = %q, want one problem", problems)
 	}
-	if strings.Join(problems, "\n") != strings.Join(want, "\n") {
-		t.Errorf("checkMistakeTable = %q, want %q", problems, want)
+}
+
+func TestMistakeTableSpan(t *testing.T) {
+	readme := readmeWith(wantTable)
+	start, end, err := mistakeTableSpan(readme)
+	if err != nil || readme[start:end] != wantTable {
+		t.Errorf("mistakeTableSpan = %q, %v; want the table of the section and nothing of the next one", readme[start:end], err)
 	}
 }
