@@ -222,10 +222,14 @@ func (a *stagingArea) begin(ctx context.Context, uploadID, fileName string, tota
 	if u, ok := a.uploads[owner+"/"+uploadID]; ok && uploadID != "" {
 		return a.resumeLocked(u, fileName, totalSize)
 	}
-	if a.unfinishedLocked(owner) >= a.maxPerUser && !a.evictOldestPausedLocked(owner) {
-		return nil, status.Errorf(codes.ResourceExhausted, "user %q has %d uploads receiving at once: limit %d (MaxPendingPerUser)", owner, a.maxPerUser, a.maxPerUser)
+	mine, all := a.unfinishedLocked(owner)
+	if mine >= a.maxPerUser {
+		if !a.evictOldestPausedLocked(owner) {
+			return nil, status.Errorf(codes.ResourceExhausted, "user %q has %d uploads receiving at once: limit %d (MaxPendingPerUser)", owner, mine, a.maxPerUser)
+		}
+		all--
 	}
-	if a.unfinishedLocked("") >= a.maxPending {
+	if all >= a.maxPending {
 		return nil, status.Errorf(codes.ResourceExhausted, "too many unfinished uploads: limit %d (MaxPendingUploads)", a.maxPending)
 	}
 	f, err := os.CreateTemp(a.incomingDir, "upload-*.part") // mode 0600
@@ -395,17 +399,20 @@ func (a *stagingArea) uploadStatus(ctx context.Context, uploadID string) (*pb.Ge
 	}, true
 }
 
-// unfinishedLocked counts the uploads receiving or paused, of owner, or of
-// everybody when owner is "". Completed uploads, remembered only so that a
-// lost result can be found again, count toward no quota.
-func (a *stagingArea) unfinishedLocked(owner string) int {
-	n := 0
+// unfinishedLocked counts the uploads receiving or paused: owner's, and
+// everybody's. Completed uploads, remembered only so that a lost result
+// can be found again, count toward no quota.
+func (a *stagingArea) unfinishedLocked(owner string) (mine, all int) {
 	for _, u := range a.uploads {
-		if u.state != pb.UploadState_UPLOAD_STATE_COMPLETED && (owner == "" || u.owner == owner) {
-			n++
+		if u.state == pb.UploadState_UPLOAD_STATE_COMPLETED {
+			continue
+		}
+		all++
+		if u.owner == owner {
+			mine++
 		}
 	}
-	return n
+	return mine, all
 }
 
 // evictOldestPausedLocked discards owner's paused upload that was touched
@@ -420,27 +427,29 @@ func (a *stagingArea) evictOldestPausedLocked(owner string) bool {
 	if oldest == nil {
 		return false
 	}
-	if err := os.Remove(oldest.file.Name()); err != nil && !os.IsNotExist(err) {
-		slog.Error("removing an evicted partial file", "upload_id", oldest.id, "err", err)
-	}
-	delete(a.uploads, oldest.key)
+	a.forgetLocked(oldest)
 	return true
+}
+
+// forgetLocked forgets a paused or completed upload, removing a paused
+// one's partial file.
+func (a *stagingArea) forgetLocked(u *upload) {
+	if u.state == pb.UploadState_UPLOAD_STATE_PAUSED {
+		if err := os.Remove(u.file.Name()); err != nil && !os.IsNotExist(err) {
+			slog.Error("removing a partial file", "upload_id", u.id, "err", err)
+		}
+	}
+	delete(a.uploads, u.key)
 }
 
 // sweepLocked forgets paused and completed uploads older than the TTL and
 // removes their partial files. Receiving uploads are never swept.
 func (a *stagingArea) sweepLocked() {
 	cutoff := a.now().Add(-a.ttl)
-	for key, u := range a.uploads {
-		if u.state == pb.UploadState_UPLOAD_STATE_RECEIVING || !u.touched.Before(cutoff) {
-			continue
+	for _, u := range a.uploads {
+		if u.state != pb.UploadState_UPLOAD_STATE_RECEIVING && u.touched.Before(cutoff) {
+			a.forgetLocked(u)
 		}
-		if u.state == pb.UploadState_UPLOAD_STATE_PAUSED {
-			if err := os.Remove(u.file.Name()); err != nil && !os.IsNotExist(err) {
-				slog.Error("removing expired partial file", "upload_id", u.id, "err", err)
-			}
-		}
-		delete(a.uploads, key)
 	}
 }
 

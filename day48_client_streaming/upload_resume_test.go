@@ -224,9 +224,10 @@ func TestUploadResume(t *testing.T) {
 	t.Run("Rejects_a_missing_token", func(t *testing.T) {
 		env := startUploadServer(t, Config{})
 		ctx := katatest.Context(t)
-		_, err := sendChunks(ctx, env.uploadClient(t, ""), chunksOf("anonymous.txt", "", []byte("a"), testChunk)...)
+		anonymous := env.uploadClient(t, "")
+		_, err := sendChunks(ctx, anonymous, chunksOf("anonymous.txt", "", []byte("a"), testChunk)...)
 		katatest.WantCode(t, err, codes.Unauthenticated, "UploadFile() without a token")
-		_, err = env.uploadClient(t, "").GetUploadStatus(ctx, &pb.GetUploadStatusRequest{UploadId: id})
+		_, err = anonymous.GetUploadStatus(ctx, &pb.GetUploadStatusRequest{UploadId: id})
 		katatest.WantCode(t, err, codes.Unauthenticated, "GetUploadStatus() without a token")
 		res, err := sendChunks(ctx, env.client, chunksOf("anonymous.txt", "", []byte("a"), testChunk)...)
 		katatest.WantCode(t, err, codes.OK, "UploadFile(the same file with alice's token)")

@@ -44,11 +44,6 @@ type GameConfig struct {
 	TickInterval time.Duration
 	// Now is the rate limiter's clock. Default time.Now.
 	Now func() time.Time
-
-	// limits holds the rate limits per user, shared by the user's
-	// streams and kept after they end until refilled. NewGameServer
-	// makes it.
-	limits *quota.Limiters
 }
 
 func (c GameConfig) withDefaults() GameConfig {
@@ -92,6 +87,9 @@ type GameServer struct {
 	pb.UnimplementedGameServiceServer
 
 	cfg GameConfig
+	// limits holds the move rate per user, shared by the user's streams
+	// and kept after they end until refilled.
+	limits *quota.Limiters
 
 	// mu guards the game: every joined player's state and queued moves.
 	// A tick holds it throughout, so each tick sees one consistent world;
@@ -106,9 +104,9 @@ type GameServer struct {
 // moves until Run or Tick is called.
 func NewGameServer(cfg GameConfig) *GameServer {
 	cfg = cfg.withDefaults()
-	cfg.limits = quota.New(cfg.MovesPerSecond, cfg.Burst, cfg.Now)
 	return &GameServer{
 		cfg:     cfg,
+		limits:  quota.New(cfg.MovesPerSecond, cfg.Burst, cfg.Now),
 		players: make(map[string]*player),
 		streams: make(map[*player]bool),
 	}
@@ -136,7 +134,7 @@ type player struct {
 
 	// limiter and refusedInARow belong to the stream's reader alone. The
 	// limiter is the user's, shared with the user's other streams, so a
-	// second stream or a reconnect buys no more moves.
+	// second stream or a reconnect buys no more moves; register sets it.
 	limiter       quota.Bucket
 	refusedInARow int
 
@@ -154,7 +152,6 @@ func newPlayer(id string, cfg GameConfig) *player {
 	return &player{
 		id:       id,
 		mailbox:  newSnapshotMailbox(cfg.MaxPendingErrors),
-		limiter:  cfg.limits.Bucket(id),
 		eviction: newEviction(),
 	}
 }
@@ -206,6 +203,7 @@ func (m *snapshotMailbox) pending() int {
 func (s *GameServer) register(p *player) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	p.limiter = s.limits.Bucket(p.id)
 	s.streams[p] = true
 }
 

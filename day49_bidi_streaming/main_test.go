@@ -157,6 +157,19 @@ func (s *session) expectError(code codes.Code, what string) {
 	}
 }
 
+// rest receives, described, everything until the server ends the stream.
+func (s *session) rest() []string {
+	s.T().Helper()
+	var got []string
+	for {
+		m, ended := s.NextOrEnd()
+		if ended {
+			return got
+		}
+		got = append(got, describe([]*pb.ChatMessage{m})...)
+	}
+}
+
 // finish half-closes and returns how the server ended the stream.
 func (s *session) finish() error {
 	s.T().Helper()

@@ -92,14 +92,7 @@ func TestStreamErrors(t *testing.T) {
 		alice.Send(&pb.ChatMessage{Type: pb.MessageType_MESSAGE_TYPE_JOIN_ROOM, RoomId: "lobby"})
 		alice.say("lobby", "last words")
 		alice.CloseSend()
-		var got []string
-		for {
-			m, ended := alice.NextOrEnd()
-			if ended {
-				break
-			}
-			got = append(got, describe([]*pb.ChatMessage{m})...)
-		}
+		got := alice.rest()
 		katatest.WantCode(t, alice.Status(), codes.OK, "the stream's status after CloseSend")
 		assert.Equal(t, []string{"JOIN_ROOM alice", "CHAT alice: last words"}, got, "what alice received after CloseSend: a half-close still gets every reply")
 		wantHubEmpty(t, env)
@@ -125,14 +118,7 @@ func TestStreamErrors(t *testing.T) {
 		alice.CloseSend()
 		gate.waitHalfClosed(t)
 		gate.open()
-		var got []string
-		for {
-			m, ended := alice.NextOrEnd()
-			if ended {
-				break
-			}
-			got = append(got, describe([]*pb.ChatMessage{m})...)
-		}
+		got := alice.rest()
 		assert.Equal(t, want, got, "what alice received after her half-close: every reply queued before it, in order")
 		katatest.WantCode(t, alice.Status(), codes.OK, "the stream's status after CloseSend")
 		wantHubEmpty(t, env)

@@ -27,6 +27,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/bearer"
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/katatest"
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/serving"
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
@@ -57,10 +58,6 @@ func attackContext(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), attackTimeout)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-func withToken(ctx context.Context, token string) context.Context {
-	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
 }
 
 // report logs one row of RELIABILITY.md's table.
@@ -99,7 +96,7 @@ func TestDay48(t *testing.T) {
 		// first chunk; every one stays paused for the resume window.
 		run := time.Now().UnixNano() % 1000000
 		for i := range 40 {
-			upCtx, cancel := context.WithCancel(withToken(ctx, "alice-demo-token"))
+			upCtx, cancel := context.WithCancel(bearer.WithToken(ctx, "alice-demo-token"))
 			stream, err := client.UploadFile(upCtx)
 			require.NoError(t, err)
 			require.NoError(t, stream.Send(&pb.FileChunk{FileName: "junk.txt", UploadId: fmt.Sprint("junk-", run, "-", i), TotalSize: 1 << 20, Data: []byte("x")}))
@@ -108,7 +105,7 @@ func TestDay48(t *testing.T) {
 			waitState := func(want pb.UploadState) {
 				for {
 					require.NoError(t, ctx.Err(), "upload %d never reached %v", i, want)
-					st, err := client.GetUploadStatus(withToken(ctx, "alice-demo-token"), &pb.GetUploadStatusRequest{UploadId: fmt.Sprint("junk-", run, "-", i)})
+					st, err := client.GetUploadStatus(bearer.WithToken(ctx, "alice-demo-token"), &pb.GetUploadStatusRequest{UploadId: fmt.Sprint("junk-", run, "-", i)})
 					if err == nil && st.GetCommittedOffset() == 1 && st.GetState() == want {
 						return
 					}
@@ -121,18 +118,18 @@ func TestDay48(t *testing.T) {
 		_, err := pb.NewFileUploadServiceClient(conn).GetUploadStatus(ctx, &pb.GetUploadStatusRequest{UploadId: "junk-0"})
 		require.Equal(t, codes.Unauthenticated, status.Code(err), "GetUploadStatus without a token")
 		// root, another user, uploads as usual.
-		stream, err := client.UploadFile(withToken(ctx, "root-demo-token"))
+		stream, err := client.UploadFile(bearer.WithToken(ctx, "root-demo-token"))
 		require.NoError(t, err)
 		require.NoError(t, stream.Send(&pb.FileChunk{FileName: "fine.txt", TotalSize: 2, Data: []byte("ok"), IsLastChunk: true}))
 		res, err := stream.CloseAndRecv()
 		require.NoError(t, err, "root's upload after alice abandoned 40")
 		// alice's own next upload evicts her oldest paused one.
-		stream, err = client.UploadFile(withToken(ctx, "alice-demo-token"))
+		stream, err = client.UploadFile(bearer.WithToken(ctx, "alice-demo-token"))
 		require.NoError(t, err)
 		require.NoError(t, stream.Send(&pb.FileChunk{FileName: "mine.txt", TotalSize: 2, Data: []byte("ok"), IsLastChunk: true}))
 		_, err = stream.CloseAndRecv()
 		require.NoError(t, err, "alice's own upload at her limit")
-		_, err = client.GetUploadStatus(withToken(ctx, "alice-demo-token"), &pb.GetUploadStatusRequest{UploadId: fmt.Sprint("junk-", run, "-0")})
+		_, err = client.GetUploadStatus(bearer.WithToken(ctx, "alice-demo-token"), &pb.GetUploadStatusRequest{UploadId: fmt.Sprint("junk-", run, "-0")})
 		require.Equal(t, codes.NotFound, status.Code(err), "alice's oldest abandoned upload, evicted by her later ones")
 		report(t, "another user's upload succeeds; the attacker's oldest paused uploads are evicted (16 per user)", fmt.Sprintf("root stored %s; alice's first abandoned upload NotFound", res.GetFileName()), "at most 16 paused partial files of the attacker's, until the resume window ends")
 		healthy(t, conn)
@@ -148,7 +145,7 @@ func TestDay48(t *testing.T) {
 		// stream they would take 0.3.
 		const streams, perStream = 10, 300
 		batch := func(token, key string, n int) (*pb.BatchResult, error) {
-			stream, err := client.ProcessBatch(withToken(ctx, token))
+			stream, err := client.ProcessBatch(bearer.WithToken(ctx, token))
 			if err != nil {
 				return nil, err
 			}
@@ -252,13 +249,13 @@ func TestDay49(t *testing.T) {
 		// bob watches the room; mallory reconnects 20 times and sends 10
 		// messages on each stream. At 5 a second with a burst of 10 per
 		// user, bob sees about 10 plus 5 a second of mallory's.
-		bob, err := client.Chat(withToken(ctx, "bob-demo-token"))
+		bob, err := client.Chat(bearer.WithToken(ctx, "bob-demo-token"))
 		require.NoError(t, err)
 		require.NoError(t, bob.Send(&pb.ChatMessage{Type: pb.MessageType_MESSAGE_TYPE_JOIN_ROOM, RoomId: room}))
 		waitFor(t, bob, func(m *pb.ChatMessage) bool { return m.GetType() == pb.MessageType_MESSAGE_TYPE_JOIN_ROOM })
 		start := time.Now()
 		for range 20 {
-			s, err := client.Chat(withToken(ctx, "mallory-demo-token"))
+			s, err := client.Chat(bearer.WithToken(ctx, "mallory-demo-token"))
 			require.NoError(t, err)
 			s.Send(&pb.ChatMessage{Type: pb.MessageType_MESSAGE_TYPE_JOIN_ROOM, RoomId: room})
 			for i := range 10 {
@@ -292,7 +289,7 @@ func TestDay49(t *testing.T) {
 		conn := dial(t, "ABUSE_ADDR_49")
 		ctx := attackContext(t)
 		room := fmt.Sprint("utf8-", time.Now().UnixNano()%1000000)
-		stream, err := conn.NewStream(withToken(ctx, "carol-demo-token"), &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, "/streaming.v1.ChatService/Chat", grpc.ForceCodecV2(katatest.RawCodec{}))
+		stream, err := conn.NewStream(bearer.WithToken(ctx, "carol-demo-token"), &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, "/streaming.v1.ChatService/Chat", grpc.ForceCodecV2(katatest.RawCodec{}))
 		require.NoError(t, err)
 		send := func(m *pb.ChatMessage, rawContent string) {
 			b, err := proto.Marshal(m)
@@ -329,7 +326,7 @@ func TestDay49(t *testing.T) {
 		ctx := attackContext(t)
 		// Insert 4-byte characters into the demo's document until the
 		// server refuses: the limit is in bytes, so a snapshot always fits.
-		s, err := client.Edit(withToken(ctx, "mallory-demo-token"))
+		s, err := client.Edit(bearer.WithToken(ctx, "mallory-demo-token"))
 		require.NoError(t, err)
 		require.NoError(t, s.Send(&pb.EditRequest{Request: &pb.EditRequest_Open{Open: &pb.OpenDocument{DocumentId: "groceries"}}}))
 		ev, err := s.Recv()
@@ -358,7 +355,7 @@ func TestDay49(t *testing.T) {
 		s.CloseSend()
 		require.True(t, refused, "the server took 200 inserts of 36,000 bytes (7 MiB) into one document, want a byte limit")
 		// Everyone can still open it.
-		o, err := client.Edit(withToken(ctx, "bob-demo-token"))
+		o, err := client.Edit(bearer.WithToken(ctx, "bob-demo-token"))
 		require.NoError(t, err)
 		require.NoError(t, o.Send(&pb.EditRequest{Request: &pb.EditRequest_Open{Open: &pb.OpenDocument{DocumentId: "groceries"}}}))
 		snap, err := o.Recv()

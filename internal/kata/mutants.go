@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -86,45 +85,34 @@ type mutantRun struct {
 // checkMutants builds one day's mutated reference, runs its tests against
 // the chosen mutants and prints the kill rate and the survivors.
 func (r *repo) checkMutants(ctx context.Context, d day, how mutantRun) error {
-	sample, list := how.sample, how.list
 	files, err := solutionFiles(d)
 	if err != nil {
 		return err
 	}
+	// Mutant ids are per file, and the switch is one per package.
+	if len(files) != 1 {
+		return fmt.Errorf("%s: mutants need exactly one solution file, found %d", d.dir, len(files))
+	}
+	file := files[0]
 	tmp, err := os.MkdirTemp("", "kata-mutants-*")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(tmp)
 
-	replace := maps.Clone(overlayFor(d.path, files))
-	type located struct {
-		mutant
-		file string
+	src, err := os.ReadFile(filepath.Join(d.solutionDir(), file))
+	if err != nil {
+		return err
 	}
-	var all []located
-	for _, f := range files {
-		src, err := os.ReadFile(filepath.Join(d.solutionDir(), f))
-		if err != nil {
-			return err
-		}
-		mutated, ms, err := mutateSource(f, src)
-		if err != nil {
-			return err
-		}
-		if len(all) > 0 {
-			// Ids are per file; a second file would need its own switch.
-			return fmt.Errorf("%s: mutants of more than one solution file are not supported", d.dir)
-		}
-		path := filepath.Join(tmp, f)
-		if err := os.WriteFile(path, []byte(mutated), 0o644); err != nil {
-			return err
-		}
-		replace[filepath.Join(d.path, f)] = path
-		for _, m := range ms {
-			all = append(all, located{m, f})
-		}
+	mutated, all, err := mutateSource(file, src)
+	if err != nil {
+		return err
 	}
+	mutatedPath := filepath.Join(tmp, file)
+	if err := os.WriteFile(mutatedPath, []byte(mutated), 0o644); err != nil {
+		return err
+	}
+	replace := map[string]string{filepath.Join(d.path, file): mutatedPath}
 	switchPath := filepath.Join(tmp, "kata_mutant_switch.go")
 	if err := os.WriteFile(switchPath, []byte(mutantSwitchFile), 0o644); err != nil {
 		return err
@@ -135,25 +123,25 @@ func (r *repo) checkMutants(ctx context.Context, d day, how mutantRun) error {
 	if err != nil {
 		return err
 	}
-	counted, err := withoutEquivalents(all, equivalent, func(m located) mutant { return m.mutant })
+	counted, err := withoutEquivalents(all, equivalent)
 	if err != nil {
 		return fmt.Errorf("%s: %w", filepath.Join(d.dir, ".solution", "mutants.json"), err)
 	}
 
 	chosen := counted
-	if sample > 0 && sample < len(counted) {
+	if how.sample > 0 && how.sample < len(counted) {
 		chosen = nil
-		for i := range sample {
-			chosen = append(chosen, counted[i*len(counted)/sample])
+		for i := range how.sample {
+			chosen = append(chosen, counted[i*len(counted)/how.sample])
 		}
 	}
-	if list {
+	if how.list {
 		for _, m := range all {
 			mark := ""
-			if !slices.ContainsFunc(chosen, func(c located) bool { return c.id == m.id }) {
+			if !slices.ContainsFunc(chosen, func(c mutant) bool { return c.id == m.id }) {
 				mark = "  [not run: equivalent or not sampled]"
 			}
-			fmt.Printf("%4d  %s:%d  %-20s  %s  (%s)%s\n", m.id, m.file, m.line, m.kind, m.desc, m.fn, mark)
+			fmt.Printf("%4d  %s:%d  %-20s  %s  (%s)%s\n", m.id, file, m.line, m.kind, m.desc, m.fn, mark)
 		}
 		return nil
 	}
@@ -171,12 +159,12 @@ func (r *repo) checkMutants(ctx context.Context, d day, how mutantRun) error {
 		return fmt.Errorf("building the mutated reference: %w", err)
 	}
 	if how.only > 0 {
-		i := slices.IndexFunc(all, func(m located) bool { return m.id == how.only })
+		i := slices.IndexFunc(all, func(m mutant) bool { return m.id == how.only })
 		if i < 0 {
 			return fmt.Errorf("no mutant %d: the day has %d", how.only, len(all))
 		}
 		m := all[i]
-		fmt.Printf("mutant %d: %s:%d %s in %s (%s)\n", m.id, m.file, m.line, m.desc, m.fn, m.kind)
+		fmt.Printf("mutant %d: %s:%d %s in %s (%s)\n", m.id, file, m.line, m.desc, m.fn, m.kind)
 		res := runMutant(ctx, d, bin, m.id, how.verbose)
 		fmt.Print(res.output)
 		if res.killed {
@@ -200,10 +188,10 @@ func (r *repo) checkMutants(ctx context.Context, d day, how mutantRun) error {
 			select {
 			case slots <- struct{}{}:
 				results[i] = runMutant(ctx, d, bin, m.id, false)
-				results[i].mutant = m.mutant
+				results[i].mutant = m
 				<-slots
 			case <-ctx.Done():
-				results[i] = mutantResult{mutant: m.mutant, killedBy: "interrupted"}
+				results[i] = mutantResult{mutant: m, killedBy: "interrupted"}
 			}
 			done <- i
 		}()
@@ -229,7 +217,7 @@ func (r *repo) checkMutants(ctx context.Context, d day, how mutantRun) error {
 	}
 	fmt.Printf("day%s mutants: %d of %d killed (%.1f%%) in %.0fs; checked %s\n", d.num, killed, len(results), 100*rate, time.Since(start).Seconds(), what)
 	for _, s := range survivors {
-		fmt.Printf("  survived  %s:%d  %s  in %s (%s)\n", filepath.Join(d.dir, ".solution", files[0]), s.line, s.desc, s.fn, s.kind)
+		fmt.Printf("  survived  %s:%d  %s  in %s (%s)\n", filepath.Join(d.dir, ".solution", file), s.line, s.desc, s.fn, s.kind)
 	}
 	if len(survivors) > 0 {
 		fmt.Printf("  to see one run: go run ./internal/kata mutants %s -only %d [-v]\n", d.num, survivors[0].id)
@@ -289,12 +277,12 @@ func lastLines(s string, n int) string {
 // withoutEquivalents returns the mutants that the equivalent list does not
 // name. Each entry must name exactly one mutant: one that matches none is
 // stale, and one that matches several needs its occurrence.
-func withoutEquivalents[M any](all []M, equivalent []equivalentMutant, of func(M) mutant) ([]M, error) {
+func withoutEquivalents(all []mutant, equivalent []equivalentMutant) ([]mutant, error) {
 	skip := map[int]bool{}
 	for _, e := range equivalent {
 		var same []int
 		for _, m := range all {
-			if m := of(m); m.fn == e.Function && m.desc == e.Mutant {
+			if m.fn == e.Function && m.desc == e.Mutant {
 				same = append(same, m.id)
 			}
 		}
@@ -308,9 +296,9 @@ func withoutEquivalents[M any](all []M, equivalent []equivalentMutant, of func(M
 		}
 		skip[same[max(e.Occurrence, 1)-1]] = true
 	}
-	var counted []M
+	var counted []mutant
 	for _, m := range all {
-		if !skip[of(m).id] {
+		if !skip[m.id] {
 			counted = append(counted, m)
 		}
 	}

@@ -213,28 +213,27 @@ func mutateSource(filename string, src []byte) (string, []mutant, error) {
 		}
 		return b.end - a.end // the outer site first
 	})
-	// text renders src[start:end] with every site inside it replaced.
-	var text func(start, end int) string
-	text = func(start, end int) string {
+	// text renders src[start:end] with every site inside it replaced,
+	// looking at sites[from:] only. Sorted outer first, a site's inner
+	// sites come after it, so a site renders its inside from the next
+	// index on, and never itself.
+	var text func(start, end, from int) string
+	text = func(start, end, from int) string {
 		var b strings.Builder
 		pos := start
-		for i := 0; i < len(sites); i++ {
+		for i := from; i < len(sites); i++ {
 			s := sites[i]
 			if s.start < pos || s.end > end {
-				continue
+				continue // inside a site already rendered, or past the range
 			}
 			b.Write(src[pos:s.start])
-			// The site renders its own inside; skip the sites within it.
-			inner := sites[i]
-			sites[i].start = -1 // guard against rendering itself again
-			b.WriteString(inner.render(text))
-			sites[i].start = inner.start
+			b.WriteString(s.render(func(start, end int) string { return text(start, end, i+1) }))
 			pos = s.end
 		}
 		b.Write(src[pos:end])
 		return b.String()
 	}
-	return text(0, len(src)), mutants, nil
+	return text(0, len(src), 0), mutants, nil
 }
 
 // isCompound reports whether a statement holds statements of its own,

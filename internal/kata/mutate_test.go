@@ -138,12 +138,11 @@ func TestWithoutEquivalents(t *testing.T) {
 		}
 		return out
 	}
-	same := func(m mutant) mutant { return m }
 
 	counted, err := withoutEquivalents(all, []equivalentMutant{
 		{Function: "f", Mutant: "`a > b` -> `a >= b`", Reason: "r"},
 		{Function: "f", Mutant: "`return err` removed", Occurrence: 2, Reason: "r"},
-	}, same)
+	})
 	require.NoError(t, err)
 	assert.Equal(t, []int{1, 4}, ids(counted), "the boundary mutant and the second `return err` of f are not counted")
 
@@ -157,7 +156,7 @@ func TestWithoutEquivalents(t *testing.T) {
 		{"Occurrence_past_the_end", equivalentMutant{Function: "f", Mutant: "`return err` removed", Occurrence: 3}, "there are 2"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := withoutEquivalents(all, []equivalentMutant{tc.entry}, same)
+			_, err := withoutEquivalents(all, []equivalentMutant{tc.entry})
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tc.want)
 		})

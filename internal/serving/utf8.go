@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"google.golang.org/grpc"
@@ -34,14 +35,21 @@ type utf8Codec struct {
 
 // badStrings maps a decoded message to the path of its first string field
 // that was not UTF-8, from decoding until an interceptor takes it.
-var badStrings sync.Map // proto.Message -> string
+// pendingBad counts its entries, so that receiving a good message, the
+// common case, costs one atomic load instead of a map lookup.
+var (
+	badStrings sync.Map // proto.Message -> string
+	pendingBad atomic.Int64
+)
 
 func (c utf8Codec) Unmarshal(data mem.BufferSlice, v any) error {
 	err := c.CodecV2.Unmarshal(data, v)
 	msg, ok := v.(proto.Message)
-	if err == nil || !ok || !strings.Contains(err.Error(), "invalid UTF-8") {
+	if err == nil || !ok {
 		return err
 	}
+	// Whatever the error says, only a message whose one fault is a bad
+	// string decodes once its bad strings are replaced.
 	fixed, field := replaceInvalidStrings(data.Materialize(), msg.ProtoReflect().Descriptor(), "")
 	if field == "" {
 		return err // not a string this codec can point at: keep grpc-go's answer
@@ -49,6 +57,7 @@ func (c utf8Codec) Unmarshal(data mem.BufferSlice, v any) error {
 	if err := proto.Unmarshal(fixed, msg); err != nil {
 		return err
 	}
+	pendingBad.Add(1)
 	badStrings.Store(msg, field)
 	return nil
 }
@@ -103,10 +112,14 @@ func replaceInvalidStrings(b []byte, md protoreflect.MessageDescriptor, prefix s
 
 // takeBadString reports, once, the bad field the codec found in m.
 func takeBadString(m any) (string, bool) {
+	if pendingBad.Load() == 0 {
+		return "", false
+	}
 	field, ok := badStrings.LoadAndDelete(m)
 	if !ok {
 		return "", false
 	}
+	pendingBad.Add(-1)
 	return field.(string), true
 }
 
