@@ -84,13 +84,17 @@ func TestBatchClient(t *testing.T) {
 			t.Fatalf("StreamingClient.ProcessBatch(%d items) = %v before the server received the first item", len(items), err)
 		}
 		cancel()
+		// The server first: a stream opened without the caller's context
+		// is never cancelled, so its handler runs on. Checking this before
+		// the client's return gives that mistake one verdict, whether its
+		// Send is then blocked by flow control or not.
+		env.WaitIdle(t)
 		select {
 		case <-done:
 		case <-time.After(katatest.WaitTimeout):
 			t.Fatal("StreamingClient.ProcessBatch() did not return after its context was cancelled")
 		}
 		katatest.WantCode(t, err, codes.Canceled, "StreamingClient.ProcessBatch() cancelled after the first item")
-		env.WaitIdle(t)
 	})
 }
 
