@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/bearer"
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/serving"
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
 )
@@ -40,36 +41,45 @@ func main() {
 	once := flag.Bool("once", false, "run the demo, then exit instead of serving")
 	serveOnly := flag.Bool("serve", false, "skip the demo and only serve")
 	uploadDir := flag.String("upload-dir", "", "where uploaded files are stored (default: a new temporary folder)")
+	idle := flag.Duration("stream-idle", 30*time.Second, "the longest an upload, batch or collection stream may go without a message; it must also average 1 KiB/s after that")
 	verbose := flag.Bool("v", false, "log every finished call: method, peer, status code, duration (never tokens or payloads)")
+	debugAddr := flag.String("debug-addr", "", "also serve /debug/state (goroutines, live heap) and /debug/pprof/ on this loopback address")
 	flag.Parse()
 	if *once && *serveOnly {
 		fmt.Fprintln(os.Stderr, "-once and -serve exclude each other")
 		os.Exit(2)
 	}
-	if err := run(*addr, *uploadDir, *once, *serveOnly, *verbose); err != nil {
+	if err := run(options{addr: *addr, uploadDir: *uploadDir, once: *once, serveOnly: *serveOnly, verbose: *verbose, debugAddr: *debugAddr, streamIdle: *idle}); err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr, uploadDir string, once, serveOnly, verbose bool) error {
+// options are the command line's settings.
+type options struct {
+	addr, uploadDir, debugAddr string
+	once, serveOnly, verbose   bool
+	streamIdle                 time.Duration
+}
+
+func run(o options) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	level := slog.LevelWarn
-	if verbose {
+	if o.verbose {
 		level = slog.LevelInfo
 	}
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
 
-	if uploadDir == "" {
+	if o.uploadDir == "" {
 		dir, err := os.MkdirTemp("", "day48-uploads-")
 		if err != nil {
 			return err
 		}
 		defer os.RemoveAll(dir)
-		uploadDir = dir
+		o.uploadDir = dir
 	}
-	uploads, err := NewFileUploadServer(Config{UploadDir: uploadDir})
+	uploads, err := NewFileUploadServer(Config{UploadDir: o.uploadDir})
 	if err != nil {
 		return err
 	}
@@ -78,14 +88,21 @@ func run(addr, uploadDir string, once, serveOnly, verbose bool) error {
 	tokens := NewTokenStore()
 	tokens.Add(demoUserToken, Identity{User: "alice", Expires: time.Now().Add(24 * time.Hour)})
 	tokens.Add(demoAdminToken, Identity{User: "root", Admin: true, Expires: time.Now().Add(24 * time.Hour)})
-	lis, err := net.Listen("tcp", addr)
+	lis, err := net.Listen("tcp", o.addr)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", addr, err)
+		return fmt.Errorf("listen on %s: %w", o.addr, err)
+	}
+	if o.debugAddr != "" {
+		debugLis, err := net.Listen("tcp", o.debugAddr)
+		if err != nil {
+			return fmt.Errorf("debug endpoint on %s: %w", o.debugAddr, err)
+		}
+		defer serving.ServeDebug(debugLis)()
 	}
 	logUnary, logStream := serving.LogCalls(slog.Default())
 	srv := grpc.NewServer(append(serving.ServerOptions(serving.Limits{}),
 		grpc.ChainUnaryInterceptor(logUnary, AuthUnaryInterceptor(tokens, time.Now)),
-		grpc.ChainStreamInterceptor(logStream, AuthInterceptor(tokens, time.Now)))...)
+		grpc.ChainStreamInterceptor(logStream, AuthInterceptor(tokens, time.Now), serving.StreamLimits{Idle: o.streamIdle}.Interceptor(bearer.User)))...)
 	pb.RegisterFileUploadServiceServer(srv, uploads)
 	pb.RegisterDataCollectionServiceServer(srv, collection)
 	pb.RegisterBatchServiceServer(srv, NewBatchServer(BatchConfig{}))
@@ -103,12 +120,12 @@ func run(addr, uploadDir string, once, serveOnly, verbose bool) error {
 	}()
 
 	fmt.Println("=== Day 48: gRPC client-side streaming ===")
-	fmt.Printf("Serving FileUploadService, DataCollectionService and BatchService on %s (uploads in %s)\n\n", lis.Addr(), uploadDir)
-	if !serveOnly {
+	fmt.Printf("Serving FileUploadService, DataCollectionService and BatchService on %s (uploads in %s)\n\n", lis.Addr(), o.uploadDir)
+	if !o.serveOnly {
 		if err := runDemo(ctx, lis.Addr().String()); err != nil {
 			return err
 		}
-		if once {
+		if o.once {
 			return nil
 		}
 	}

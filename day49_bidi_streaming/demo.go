@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/bearer"
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/serving"
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
 )
@@ -49,22 +50,29 @@ func main() {
 	once := flag.Bool("once", false, "run the demo, then exit instead of serving")
 	serveOnly := flag.Bool("serve", false, "skip the demo and only serve")
 	verbose := flag.Bool("v", false, "log every finished call: method, peer, status code, duration (never tokens or payloads)")
+	debugAddr := flag.String("debug-addr", "", "also serve /debug/state (goroutines, live heap) and /debug/pprof/ on this loopback address")
 	flag.Parse()
 	if *once && *serveOnly {
 		fmt.Fprintln(os.Stderr, "-once and -serve exclude each other")
 		os.Exit(2)
 	}
-	if err := run(*addr, *once, *serveOnly, *verbose); err != nil {
+	if err := run(options{addr: *addr, once: *once, serveOnly: *serveOnly, verbose: *verbose, debugAddr: *debugAddr}); err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr string, once, serveOnly, verbose bool) error {
+// options are the command line's settings.
+type options struct {
+	addr, debugAddr          string
+	once, serveOnly, verbose bool
+}
+
+func run(o options) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	level := slog.LevelWarn
-	if verbose {
+	if o.verbose {
 		level = slog.LevelInfo
 	}
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
@@ -73,14 +81,21 @@ func run(addr string, once, serveOnly, verbose bool) error {
 	for _, u := range demoUsers {
 		tokens.Add(demoToken(u), Identity{User: u, Expires: time.Now().Add(24 * time.Hour)})
 	}
-	lis, err := net.Listen("tcp", addr)
+	lis, err := net.Listen("tcp", o.addr)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", addr, err)
+		return fmt.Errorf("listen on %s: %w", o.addr, err)
+	}
+	if o.debugAddr != "" {
+		debugLis, err := net.Listen("tcp", o.debugAddr)
+		if err != nil {
+			return fmt.Errorf("debug endpoint on %s: %w", o.debugAddr, err)
+		}
+		defer serving.ServeDebug(debugLis)()
 	}
 	logUnary, logStream := serving.LogCalls(slog.Default())
 	srv := grpc.NewServer(append(serving.ServerOptions(serving.Limits{}),
 		grpc.ChainUnaryInterceptor(logUnary),
-		grpc.ChainStreamInterceptor(logStream, AuthInterceptor(tokens, time.Now)))...)
+		grpc.ChainStreamInterceptor(logStream, AuthInterceptor(tokens, time.Now), serving.StreamLimits{}.Interceptor(bearer.User)))...)
 	chat := NewChatServer(Config{})
 	pb.RegisterChatServiceServer(srv, chat)
 	documents := NewMemoryStore()
@@ -106,15 +121,15 @@ func run(addr string, once, serveOnly, verbose bool) error {
 
 	fmt.Println("=== Day 49: gRPC bidirectional streaming ===")
 	fmt.Printf("Serving ChatService, EditorService and GameService on %s\n\n", lis.Addr())
-	if !serveOnly {
+	if !o.serveOnly {
 		if err := runDemo(ctx, lis.Addr().String()); err != nil {
 			return err
 		}
-		if once {
+		if o.once {
 			return nil
 		}
 	}
-	fmt.Printf("\nServing until Ctrl+C. Chat from two terminals with:\n  go run ./day49_bidi_streaming chat -addr %s -user alice -room lobby\n", lis.Addr())
+	fmt.Printf("\nServing until Ctrl+C. Chat from two terminals with:\n  go run ./day49_bidi_streaming chat -o.addr %s -user alice -room lobby\n", lis.Addr())
 	select {
 	case <-ctx.Done():
 		fmt.Println("\nShutting down ...")

@@ -4,13 +4,18 @@
 // see, and that a well-behaved client is served during and after it.
 //
 // The servers are started by `go run ./internal/kata abuse`, which passes
-// their addresses in ABUSE_ADDR_48 and ABUSE_ADDR_49; without them the
-// tests skip. Every attack is bounded in count and time, on 127.0.0.1.
+// their addresses in ABUSE_ADDR_48 and ABUSE_ADDR_49, and their debug
+// addresses (goroutines, live heap) in ABUSE_DEBUG_48 and ABUSE_DEBUG_49;
+// without them the tests skip. Every attack is bounded in count and time,
+// on 127.0.0.1.
 package abuse
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -60,10 +65,81 @@ func attackContext(t *testing.T) context.Context {
 	return ctx
 }
 
-// report logs one row of RELIABILITY.md's table.
-func report(t *testing.T, expected, got, leftBehind string) {
+// report checks what the attack left behind in the server (see
+// before.leftBehind) and logs one row of RELIABILITY.md's table; call it
+// once the attack's own streams and connections are closed.
+func report(t *testing.T, b before, expected, got, leftBehind string) {
 	t.Helper()
+	leftBehind += "; " + b.leftBehind(t)
 	t.Logf("RESULT | %s | %s | %s | %s |", t.Name(), expected, got, leftBehind)
+}
+
+// Left behind: once an attack's streams and connections are closed, the
+// server's goroutines are back to their count before it, within
+// goroutineSlack, and its live heap (after a collection) has grown by at
+// most heapSlack.
+const (
+	goroutineSlack = 2
+	heapSlack      = 16 << 20
+	settleTimeout  = 10 * time.Second
+)
+
+// before is a server's state before an attack.
+type before struct {
+	day   string
+	state serving.State
+}
+
+// debugClient closes its connection after each request, so that no
+// connection of its outlives a test.
+var debugClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+
+// serverState reads a server's goroutines and live heap from its debug
+// endpoint.
+func serverState(t *testing.T, day string) serving.State {
+	t.Helper()
+	addr := os.Getenv("ABUSE_DEBUG_" + day)
+	if addr == "" {
+		t.Skipf("ABUSE_DEBUG_%s is not set: run the abuse suite with `go run ./internal/kata abuse`", day)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/debug/state", nil)
+	require.NoError(t, err)
+	res, err := debugClient.Do(req)
+	require.NoError(t, err, "reading the server's state")
+	defer res.Body.Close()
+	var st serving.State
+	require.NoError(t, json.NewDecoder(res.Body).Decode(&st), "the server's state")
+	io.Copy(io.Discard, res.Body)
+	return st
+}
+
+// measure records day's server state before an attack. Call it after the
+// attack's connection has made its first call, so that the connection's
+// own goroutines are in the count.
+func measure(t *testing.T, day string) before {
+	return before{day: day, state: serverState(t, day)}
+}
+
+// leftBehind waits until the server's goroutines are back to their count
+// before the attack, failing after settleTimeout, checks its live heap,
+// and describes both for the report.
+func (b before) leftBehind(t *testing.T) string {
+	t.Helper()
+	deadline := time.Now().Add(settleTimeout)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	after := serverState(t, b.day)
+	for after.Goroutines > b.state.Goroutines+goroutineSlack && time.Now().Before(deadline) {
+		<-tick.C
+		after = serverState(t, b.day)
+	}
+	require.LessOrEqual(t, after.Goroutines, b.state.Goroutines+goroutineSlack,
+		"the server's goroutines %v after the attack; %d before it", settleTimeout, b.state.Goroutines)
+	grew := int64(after.HeapLiveBytes) - int64(b.state.HeapLiveBytes)
+	require.LessOrEqual(t, grew, int64(heapSlack), "the server's live heap grew by %d bytes over the attack", grew)
+	return fmt.Sprintf("goroutines %d before, %d after; live heap %+.1f MiB", b.state.Goroutines, after.Goroutines, float64(grew)/(1<<20))
 }
 
 // healthy fails the test unless the server answers a health check: the
@@ -80,16 +156,19 @@ func healthy(t *testing.T, conn *grpc.ClientConn) {
 func TestDay48(t *testing.T) {
 	t.Run("Oversized_metadata_is_refused", func(t *testing.T) {
 		conn := dial(t, "ABUSE_ADDR_48")
-		healthy(t, conn) // the first call brings the server's limits to the client
+		healthy(t, conn) // connected, so that its goroutines count as before; this first call also brings the server's limits to the client
+		b := measure(t, "48")
 		ctx := metadata.AppendToOutgoingContext(attackContext(t), "x-junk", strings.Repeat("j", 1<<20))
 		_, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
 		require.Error(t, err, "a health check carrying 1 MiB of metadata")
 		healthy(t, conn)
-		report(t, "refused (16 KiB header limit)", fmt.Sprintf("refused: %v", status.Code(err)), "nothing: the same connection serves the next call")
+		report(t, b, "refused (16 KiB header limit)", fmt.Sprintf("refused: %v", status.Code(err)), "nothing: the same connection serves the next call")
 	})
 
 	t.Run("Abandoned_uploads_of_one_user_block_nobody_else", func(t *testing.T) {
 		conn := dial(t, "ABUSE_ADDR_48")
+		healthy(t, conn) // connected, so that its goroutines count as before
+		b := measure(t, "48")
 		client := pb.NewFileUploadServiceClient(conn)
 		ctx := attackContext(t)
 		// alice starts 40 resumable uploads and abandons each after its
@@ -131,12 +210,125 @@ func TestDay48(t *testing.T) {
 		require.NoError(t, err, "alice's own upload at her limit")
 		_, err = client.GetUploadStatus(bearer.WithToken(ctx, "alice-demo-token"), &pb.GetUploadStatusRequest{UploadId: fmt.Sprint("junk-", run, "-0")})
 		require.Equal(t, codes.NotFound, status.Code(err), "alice's oldest abandoned upload, evicted by her later ones")
-		report(t, "another user's upload succeeds; the attacker's oldest paused uploads are evicted (16 per user)", fmt.Sprintf("root stored %s; alice's first abandoned upload NotFound", res.GetFileName()), "at most 16 paused partial files of the attacker's, until the resume window ends")
+		report(t, b, "another user's upload succeeds; the attacker's oldest paused uploads are evicted (16 per user)", fmt.Sprintf("root stored %s; alice's first abandoned upload NotFound", res.GetFileName()), "at most 16 paused partial files of the attacker's, until the resume window ends")
+		healthy(t, conn)
+	})
+
+	t.Run("A_drip_fed_upload_is_cut_off_and_stays_resumable", func(t *testing.T) {
+		conn := dial(t, "ABUSE_ADDR_48")
+		healthy(t, conn) // connected, so that its goroutines count as before
+		b := measure(t, "48")
+		client := pb.NewFileUploadServiceClient(conn)
+		ctx := bearer.WithToken(attackContext(t), "alice-demo-token")
+		// alice sends one byte of a 64-byte file every 100 ms: about
+		// 500 encoded bytes a second, under the 1 KiB/s minimum. The
+		// server runs with -stream-idle 2s (kata.json), so after about
+		// 2 s of waiting the upload is cut off.
+		id := fmt.Sprint("drip-", time.Now().UnixNano()%1000000)
+		const size = 64
+		content := []byte(strings.Repeat("d", size))
+		chunk := func(offset int, data []byte, last bool) *pb.FileChunk {
+			return &pb.FileChunk{FileName: "drip.txt", UploadId: id, TotalSize: size, Offset: int64(offset), Data: data, IsLastChunk: last}
+		}
+		stream, err := client.UploadFile(ctx)
+		require.NoError(t, err)
+		start := time.Now()
+		drip := time.NewTicker(100 * time.Millisecond) // the attacker's pace
+		defer drip.Stop()
+		sent := 0
+		for ; sent < size-1; sent++ {
+			if stream.Send(chunk(sent, content[sent:sent+1], false)) != nil {
+				break // the server ended the call
+			}
+			<-drip.C
+		}
+		_, cut := stream.CloseAndRecv()
+		cutAfter := time.Since(start)
+		require.Equal(t, codes.DeadlineExceeded, status.Code(cut), "a drip-fed upload's result after %d of %d bytes in %v", sent, size, cutAfter)
+		assert.Contains(t, status.Convert(cut).Message(), "bytes/s", "the error names the minimum rate")
+		// Meanwhile another user's upload is served.
+		fine, err := client.UploadFile(bearer.WithToken(attackContext(t), "root-demo-token"))
+		require.NoError(t, err)
+		require.NoError(t, fine.Send(&pb.FileChunk{FileName: "fine.txt", TotalSize: 2, Data: []byte("ok"), IsLastChunk: true}))
+		_, err = fine.CloseAndRecv()
+		require.NoError(t, err, "root's upload after the drip was cut off")
+		// The bytes alice sent are kept, paused: a faster client resumes.
+		var st *pb.GetUploadStatusResponse
+		for {
+			require.NoError(t, ctx.Err(), "the cut-off upload never showed as paused")
+			st, err = client.GetUploadStatus(ctx, &pb.GetUploadStatusRequest{UploadId: id})
+			require.NoError(t, err, "the cut-off upload's status")
+			if st.GetState() == pb.UploadState_UPLOAD_STATE_PAUSED {
+				break
+			}
+		}
+		committed := int(st.GetCommittedOffset())
+		require.Positive(t, committed, "bytes kept of the cut-off upload")
+		resumed, err := client.UploadFile(ctx)
+		require.NoError(t, err)
+		require.NoError(t, resumed.Send(chunk(committed, content[committed:], true)))
+		res, err := resumed.CloseAndRecv()
+		require.NoError(t, err, "resuming the cut-off upload at offset %d", committed)
+		assert.EqualValues(t, size, res.GetTotalSize(), "the resumed upload's size")
+		report(t, b, "DeadlineExceeded naming the minimum rate (1 KiB/s after the idle limit); the upload paused and resumable; others served",
+			fmt.Sprintf("%v after %v and %d bytes; resumed from %d and stored; root served", status.Code(cut), cutAfter.Round(100*time.Millisecond), sent, committed),
+			"nothing: the resumed upload completed")
+		healthy(t, conn)
+	})
+
+	t.Run("Idle_collection_streams_on_many_connections_are_closed", func(t *testing.T) {
+		conn := dial(t, "ABUSE_ADDR_48")
+		healthy(t, conn) // connected, so that its goroutines count as before
+		b := measure(t, "48")
+		ctx := attackContext(t)
+		// 4 connections with 25 collection streams each, which need no
+		// token and send nothing. The server runs with -stream-idle 2s.
+		const conns, perConn = 4, 25
+		start := time.Now()
+		results := make(chan error, conns*perConn)
+		var attackers []*grpc.ClientConn
+		for range conns {
+			c, err := serving.NewClient(os.Getenv("ABUSE_ADDR_48"))
+			require.NoError(t, err)
+			attackers = append(attackers, c)
+			for range perConn {
+				stream, err := pb.NewDataCollectionServiceClient(c).CollectDataPoints(ctx)
+				require.NoError(t, err)
+				go func() {
+					// Wait for the server's answer without half-closing.
+					results <- stream.RecvMsg(new(pb.CollectionResult))
+				}()
+			}
+		}
+		// A well-behaved collector is served meanwhile.
+		good, err := pb.NewDataCollectionServiceClient(conn).CollectDataPoints(ctx)
+		require.NoError(t, err)
+		require.NoError(t, good.Send(&pb.DataPoint{Source: "abuse-good", Timestamp: timestamppb.Now(), Metrics: map[string]float64{"up": 1}}))
+		summary, err := good.CloseAndRecv()
+		require.NoError(t, err, "a well-behaved collector during the attack")
+		idle := map[codes.Code]int{}
+		for range conns * perConn {
+			err := <-results
+			idle[status.Code(err)]++
+			if status.Code(err) == codes.DeadlineExceeded {
+				assert.Contains(t, status.Convert(err).Message(), "idle for at most 2s", "the error names the idle limit")
+			}
+		}
+		took := time.Since(start)
+		for _, c := range attackers {
+			c.Close()
+		}
+		require.Equal(t, map[codes.Code]int{codes.DeadlineExceeded: conns * perConn}, idle, "how the idle streams ended")
+		report(t, b, "every idle stream ends with DeadlineExceeded after the idle limit (2s here, 30s by default); others served",
+			fmt.Sprintf("%d of %d DeadlineExceeded within %v; the good collector's %d points accepted", idle[codes.DeadlineExceeded], conns*perConn, took.Round(100*time.Millisecond), summary.GetSuccessfulCount()),
+			"nothing")
 		healthy(t, conn)
 	})
 
 	t.Run("Parallel_batch_streams_share_one_pace", func(t *testing.T) {
 		conn := dial(t, "ABUSE_ADDR_48")
+		healthy(t, conn) // connected, so that its goroutines count as before
+		b := measure(t, "48")
 		client := pb.NewBatchServiceClient(conn)
 		ctx := attackContext(t)
 		// 10 streams of alice's send 300 items each. Paced per user at
@@ -183,7 +375,7 @@ func TestDay48(t *testing.T) {
 		}
 		assert.EqualValues(t, streams*perStream, total, "alice's applied items")
 		floor := time.Duration(float64(streams*perStream-100) / 1000 * float64(time.Second))
-		report(t, fmt.Sprintf("3000 items of one user on 10 streams take at least %.1fs (1000/s per user)", floor.Seconds()),
+		report(t, b, fmt.Sprintf("3000 items of one user on 10 streams take at least %.1fs (1000/s per user)", floor.Seconds()),
 			fmt.Sprintf("%.1fs; root's batch of 10 served in %v during it", elapsed.Seconds(), rootTook.Round(time.Millisecond)), "each item applied once; the server healthy")
 		assert.GreaterOrEqual(t, elapsed, floor, "10 streams of one user finished 3000 items faster than one user's pace allows")
 		healthy(t, conn)
@@ -191,6 +383,8 @@ func TestDay48(t *testing.T) {
 
 	t.Run("Oversized_log_fields_are_refused_and_search_still_works", func(t *testing.T) {
 		conn := dial(t, "ABUSE_ADDR_48")
+		healthy(t, conn) // connected, so that its goroutines count as before
+		b := measure(t, "48")
 		client := pb.NewDataCollectionServiceClient(conn)
 		ctx := attackContext(t)
 		stream, err := client.CollectLogs(ctx)
@@ -207,11 +401,13 @@ func TestDay48(t *testing.T) {
 		found, err := client.SearchLogs(ctx, &pb.SearchLogsRequest{})
 		require.NoError(t, err, "an unfiltered search after the attack")
 		healthy(t, conn)
-		report(t, "each entry counted as an error, nothing indexed; search answers", fmt.Sprintf("%d errors, %d indexed; search returned %d entries", res.GetErrorCount(), res.GetIndexedCount(), len(found.GetEntries())), "nothing indexed; the server healthy")
+		report(t, b, "each entry counted as an error, nothing indexed; search answers", fmt.Sprintf("%d errors, %d indexed; search returned %d entries", res.GetErrorCount(), res.GetIndexedCount(), len(found.GetEntries())), "nothing indexed; the server healthy")
 	})
 
 	t.Run("A_string_that_is_not_UTF8_is_InvalidArgument", func(t *testing.T) {
 		conn := dial(t, "ABUSE_ADDR_48")
+		healthy(t, conn) // connected, so that its goroutines count as before
+		b := measure(t, "48")
 		ctx := attackContext(t)
 		// A SearchLogsRequest whose application (field 2) is the byte 0xff.
 		bad := conn.Invoke(ctx, "/streaming.v1.DataCollectionService/SearchLogs", &katatest.RawMessage{B: []byte{0x12, 0x01, 0xff}}, &katatest.RawMessage{}, grpc.ForceCodecV2(katatest.RawCodec{}))
@@ -219,11 +415,13 @@ func TestDay48(t *testing.T) {
 		assert.Contains(t, status.Convert(bad).Message(), "application", "the error names the field")
 		_, err := pb.NewDataCollectionServiceClient(conn).SearchLogs(ctx, &pb.SearchLogsRequest{Application: "café"})
 		require.NoError(t, err, "a valid search after the bad one")
-		report(t, "InvalidArgument naming the field (not Internal)", fmt.Sprintf("%v: %s", status.Code(bad), status.Convert(bad).Message()), "nothing: the next call is served")
+		report(t, b, "InvalidArgument naming the field (not Internal)", fmt.Sprintf("%v: %s", status.Code(bad), status.Convert(bad).Message()), "nothing: the next call is served")
 	})
 
 	t.Run("Secrets_in_log_text_are_not_stored", func(t *testing.T) {
 		conn := dial(t, "ABUSE_ADDR_48")
+		healthy(t, conn) // connected, so that its goroutines count as before
+		b := measure(t, "48")
 		client := pb.NewDataCollectionServiceClient(conn)
 		ctx := attackContext(t)
 		stream, err := client.CollectLogs(ctx)
@@ -236,13 +434,15 @@ func TestDay48(t *testing.T) {
 		found, err := client.SearchLogs(ctx, &pb.SearchLogsRequest{Term: secret})
 		require.NoError(t, err)
 		assert.Zero(t, found.GetTotalMatches(), "entries found by searching for the secret")
-		report(t, "redacted before indexing", fmt.Sprintf("%d entries found by the secret", found.GetTotalMatches()), "no indexed copy: a search for it finds nothing")
+		report(t, b, "redacted before indexing", fmt.Sprintf("%d entries found by the secret", found.GetTotalMatches()), "no indexed copy: a search for it finds nothing")
 	})
 }
 
 func TestDay49(t *testing.T) {
 	t.Run("Chat_reconnect_loop_keeps_its_rate_limit", func(t *testing.T) {
 		conn := dial(t, "ABUSE_ADDR_49")
+		healthy(t, conn) // connected, so that its goroutines count as before
+		b := measure(t, "49")
 		client := pb.NewChatServiceClient(conn)
 		ctx := attackContext(t)
 		room := fmt.Sprint("abuse-", time.Now().UnixNano()%1000000)
@@ -280,13 +480,73 @@ func TestDay49(t *testing.T) {
 		})
 		bob.CloseSend()
 		limit := 10 + 5*elapsed.Seconds() + 1
-		report(t, fmt.Sprintf("at most %.0f of 200 delivered (burst 10, 5/s per user)", limit), fmt.Sprintf("%d delivered in %.1fs; bob served", fromMallory, elapsed.Seconds()), "bob's stream still served; that the hub empties is proven by TestChat/Many_connect_disconnect_cycles_leave_nothing_behind")
+		report(t, b, fmt.Sprintf("at most %.0f of 200 delivered (burst 10, 5/s per user)", limit), fmt.Sprintf("%d delivered in %.1fs; bob served", fromMallory, elapsed.Seconds()), "bob's stream still served; that the hub empties is proven by TestChat/Many_connect_disconnect_cycles_leave_nothing_behind")
 		assert.LessOrEqual(t, float64(fromMallory), limit, "mallory's messages delivered over 20 reconnects in %v", elapsed)
+		healthy(t, conn)
+	})
+
+	t.Run("Streams_of_one_user_are_bounded_across_connections", func(t *testing.T) {
+		conn := dial(t, "ABUSE_ADDR_49")
+		healthy(t, conn) // connected, so that its goroutines count as before
+		b := measure(t, "49")
+		ctx, cancel := context.WithCancel(attackContext(t))
+		defer cancel()
+		room := fmt.Sprint("held-", time.Now().UnixNano()%1000000)
+		// dave holds 32 chat streams, 8 on each of 4 connections, each
+		// joined and idle: the limit per user is 32.
+		const conns, perConn, limit = 4, 8, 32
+		var attackers []*grpc.ClientConn
+		// join opens a chat and sends a join; the first answer of any kind
+		// (past his burst, a refusal of the join) shows the stream was
+		// let in.
+		join := func(c *grpc.ClientConn, token string) (pb.ChatService_ChatClient, error) {
+			s, err := pb.NewChatServiceClient(c).Chat(bearer.WithToken(ctx, token))
+			if err != nil {
+				return nil, err
+			}
+			if err := s.Send(&pb.ChatMessage{Type: pb.MessageType_MESSAGE_TYPE_JOIN_ROOM, RoomId: room}); err != nil {
+				return nil, err
+			}
+			_, err = s.Recv()
+			return s, err
+		}
+		for range conns {
+			c, err := serving.NewClient(os.Getenv("ABUSE_ADDR_49"))
+			require.NoError(t, err)
+			attackers = append(attackers, c)
+			for range perConn {
+				_, err := join(c, "dave-demo-token")
+				require.NoError(t, err, "dave's stream %d of %d", len(attackers), limit)
+			}
+		}
+		// The 33rd, on yet another connection, is refused.
+		extra, err := serving.NewClient(os.Getenv("ABUSE_ADDR_49"))
+		require.NoError(t, err)
+		attackers = append(attackers, extra)
+		_, err = join(extra, "dave-demo-token")
+		require.Equal(t, codes.ResourceExhausted, status.Code(err), "dave's stream %d", limit+1)
+		assert.Contains(t, status.Convert(err).Message(), "32 streams open", "the error names the limit")
+		refusal := err
+		// carol joins the same room and is served.
+		carol, err := pb.NewChatServiceClient(conn).Chat(bearer.WithToken(ctx, "carol-demo-token"))
+		require.NoError(t, err)
+		require.NoError(t, carol.Send(&pb.ChatMessage{Type: pb.MessageType_MESSAGE_TYPE_JOIN_ROOM, RoomId: room}))
+		require.NoError(t, carol.Send(&pb.ChatMessage{Type: pb.MessageType_MESSAGE_TYPE_CHAT, RoomId: room, Content: "hello"}))
+		waitFor(t, carol, func(m *pb.ChatMessage) bool { return m.GetUserId() == "carol" && m.GetContent() == "hello" })
+		cancel()
+		for _, c := range attackers {
+			c.Close()
+		}
+		report(t, b, "stream 33 of one user refused with ResourceExhausted, on any connection; others served",
+			fmt.Sprintf("%v: %s; carol served", status.Code(refusal), status.Convert(refusal).Message()),
+			"nothing once his streams close")
 		healthy(t, conn)
 	})
 
 	t.Run("Chat_content_that_is_not_UTF8_is_answered_in_band", func(t *testing.T) {
 		conn := dial(t, "ABUSE_ADDR_49")
+		healthy(t, conn) // connected, so that its goroutines count as before
+		b := measure(t, "49")
 		ctx := attackContext(t)
 		room := fmt.Sprint("utf8-", time.Now().UnixNano()%1000000)
 		stream, err := conn.NewStream(bearer.WithToken(ctx, "carol-demo-token"), &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, "/streaming.v1.ChatService/Chat", grpc.ForceCodecV2(katatest.RawCodec{}))
@@ -317,11 +577,13 @@ func TestDay49(t *testing.T) {
 		echo := recv()
 		assert.Equal(t, "still here", echo.GetContent(), "the next message on the same stream")
 		stream.CloseSend()
-		report(t, "in-band InvalidArgument naming the field; the stream goes on", fmt.Sprintf("in-band %v %q; the next message echoed", codes.Code(refusal.GetErrorCode()), refusal.GetContent()), "nothing: the same stream goes on")
+		report(t, b, "in-band InvalidArgument naming the field; the stream goes on", fmt.Sprintf("in-band %v %q; the next message echoed", codes.Code(refusal.GetErrorCode()), refusal.GetContent()), "nothing: the same stream goes on")
 	})
 
 	t.Run("Editor_document_stays_openable", func(t *testing.T) {
 		conn := dial(t, "ABUSE_ADDR_49")
+		healthy(t, conn) // connected, so that its goroutines count as before
+		b := measure(t, "49")
 		client := pb.NewEditorServiceClient(conn)
 		ctx := attackContext(t)
 		// Insert 4-byte characters into the demo's document until the
@@ -361,13 +623,14 @@ func TestDay49(t *testing.T) {
 		snap, err := o.Recv()
 		require.NoError(t, err, "opening the filled document")
 		o.CloseSend()
-		report(t, "refused past 1 MiB encoded; the document still opens", fmt.Sprintf("refused at revision %d; a snapshot of %d bytes opens", revision, len(snap.GetSnapshot().GetContent())), "the document at its limit, which a new editor still opens")
+		report(t, b, "refused past 1 MiB encoded; the document still opens", fmt.Sprintf("refused at revision %d; a snapshot of %d bytes opens", revision, len(snap.GetSnapshot().GetContent())), "the document at its limit, which a new editor still opens")
 		healthy(t, conn)
 	})
 
 	t.Run("Oversized_metadata_is_refused", func(t *testing.T) {
 		conn := dial(t, "ABUSE_ADDR_49")
-		healthy(t, conn)
+		healthy(t, conn) // connected, so that its goroutines count as before; this first call also brings the server's limits to the client
+		b := measure(t, "49")
 		ctx := metadata.AppendToOutgoingContext(attackContext(t), "x-junk", strings.Repeat("j", 1<<20))
 		_, err := pb.NewChatServiceClient(conn).Chat(ctx)
 		if err == nil {
@@ -376,7 +639,7 @@ func TestDay49(t *testing.T) {
 		}
 		require.Error(t, err, "a call carrying 1 MiB of metadata")
 		healthy(t, conn)
-		report(t, "refused (16 KiB header limit)", fmt.Sprintf("refused: %v", status.Code(err)), "nothing: the same connection serves the next call")
+		report(t, b, "refused (16 KiB header limit)", fmt.Sprintf("refused: %v", status.Code(err)), "nothing: the same connection serves the next call")
 	})
 }
 

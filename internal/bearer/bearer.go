@@ -131,6 +131,13 @@ func IdentityFrom(ctx context.Context) (Identity, bool) {
 	return id, ok
 }
 
+// User returns the name of the user StreamInterceptor authenticated, for
+// quotas kept per user (serving.StreamLimits); false when there is none.
+func User(ctx context.Context) (string, bool) {
+	id, ok := IdentityFrom(ctx)
+	return id.User, ok
+}
+
 // CheckFresh re-checks, against now, that the token the stream was
 // authenticated with has not expired since. A handler calls it for every
 // message it receives, so a long stream cannot outlive its token.

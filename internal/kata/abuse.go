@@ -12,10 +12,18 @@ import (
 // abuseTimeout bounds the whole abuse suite run against live servers.
 const abuseTimeout = 5 * time.Minute
 
+// abuseSpec is a day's "abuse" section in kata.json: the flags its server
+// is started with for the abuse suite, which shrink limits that the
+// attacks would otherwise wait out (the idle limit of a client stream).
+type abuseSpec struct {
+	ServerArgs []string `json:"server_args"`
+}
+
 // cmdAbuse starts every day's reference server on 127.0.0.1, as its
-// README says (go run ./DAY -serve -addr ...), and runs the abuse suite
-// in internal/abuse against them over real TCP. It prints the table that
-// RELIABILITY.md holds.
+// README says (go run ./DAY -serve -addr ... -debug-addr ...), and runs
+// the abuse suite in internal/abuse against them over real TCP. It prints
+// the table that RELIABILITY.md holds. The suite reads each server's
+// goroutines and live heap from its debug address.
 func cmdAbuse(ctx context.Context, r *repo, inv invocation) error {
 	days, err := r.days(inv.day)
 	if err != nil || len(days) == 0 {
@@ -41,8 +49,16 @@ func cmdAbuse(ctx context.Context, r *repo, inv invocation) error {
 		if err != nil {
 			return err
 		}
-		env = append(env, fmt.Sprintf("ABUSE_ADDR_%s=%s", d.num, addr))
-		return r.withReferenceServer(ctx, d, []string{"./" + d.dir, "-serve", "-addr", addr}, addr, grpcurl, func(*server) error {
+		debugAddr, err := freeLoopbackAddr()
+		if err != nil {
+			return err
+		}
+		env = append(env, fmt.Sprintf("ABUSE_ADDR_%s=%s", d.num, addr), fmt.Sprintf("ABUSE_DEBUG_%s=%s", d.num, debugAddr))
+		args := []string{"./" + d.dir, "-serve", "-addr", addr, "-debug-addr", debugAddr}
+		if d.kata.Abuse != nil {
+			args = append(args, d.kata.Abuse.ServerArgs...)
+		}
+		return r.withReferenceServer(ctx, d, args, addr, grpcurl, func(*server) error {
 			return run(i + 1)
 		})
 	}

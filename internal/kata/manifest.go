@@ -19,7 +19,8 @@ type kataManifest struct {
 	Tasks      []task     `json:"tasks"`
 	StubPasses []stubPass `json:"stub_passes"`
 	Demo       *demoSpec  `json:"demo"`
-	Load       *loadSpec  `json:"load,omitempty"` // optional: see load.go
+	Load       *loadSpec  `json:"load,omitempty"`  // optional: see load.go
+	Abuse      *abuseSpec `json:"abuse,omitempty"` // optional: see abuse.go
 }
 
 // task is one numbered exercise; its tests are the top-level tests whose

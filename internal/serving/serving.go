@@ -59,6 +59,9 @@ var (
 	ServerKeepalive = keepalive.ServerParameters{
 		Time:    time.Minute,
 		Timeout: 20 * time.Second,
+		// A connection without a call for this long is closed (GOAWAY),
+		// so connections opened and left empty do not pile up.
+		MaxConnectionIdle: 5 * time.Minute,
 	}
 	KeepaliveEnforcement = keepalive.EnforcementPolicy{
 		MinTime:             15 * time.Second,
