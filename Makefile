@@ -1,14 +1,16 @@
 # Lessons and their checks; the work is done by the runner in internal/kata.
 # DAY=48 limits a target to one day (default: every day); RUN=Pattern limits
-# make test to the matching tests.
+# make test to the matching tests; TASK=N names a task for watch, hint and
+# solution.
 DAY ?=
 RUN ?=
+TASK ?=
 KATA = go run ./internal/kata
 # The race detector needs cgo, and so a C compiler; without one, test without it.
 RACE = $(if $(filter 1,$(shell go env CGO_ENABLED)),-race)
 
 .DEFAULT_GOAL := help
-.PHONY: help check solutions stubs antipatterns mutants demo progress test proto lint bench grpcurl abuse load
+.PHONY: help check solutions stubs antipatterns mutants demo progress watch hint solution test proto lint bench grpcurl abuse load
 
 help: ## list the targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z]+:.*## / { printf "  make %-13s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -33,6 +35,15 @@ demo: ## run the reference demo once (each day in turn without DAY)
 
 progress: ## show which tasks your own code passes
 	$(KATA) progress $(DAY)
+
+watch: ## re-run your current task on every save: make watch [DAY=48] [TASK=2]
+	@$(KATA) watch $(DAY) $(if $(TASK),-task $(TASK))
+
+hint: ## the hints for a task's failure: make hint DAY=48 TASK=2
+	@$(if $(and $(DAY),$(TASK)),,$(error DAY and TASK are required: make hint DAY=48 TASK=2))$(KATA) hint $(DAY) -task $(TASK)
+
+solution: ## the reference code of a task, once yours passes it: make solution DAY=48 TASK=1
+	@$(if $(and $(DAY),$(TASK)),,$(error DAY and TASK are required: make solution DAY=48 TASK=1))$(KATA) solution $(DAY) -task $(TASK)
 
 test: ## run your own code for one day: make test DAY=48 [RUN=TestFileUpload]
 	$(if $(DAY),,$(error DAY is required: make test DAY=48 [RUN=TestName]))go test $(RACE) -count=1 -timeout=60s $(if $(RUN),-run '$(value RUN)') ./day$(DAY)_*/

@@ -21,6 +21,7 @@ type kataManifest struct {
 	Demo       *demoSpec  `json:"demo"`
 	Load       *loadSpec  `json:"load,omitempty"`  // optional: see load.go
 	Abuse      *abuseSpec `json:"abuse,omitempty"` // optional: see abuse.go
+	Hints      []hint     `json:"hints"`           // see hints.go
 }
 
 // task is one numbered exercise; its tests are the top-level tests whose
@@ -30,6 +31,9 @@ type task struct {
 	Name    string `json:"name"`
 	Tests   string `json:"tests"`
 	Summary string `json:"summary"`
+	// Functions are the task's functions in main.go, methods as
+	// "Type.Method"; make solution shows their reference.
+	Functions []string `json:"functions"`
 
 	re *regexp.Regexp
 }
@@ -179,6 +183,9 @@ func (m *kataManifest) validate() error {
 		if err := m.Load.validate(); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	for i, h := range m.Hints {
+		errs = append(errs, h.validate(i, ids)...)
 	}
 	return errors.Join(errs...)
 }

@@ -131,12 +131,21 @@ func cmdTables(ctx context.Context, r *repo, inv invocation) error {
 		updated := readme[:start] + renderMistakeTable(list) + readme[end:]
 		if updated == readme {
 			fmt.Printf("%s: the common-mistakes table is up to date\n", d.dir)
-			continue
+		} else {
+			if err := os.WriteFile(path, []byte(updated), 0o644); err != nil {
+				return err
+			}
+			fmt.Printf("%s: wrote the common-mistakes table (%d mistakes)\n", d.dir, len(list))
 		}
-		if err := os.WriteFile(path, []byte(updated), 0o644); err != nil {
+		changed, err := writeDayHints(d)
+		switch {
+		case err != nil:
 			return err
+		case changed:
+			fmt.Printf("%s: wrote the hints (%d)\n", d.dir, len(d.kata.Hints))
+		default:
+			fmt.Printf("%s: the hints are up to date\n", d.dir)
 		}
-		fmt.Printf("%s: wrote the common-mistakes table (%d mistakes)\n", d.dir, len(list))
 	}
 	return nil
 }

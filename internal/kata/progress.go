@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -25,14 +26,19 @@ func cmdProgress(ctx context.Context, r *repo, inv invocation) error {
 		// A learner's code can hang where no test expected it: go test's
 		// own timeout then names the test that hung, in a minute rather
 		// than ten.
-		run, err := r.goTestJSON(ctx, "-count=1", learnerTimeout, d.pkg())
+		args := append(r.race(ctx), "-count=1", learnerTimeout, d.pkg())
+		run, err := r.goTestJSON(ctx, args...)
 		if err != nil {
 			return fmt.Errorf("%s: %w", d.dir, err)
+		}
+		mistakes, err := loadAntipatterns(d)
+		if err != nil {
+			return err
 		}
 		if i > 0 {
 			fmt.Println()
 		}
-		printProgress(os.Stdout, buildProgress(d, run))
+		printProgress(os.Stdout, buildProgress(d, run, mistakes))
 	}
 	return nil
 }
@@ -57,11 +63,17 @@ type taskProgress struct {
 	failing []string // those that did not pass
 	done    bool
 	message []string // the first failure, when not done
+	output  string   // everything its failing tests printed
+	needs   []int    // unfinished earlier tasks whose stubs its tests reached
+	advice  []string // hints that match its failure
 }
 
 // buildProgress buckets a run's top-level tests into the day's tasks: a
 // test belongs to the first task whose regexp matches its name.
-func buildProgress(d day, run *testRun) dayProgress {
+//
+// A failing task whose tests reached the stub of another unfinished task
+// needs that task first; any other failure gets the hints it matches.
+func buildProgress(d day, run *testRun, mistakes []antipattern) dayProgress {
 	p := dayProgress{title: d.kata.Title, num: d.num, allTests: run.topLevel()}
 	if run.buildFailed {
 		p.compileErrors = run.compileErrors(10)
@@ -81,6 +93,7 @@ func buildProgress(d day, run *testRun) dayProgress {
 			if tp.message == nil {
 				tp.message = run.failureMessage(test)
 			}
+			tp.output += run.failureOutput(test)
 		}
 	}
 	finish := func(tp *taskProgress) {
@@ -91,6 +104,25 @@ func buildProgress(d day, run *testRun) dayProgress {
 	}
 	for i := range p.tasks {
 		finish(&p.tasks[i])
+	}
+	for i := range p.tasks {
+		tp := &p.tasks[i]
+		if tp.done {
+			continue
+		}
+		for _, id := range stubsQuoted(tp.output) {
+			if id == tp.id {
+				continue
+			}
+			if j := slices.IndexFunc(p.tasks, func(t taskProgress) bool { return t.id == id }); j >= 0 && !p.tasks[j].done {
+				tp.needs = append(tp.needs, id)
+			}
+		}
+		// A task whose own stub still answers has not been started: no
+		// hint is about it yet.
+		if len(tp.needs) == 0 && !slices.Contains(stubsQuoted(tp.output), tp.id) {
+			tp.advice = advice(d.kata.Hints, mistakes, d.kata, tp.id, tp.output)
+		}
 	}
 	if len(other.tests) > 0 {
 		finish(other)
@@ -136,11 +168,16 @@ func printProgress(w io.Writer, p dayProgress) {
 			done++
 			continue
 		}
+		if len(t.needs) > 0 {
+			fmt.Fprintf(w, "      needs %s first: its tests call that code\n", taskList(t.needs))
+			continue
+		}
 		if next == nil {
 			next = t
 		}
 		if len(p.compileErrors) == 0 {
 			printMessage(w, t.message)
+			printAdvice(w, t.advice)
 		}
 	}
 	if p.other != nil {
@@ -163,6 +200,26 @@ func printProgress(w io.Writer, p dayProgress) {
 		fmt.Fprintf(w, " Next: the remaining tests (make test DAY=%s RUN=%s)\n", p.num, runArg(next, p.allTests))
 	default:
 		fmt.Fprintf(w, " Next: task %d (make test DAY=%s RUN=%s)\n", next.id, p.num, runArg(next, p.allTests))
+	}
+}
+
+// taskList names tasks: "task 2", "tasks 2 and 4".
+func taskList(ids []int) string {
+	if len(ids) == 1 {
+		return fmt.Sprintf("task %d", ids[0])
+	}
+	names := make([]string, len(ids))
+	for i, id := range ids {
+		names[i] = fmt.Sprint(id)
+	}
+	return "tasks " + strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
+}
+
+// printAdvice prints the hints that match a failure under its message,
+// wrapped.
+func printAdvice(w io.Writer, lines []string) {
+	for _, line := range lines {
+		fmt.Fprint(w, wrap("      ", "        ", line, 100))
 	}
 }
 

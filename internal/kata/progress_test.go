@@ -26,7 +26,7 @@ func progressDay(t *testing.T) day {
 func renderProgress(t *testing.T, d day, events ...testEvent) string {
 	t.Helper()
 	var b strings.Builder
-	printProgress(&b, buildProgress(d, parse(t, events...)))
+	printProgress(&b, buildProgress(d, parse(t, events...), nil))
 	return b.String()
 }
 

@@ -167,6 +167,20 @@ func (run *testRun) failureMessage(top string) []string {
 	return firstFailure(lines)
 }
 
+// failureOutput returns everything printed by the failing subtests of a
+// top-level test, and by the test itself if it failed: the text hints are
+// matched against.
+func (run *testRun) failureOutput(top string) string {
+	var b strings.Builder
+	for _, o := range run.output {
+		if topLevelName(o.test) == top && run.results[o.test] == "fail" {
+			b.WriteString(o.text)
+			b.WriteString("\n")
+		}
+	}
+	return b.String()
+}
+
 // firstFailureOf returns the first failure printed by test or one of
 // its subtests that failed, as failureMessage does for a top-level test.
 func (run *testRun) firstFailureOf(test string) []string {

@@ -171,6 +171,7 @@ func cmdStubs(ctx context.Context, r *repo, inv invocation) error {
 			continue
 		}
 		summary, problems := checkStubs(run, d.kata)
+		problems = append(problems, checkTaskFunctions(d)...)
 		if len(problems) > 0 {
 			fmt.Printf("day%s: stubs check FAILED (%s):\n", d.num, summary)
 			for _, p := range problems {
@@ -291,6 +292,13 @@ func cmdAntipatterns(ctx context.Context, r *repo, inv invocation) error {
 					fmt.Println(bullet(p))
 				}
 				failed = append(failed, d.dir+" README table")
+			}
+			if problems := checkDayHints(d); len(problems) > 0 {
+				fmt.Printf("day%s README hints: FAILED, they disagree with kata.json:\n", d.num)
+				for _, p := range problems {
+					fmt.Println(bullet(p))
+				}
+				failed = append(failed, d.dir+" README hints")
 			}
 		}
 		for _, ap := range list {
