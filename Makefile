@@ -36,8 +36,10 @@ demo: ## run the reference demo once (each day in turn without DAY)
 progress: ## show which tasks your own code passes
 	$(KATA) progress $(DAY)
 
+# watch runs the built runner rather than go run, so that Ctrl+C, which
+# ends it cleanly, is not reported as a failure by the go command.
 watch: ## re-run your current task on every save: make watch [DAY=48] [TASK=2]
-	@$(KATA) watch $(DAY) $(if $(TASK),-task $(TASK))
+	@go build -o .bin/kata ./internal/kata && exec .bin/kata watch $(DAY) $(if $(TASK),-task $(TASK))
 
 hint: ## the hints for a task's failure: make hint DAY=48 TASK=2
 	@$(if $(and $(DAY),$(TASK)),,$(error DAY and TASK are required: make hint DAY=48 TASK=2))$(KATA) hint $(DAY) -task $(TASK)
