@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"strings"
@@ -325,6 +326,161 @@ func TestDay48(t *testing.T) {
 		healthy(t, conn)
 	})
 
+	t.Run("Bad_inputs_get_their_status_codes", func(t *testing.T) {
+		conn := dial(t, "ABUSE_ADDR_48")
+		healthy(t, conn) // connected, so that its goroutines count as before
+		b := measure(t, "48")
+		ctx := attackContext(t)
+		alice := bearer.WithToken(ctx, "alice-demo-token")
+		uploads := pb.NewFileUploadServiceClient(conn)
+		chunk := func(name string, total, offset int64, data string, last bool) *pb.FileChunk {
+			return &pb.FileChunk{FileName: name, TotalSize: total, Offset: offset, Data: []byte(data), IsLastChunk: last}
+		}
+		whole := func(name string) []*pb.FileChunk { return []*pb.FileChunk{chunk(name, 2, 0, "ok", true)} }
+		upload := func(ctx context.Context, chunks []*pb.FileChunk) error {
+			stream, err := uploads.UploadFile(ctx)
+			if err != nil {
+				return err
+			}
+			for _, c := range chunks {
+				if stream.Send(c) != nil {
+					break // the server has answered; CloseAndRecv says how
+				}
+			}
+			_, err = stream.CloseAndRecv()
+			return err
+		}
+		type bad struct {
+			name   string
+			ctx    context.Context
+			chunks []*pb.FileChunk
+			want   codes.Code
+		}
+		cases := []bad{
+			{"name ../x.txt", alice, whole("../x.txt"), codes.InvalidArgument},
+			{"name /etc/passwd", alice, whole("/etc/passwd"), codes.InvalidArgument},
+			{"name a/b.txt", alice, whole("a/b.txt"), codes.InvalidArgument},
+			{"name ..", alice, whole(".."), codes.InvalidArgument},
+			{"empty name", alice, whole(""), codes.InvalidArgument},
+			{"NUL in the name", alice, whole("a\x00b.txt"), codes.InvalidArgument},
+			{"control character in the name", alice, whole("a\x07b.txt"), codes.InvalidArgument},
+			{"right-to-left override in the name", alice, whole("invoice\u202efdp.txt"), codes.InvalidArgument},
+			{"300-byte name", alice, whole(strings.Repeat("n", 296) + ".txt"), codes.InvalidArgument},
+			{"name x.exe", alice, whole("x.exe"), codes.InvalidArgument},
+			{"declared size over the limit", alice, []*pb.FileChunk{chunk("big.txt", 2<<30, 0, "ok", false)}, codes.ResourceExhausted},
+			{"bytes over the declared size", alice, []*pb.FileChunk{chunk("over.txt", 2, 0, "abc", true)}, codes.ResourceExhausted},
+			{"offset gap", alice, []*pb.FileChunk{chunk("gap.txt", 4, 0, "ab", false), chunk("", 4, 3, "cd", true)}, codes.InvalidArgument},
+			{"offset overlap", alice, []*pb.FileChunk{chunk("lap.txt", 4, 0, "ab", false), chunk("", 4, 1, "cd", true)}, codes.InvalidArgument},
+			{"oversized chunk", alice, []*pb.FileChunk{chunk("chunk.txt", 2<<20, 0, strings.Repeat("c", 1<<20+1), false)}, codes.ResourceExhausted},
+			{"checksum mismatch", alice, []*pb.FileChunk{{FileName: "sum.txt", TotalSize: 2, Data: []byte("ok"), IsLastChunk: true, Checksum: strings.Repeat("0", 64)}}, codes.DataLoss},
+			{"short stream", alice, []*pb.FileChunk{chunk("short.txt", 4, 0, "ab", false)}, codes.DataLoss},
+			{"chunk after the last one", alice, []*pb.FileChunk{chunk("after.txt", 2, 0, "ok", true), chunk("", 2, 2, "x", false)}, codes.InvalidArgument},
+			{"no token", ctx, whole("anon.txt"), codes.Unauthenticated},
+			{"bad token", bearer.WithToken(ctx, "guessed-token"), whole("guess.txt"), codes.Unauthenticated},
+		}
+		right := 0
+		for _, c := range cases {
+			err := upload(c.ctx, c.chunks)
+			if assert.Equal(t, c.want, status.Code(err), "upload with %s: %v", c.name, err) {
+				right++
+			}
+		}
+		// A client that cancels mid-stream, and two uploads of one name at
+		// once: both stored, under different ids.
+		cancelled, cancel := context.WithCancel(alice)
+		stream, err := uploads.UploadFile(cancelled)
+		require.NoError(t, err)
+		require.NoError(t, stream.Send(chunk("cancel.txt", 4, 0, "ab", false)))
+		cancel()
+		_, err = stream.CloseAndRecv()
+		assert.Equal(t, codes.Canceled, status.Code(err), "an upload its client cancelled")
+		ids := make(chan string, 2)
+		var wg sync.WaitGroup
+		for range 2 {
+			wg.Go(func() {
+				stream, err := uploads.UploadFile(alice)
+				if !assert.NoError(t, err) {
+					return
+				}
+				assert.NoError(t, stream.Send(chunk("same.txt", 2, 0, "ok", true)))
+				res, err := stream.CloseAndRecv()
+				assert.NoError(t, err, "one of two uploads of same.txt at once")
+				ids <- res.GetFileId()
+			})
+		}
+		wg.Wait()
+		close(ids)
+		first, second := <-ids, <-ids
+		assert.NotEqual(t, first, second, "the file ids of two uploads of one name")
+
+		// Batches: another user's key, a destructive operation by a
+		// non-admin, a duplicate id; each refused in its outcome.
+		batch, err := pb.NewBatchServiceClient(conn).ProcessBatch(alice)
+		require.NoError(t, err)
+		items := []*pb.BatchItem{
+			{ItemId: "mine", Operation: pb.BatchOperation_BATCH_OPERATION_WRITE, Key: "alice/abuse-bad", Payload: []byte("x")},
+			{ItemId: "theirs", Operation: pb.BatchOperation_BATCH_OPERATION_WRITE, Key: "root/abuse-bad", Payload: []byte("x")},
+			{ItemId: "purge", Operation: pb.BatchOperation_BATCH_OPERATION_PURGE, Key: "alice/abuse-bad"},
+			{ItemId: "mine", Operation: pb.BatchOperation_BATCH_OPERATION_DELETE, Key: "alice/abuse-bad"},
+		}
+		for _, it := range items {
+			require.NoError(t, batch.Send(it))
+		}
+		res, err := batch.CloseAndRecv()
+		require.NoError(t, err, "a batch with refused items")
+		var outcomes []codes.Code
+		for _, o := range res.GetOutcomes() {
+			outcomes = append(outcomes, codes.Code(o.GetCode()))
+		}
+		assert.Equal(t, []codes.Code{codes.OK, codes.PermissionDenied, codes.PermissionDenied, codes.AlreadyExists}, outcomes, "the batch's outcomes: own key, another's key, PURGE by a non-admin, duplicate id")
+		_, err = func() (*pb.BatchResult, error) {
+			s, err := pb.NewBatchServiceClient(conn).ProcessBatch(ctx)
+			if err != nil {
+				return nil, err
+			}
+			s.Send(items[0])
+			return s.CloseAndRecv()
+		}()
+		assert.Equal(t, codes.Unauthenticated, status.Code(err), "a batch without a token")
+
+		// Points and log entries: each bad one counted as an error, the
+		// stream goes on.
+		points, err := pb.NewDataCollectionServiceClient(conn).CollectDataPoints(ctx)
+		require.NoError(t, err)
+		now := timestamppb.Now()
+		badPoints := []*pb.DataPoint{
+			{Source: "", Timestamp: now, Metrics: map[string]float64{"x": 1}},
+			{Source: strings.Repeat("s", 300), Timestamp: now, Metrics: map[string]float64{"x": 1}},
+			{Source: "abuse", Timestamp: now, Metrics: map[string]float64{"x": math.NaN()}},
+			{Source: "abuse", Timestamp: now, Metrics: map[string]float64{"x": math.Inf(1)}},
+			{Source: "abuse", Timestamp: now, Metrics: map[string]float64{"x": math.Inf(-1)}},
+			{Source: "abuse", Timestamp: now},
+			{Source: "abuse", Timestamp: &timestamppb.Timestamp{}, Metrics: map[string]float64{"x": 1}},
+			{Source: "abuse", Timestamp: timestamppb.New(time.Now().Add(24 * time.Hour)), Metrics: map[string]float64{"x": 1}},
+		}
+		for _, p := range badPoints {
+			require.NoError(t, points.Send(p))
+		}
+		require.NoError(t, points.Send(&pb.DataPoint{Source: "abuse", Timestamp: now, Metrics: map[string]float64{"x": 1}}))
+		summary, err := points.CloseAndRecv()
+		require.NoError(t, err, "a collection with bad points")
+		assert.EqualValues(t, len(badPoints), summary.GetErrorCount(), "bad points counted as errors")
+		assert.EqualValues(t, 1, summary.GetSuccessfulCount(), "the good point after them")
+		logs, err := pb.NewDataCollectionServiceClient(conn).CollectLogs(ctx)
+		require.NoError(t, err)
+		require.NoError(t, logs.Send(&pb.LogEntry{Application: "abuse", Level: pb.LogLevel(42), Timestamp: now, Message: "unknown level"}))
+		require.NoError(t, logs.Send(&pb.LogEntry{Application: "abuse", Level: pb.LogLevel_LOG_LEVEL_ERROR, Timestamp: now, Message: strings.Repeat("m", 8<<10+1)}))
+		logged, err := logs.CloseAndRecv()
+		require.NoError(t, err, "a log stream with bad entries")
+		assert.EqualValues(t, 2, logged.GetErrorCount(), "bad log entries counted as errors")
+
+		report(t, b, "each bad input of SPEC §7 gets its code (or is counted as an error in a stream that goes on)",
+			fmt.Sprintf("%d of %d bad uploads with their code; a cancelled upload Canceled; two uploads of one name both stored; batch outcomes %v; %d of %d bad points and %d of 2 bad log entries counted as errors",
+				right, len(cases), outcomes, summary.GetErrorCount(), len(badPoints), logged.GetErrorCount()),
+			"nothing")
+		healthy(t, conn)
+	})
+
 	t.Run("Parallel_batch_streams_share_one_pace", func(t *testing.T) {
 		conn := dial(t, "ABUSE_ADDR_48")
 		healthy(t, conn) // connected, so that its goroutines count as before
@@ -543,6 +699,138 @@ func TestDay49(t *testing.T) {
 		healthy(t, conn)
 	})
 
+	t.Run("Bad_inputs_get_their_status_codes", func(t *testing.T) {
+		conn := dial(t, "ABUSE_ADDR_49")
+		healthy(t, conn) // connected, so that its goroutines count as before
+		b := measure(t, "49")
+		ctx := attackContext(t)
+		chat := pb.NewChatServiceClient(conn)
+		room := fmt.Sprint("bad-", time.Now().UnixNano()%1000000)
+		// Without a token, or with a wrong one, the stream is refused.
+		for _, c := range []struct {
+			name string
+			ctx  context.Context
+		}{{"no token", ctx}, {"bad token", bearer.WithToken(ctx, "guessed-token")}} {
+			s, err := chat.Chat(c.ctx)
+			require.NoError(t, err)
+			_, err = s.Recv()
+			assert.Equal(t, codes.Unauthenticated, status.Code(err), "a chat with %s", c.name)
+		}
+		// alice's stream: each bad request answered in-band, the stream
+		// goes on.
+		s, err := chat.Chat(bearer.WithToken(ctx, "alice-demo-token"))
+		require.NoError(t, err)
+		msg := func(typ pb.MessageType, room, content string) *pb.ChatMessage {
+			return &pb.ChatMessage{Type: typ, RoomId: room, Content: content}
+		}
+		cases := []struct {
+			name string
+			req  *pb.ChatMessage
+			want codes.Code
+		}{
+			{"chat before joining", msg(pb.MessageType_MESSAGE_TYPE_CHAT, room, "hello"), codes.PermissionDenied},
+			{"an invalid room", msg(pb.MessageType_MESSAGE_TYPE_JOIN_ROOM, "Bad Room!", ""), codes.InvalidArgument},
+			{"an unknown type", msg(pb.MessageType(99), room, "x"), codes.InvalidArgument},
+			{"empty content", msg(pb.MessageType_MESSAGE_TYPE_CHAT, room, ""), codes.InvalidArgument},
+			{"huge content", msg(pb.MessageType_MESSAGE_TYPE_CHAT, room, strings.Repeat("h", 2001)), codes.InvalidArgument},
+		}
+		joined := false
+		right := 0
+		for _, c := range cases {
+			if c.req.GetType() == pb.MessageType_MESSAGE_TYPE_CHAT && c.req.GetContent() != "hello" && !joined {
+				require.NoError(t, s.Send(msg(pb.MessageType_MESSAGE_TYPE_JOIN_ROOM, room, "")))
+				waitFor(t, s, func(m *pb.ChatMessage) bool { return m.GetType() == pb.MessageType_MESSAGE_TYPE_JOIN_ROOM })
+				joined = true
+			}
+			require.NoError(t, s.Send(c.req))
+			var answer *pb.ChatMessage
+			waitFor(t, s, func(m *pb.ChatMessage) bool { answer = m; return m.GetType() == pb.MessageType_MESSAGE_TYPE_ERROR })
+			if assert.Equal(t, c.want, codes.Code(answer.GetErrorCode()), "the in-band answer to %s: %s", c.name, answer.GetContent()) {
+				right++
+			}
+		}
+		// A spoofed sender is replaced by the authenticated one.
+		spoof := msg(pb.MessageType_MESSAGE_TYPE_CHAT, room, "from whom?")
+		spoof.UserId = "mallory"
+		require.NoError(t, s.Send(spoof))
+		var echo *pb.ChatMessage
+		waitFor(t, s, func(m *pb.ChatMessage) bool { echo = m; return m.GetContent() == "from whom?" })
+		assert.Equal(t, "alice", echo.GetUserId(), "the sender of a message that claimed to be mallory's")
+		require.NoError(t, s.CloseSend())
+		for {
+			if _, err := s.Recv(); err != nil {
+				break
+			}
+		}
+
+		// The editor: an unknown document, then a revision from the future.
+		e, err := pb.NewEditorServiceClient(conn).Edit(bearer.WithToken(ctx, "alice-demo-token"))
+		require.NoError(t, err)
+		require.NoError(t, e.Send(&pb.EditRequest{Request: &pb.EditRequest_Open{Open: &pb.OpenDocument{DocumentId: "no-such-document"}}}))
+		ev, err := e.Recv()
+		require.NoError(t, err)
+		unknown := codes.Code(ev.GetError().GetCode())
+		assert.Equal(t, codes.NotFound, unknown, "opening an unknown document")
+		require.NoError(t, e.Send(&pb.EditRequest{Request: &pb.EditRequest_Open{Open: &pb.OpenDocument{DocumentId: "groceries"}}}))
+		ev, err = e.Recv()
+		require.NoError(t, err)
+		future := ev.GetSnapshot().GetRevision() + 100
+		require.NoError(t, e.Send(&pb.EditRequest{Request: &pb.EditRequest_Submit{Submit: &pb.SubmitOperation{BaseRevision: future, ClientOpId: "future",
+			Operation: &pb.Operation{Kind: &pb.Operation_Insert{Insert: &pb.Insert{Position: 0, Text: "x"}}}}}}))
+		var futureErr error
+		for futureErr == nil {
+			_, futureErr = e.Recv()
+		}
+		assert.Equal(t, codes.FailedPrecondition, status.Code(futureErr), "a submit based on a future revision")
+
+		// The game: a move before joining, then, joined, a move out of
+		// bounds and a teleport; each answered in-band, naming its move.
+		g, err := pb.NewGameServiceClient(conn).Play(bearer.WithToken(ctx, "alice-demo-token"))
+		require.NoError(t, err)
+		move := func(seq int64, x, y int32) *pb.PlayerInput {
+			return &pb.PlayerInput{Input: &pb.PlayerInput_Move{Move: &pb.PlayerMove{Sequence: seq, Target: &pb.Position{X: x, Y: y}}}}
+		}
+		gameError := func(seq int64) codes.Code {
+			for {
+				u, err := g.Recv()
+				require.NoError(t, err, "the game stream, waiting for the answer to move %d", seq)
+				if e := u.GetError(); e != nil && e.GetSequence() == seq {
+					return codes.Code(e.GetCode())
+				}
+			}
+		}
+		require.NoError(t, g.Send(move(1, 1, 1)))
+		beforeJoin := gameError(1)
+		require.NoError(t, g.Send(&pb.PlayerInput{Input: &pb.PlayerInput_Join{Join: &pb.JoinGame{Name: "alice"}}}))
+		var at *pb.Position
+		for at == nil {
+			u, err := g.Recv()
+			require.NoError(t, err, "the game stream, waiting for alice in a snapshot")
+			for _, p := range u.GetSnapshot().GetPlayers() {
+				if p.GetName() == "alice" {
+					at = p.GetPosition()
+				}
+			}
+		}
+		require.NoError(t, g.Send(move(2, -1, -1)))
+		outOfBounds := gameError(2)
+		require.NoError(t, g.Send(move(3, (at.GetX()+500)%1000, at.GetY())))
+		teleport := gameError(3)
+		assert.Equal(t, []codes.Code{codes.FailedPrecondition, codes.InvalidArgument, codes.InvalidArgument}, []codes.Code{beforeJoin, outOfBounds, teleport},
+			"the answers to a move before joining, out of bounds and a teleport")
+		require.NoError(t, g.CloseSend())
+		for {
+			if _, err := g.Recv(); err != nil {
+				break
+			}
+		}
+
+		report(t, b, "refused without a valid token; each bad chat request answered in-band with its code; the sender is the token's; an unknown document NotFound; a future revision ends the edit; game moves before joining, out of bounds or teleporting answered in-band",
+			fmt.Sprintf("%d of %d in-band chat codes right; spoofed message shown as from %q; unknown document %v; future revision %v; game moves %v, %v, %v", right, len(cases), echo.GetUserId(), unknown, status.Code(futureErr), beforeJoin, outOfBounds, teleport),
+			"nothing")
+		healthy(t, conn)
+	})
+
 	t.Run("Chat_content_that_is_not_UTF8_is_answered_in_band", func(t *testing.T) {
 		conn := dial(t, "ABUSE_ADDR_49")
 		healthy(t, conn) // connected, so that its goroutines count as before
@@ -578,6 +866,50 @@ func TestDay49(t *testing.T) {
 		assert.Equal(t, "still here", echo.GetContent(), "the next message on the same stream")
 		stream.CloseSend()
 		report(t, b, "in-band InvalidArgument naming the field; the stream goes on", fmt.Sprintf("in-band %v %q; the next message echoed", codes.Code(refusal.GetErrorCode()), refusal.GetContent()), "nothing: the same stream goes on")
+	})
+
+	t.Run("An_editor_that_pipelines_a_burst_and_reads_is_not_evicted", func(t *testing.T) {
+		conn := dial(t, "ABUSE_ADDR_49")
+		healthy(t, conn) // connected, so that its goroutines count as before
+		b := measure(t, "49")
+		ctx := attackContext(t)
+		e, err := pb.NewEditorServiceClient(conn).Edit(bearer.WithToken(ctx, "carol-demo-token"))
+		require.NoError(t, err)
+		require.NoError(t, e.Send(&pb.EditRequest{Request: &pb.EditRequest_Open{Open: &pb.OpenDocument{DocumentId: "groceries"}}}))
+		ev, err := e.Recv()
+		require.NoError(t, err)
+		base := ev.GetSnapshot().GetRevision()
+		// 800 inserts sent without waiting, all on the same base, while a
+		// reader takes the acks as they come.
+		const burst = 800
+		acks := make(chan error, 1)
+		go func() {
+			n := 0
+			for n < burst {
+				ev, err := e.Recv()
+				if err != nil {
+					acks <- fmt.Errorf("after %d acks: %w", n, err)
+					return
+				}
+				if ev.GetAck() != nil {
+					n++
+				}
+			}
+			acks <- nil
+		}()
+		for i := range burst {
+			require.NoError(t, e.Send(&pb.EditRequest{Request: &pb.EditRequest_Submit{Submit: &pb.SubmitOperation{BaseRevision: base, ClientOpId: fmt.Sprint("burst-", i),
+				Operation: &pb.Operation{Kind: &pb.Operation_Insert{Insert: &pb.Insert{Position: 0, Text: "b"}}}}}}))
+		}
+		require.NoError(t, <-acks, "the editor that sent a burst of %d and read its acks", burst)
+		require.NoError(t, e.CloseSend())
+		for {
+			if _, err := e.Recv(); err != nil {
+				break
+			}
+		}
+		report(t, b, "every operation acked; the editor is slowed down, never evicted", fmt.Sprintf("%d of %d acked", burst, burst), "nothing")
+		healthy(t, conn)
 	})
 
 	t.Run("Editor_document_stays_openable", func(t *testing.T) {
