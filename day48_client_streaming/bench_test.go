@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/metrics"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -30,7 +31,13 @@ import (
 // clients upload with aliceUploadToken.
 func startTCPServer(b *testing.B, cfg Config) (addr string) {
 	b.Helper()
-	cfg.UploadDir = b.TempDir()
+	return startTCPServerIn(b, cfg, b.TempDir())
+}
+
+// startTCPServerIn is startTCPServer storing uploads into dir.
+func startTCPServerIn(b *testing.B, cfg Config, dir string) (addr string) {
+	b.Helper()
+	cfg.UploadDir = dir
 	srv, err := NewFileUploadServer(cfg)
 	if err != nil {
 		b.Fatal(err)
@@ -95,14 +102,18 @@ func BenchmarkFileUpload(b *testing.B) {
 	}
 }
 
-// httpPutRate measures the peer a user might pick instead of gRPC: a
-// plain net/http server on 127.0.0.1 that takes a streaming PUT of the
-// file, hashes and writes it as it arrives, syncs, renames it into place
-// and checks the checksum, as the upload service does. It returns the
-// best of three uploads in bytes per second.
-func httpPutRate(b *testing.B, path string, size int64) float64 {
+// putPeer is the peer a user might pick instead of gRPC: a plain
+// net/http server on 127.0.0.1 that takes a streaming PUT of a file,
+// hashes and writes it as it arrives, syncs, renames it into place and
+// checks the checksum, as the upload service does.
+type putPeer struct {
+	url string
+	srv *http.Server
+}
+
+// startPutPeer starts a putPeer that stores into dir.
+func startPutPeer(b *testing.B, dir string) *putPeer {
 	b.Helper()
-	dir := b.TempDir()
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f, err := os.CreateTemp(dir, "put-*")
 		if err != nil {
@@ -132,41 +143,134 @@ func httpPutRate(b *testing.B, path string, size int64) float64 {
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv := &http.Server{Handler: handler}
-	go srv.Serve(lis)
-	defer srv.Close()
+	p := &putPeer{url: "http://" + lis.Addr().String() + "/upload", srv: &http.Server{Handler: handler}}
+	go p.srv.Serve(lis)
+	b.Cleanup(func() {
+		p.srv.Close()
+		http.DefaultClient.CloseIdleConnections()
+	})
+	return p
+}
 
+// upload PUTs the file at path, hashing it while it sends, as
+// StreamingClient does, with the checksum in a trailer; it returns the
+// throughput in bytes per second.
+func (p *putPeer) upload(b *testing.B, path string, size int64) float64 {
+	b.Helper()
+	start := time.Now()
+	f, err := os.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	body := &hashingReader{r: f, h: sha256.New()}
+	req, err := http.NewRequest(http.MethodPut, p.url, body)
+	if err != nil {
+		b.Fatal(err)
+	}
+	req.ContentLength = -1
+	req.Trailer = http.Header{"X-Checksum": nil}
+	body.done = func(sum string) { req.Trailer.Set("X-Checksum", sum) }
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b.Fatalf("PUT: %s", resp.Status)
+	}
+	return float64(size) / time.Since(start).Seconds()
+}
+
+// httpPutRate returns the best of three uploads through a putPeer, in
+// bytes per second.
+func httpPutRate(b *testing.B, path string, size int64) float64 {
+	b.Helper()
+	peer := startPutPeer(b, b.TempDir())
 	best := 0.0
 	for range 3 {
-		start := time.Now()
-		f, err := os.Open(path)
-		if err != nil {
-			b.Fatal(err)
-		}
-		// Like StreamingClient, the client hashes while it sends, in one
-		// pass, and sends the checksum at the end: in a trailer.
-		body := &hashingReader{r: f, h: sha256.New()}
-		req, err := http.NewRequest(http.MethodPut, "http://"+lis.Addr().String()+"/upload", body)
-		if err != nil {
-			b.Fatal(err)
-		}
-		req.ContentLength = -1
-		req.Trailer = http.Header{"X-Checksum": nil}
-		body.done = func(sum string) { req.Trailer.Set("X-Checksum", sum) }
-		resp, err := http.DefaultClient.Do(req)
-		f.Close()
-		if err != nil {
-			b.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			b.Fatalf("PUT: %s", resp.Status)
-		}
-		best = max(best, float64(size)/time.Since(start).Seconds())
+		best = max(best, peer.upload(b, path, size))
 	}
-	http.DefaultClient.CloseIdleConnections()
 	return best
+}
+
+// uploadPairs is how many gRPC and HTTP uploads BenchmarkFileUploadPaired
+// alternates in each iteration.
+const uploadPairs = 7
+
+// BenchmarkFileUploadPaired compares the gRPC upload at the default chunk
+// size with the net/http peer, the two alternating (gRPC, HTTP, gRPC,
+// HTTP, ...) so that each pair shares one moment of the machine's disk
+// and CPU, and both writing into the same folder. It reports the median of
+// the pairs' ratios (x-http-put) with the smallest and largest, and each
+// side's median MB/s. dir=disk stores into the test's temporary folder;
+// dir=shm into a RAM-backed folder under /dev/shm, where fsync costs
+// nothing, so the transport's own cost shows.
+func BenchmarkFileUploadPaired(b *testing.B) {
+	const size = 64 << 20
+	data := make([]byte, size)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	path := filepath.Join(b.TempDir(), "bench.csv")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	for _, where := range []string{"disk", "shm"} {
+		b.Run("dir="+where, func(b *testing.B) {
+			dir := b.TempDir()
+			if where == "shm" {
+				shm, err := os.MkdirTemp("/dev/shm", "upload-bench-")
+				if err != nil {
+					b.Skipf("no RAM-backed folder: %v", err)
+				}
+				b.Cleanup(func() { os.RemoveAll(shm) })
+				dir = shm
+			}
+			grpcDir, httpDir := filepath.Join(dir, "grpc"), filepath.Join(dir, "http")
+			for _, d := range []string{grpcDir, httpDir} {
+				if err := os.Mkdir(d, 0o700); err != nil {
+					b.Fatal(err)
+				}
+			}
+			addr := startTCPServerIn(b, Config{}, grpcDir)
+			c, err := NewStreamingClient(addr, WithUploadToken(aliceUploadToken))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			peer := startPutPeer(b, httpDir)
+			var ratios, grpcRates, httpRates []float64
+			for b.Loop() {
+				for range uploadPairs {
+					start := time.Now()
+					if _, err := c.UploadFile(context.Background(), path); err != nil {
+						b.Fatal(err)
+					}
+					g := float64(size) / time.Since(start).Seconds()
+					h := peer.upload(b, path, size)
+					grpcRates, httpRates, ratios = append(grpcRates, g), append(httpRates, h), append(ratios, g/h)
+				}
+			}
+			b.ReportMetric(median(ratios), "x-http-put")
+			b.ReportMetric(slices.Min(ratios), "x-http-put-min")
+			b.ReportMetric(slices.Max(ratios), "x-http-put-max")
+			b.ReportMetric(median(grpcRates)/1e6, "grpc-MB/s")
+			b.ReportMetric(median(httpRates)/1e6, "http-MB/s")
+			b.ReportMetric(float64(len(ratios)), "pairs")
+		})
+	}
+}
+
+// median returns the median of xs, which it sorts.
+func median(xs []float64) float64 {
+	slices.Sort(xs)
+	n := len(xs)
+	if n%2 == 1 {
+		return xs[n/2]
+	}
+	return (xs[n/2-1] + xs[n/2]) / 2
 }
 
 // hashingReader hashes what is read through it and reports the hex sum at
