@@ -18,6 +18,7 @@ import (
 	"math"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -69,7 +70,7 @@ func attackContext(t *testing.T) context.Context {
 // report checks what the attack left behind in the server (see
 // before.leftBehind) and logs one row of RELIABILITY.md's table; call it
 // once the attack's own streams and connections are closed.
-func report(t *testing.T, b before, expected, got, leftBehind string) {
+func report(t *testing.T, b *before, expected, got, leftBehind string) {
 	t.Helper()
 	leftBehind += "; " + b.leftBehind(t)
 	t.Logf("RESULT | %s | %s | %s | %s |", t.Name(), expected, got, leftBehind)
@@ -89,6 +90,26 @@ const (
 type before struct {
 	day   string
 	state serving.State
+	// partial counts the unfinished uploads' files in Day 48's upload
+	// folder; -1 for a server without one.
+	partial int
+	// mayKeep is how many more partial files the attack may leave: paused
+	// uploads that their owner can still resume.
+	mayKeep int
+}
+
+// partialFiles counts the files of unfinished uploads in the folder that
+// Day 48's server stores into (its ".incoming" folder), or returns -1 for
+// a server that stores nothing.
+func partialFiles(t *testing.T, day string) int {
+	t.Helper()
+	dir := os.Getenv("ABUSE_DIR_" + day)
+	if day != "48" || dir == "" {
+		return -1
+	}
+	entries, err := os.ReadDir(filepath.Join(dir, ".incoming"))
+	require.NoError(t, err, "the upload folder's unfinished uploads")
+	return len(entries)
 }
 
 // debugClient closes its connection after each request, so that no
@@ -119,14 +140,14 @@ func serverState(t *testing.T, day string) serving.State {
 // measure records day's server state before an attack. Call it after the
 // attack's connection has made its first call, so that the connection's
 // own goroutines are in the count.
-func measure(t *testing.T, day string) before {
-	return before{day: day, state: serverState(t, day)}
+func measure(t *testing.T, day string) *before {
+	return &before{day: day, state: serverState(t, day), partial: partialFiles(t, day)}
 }
 
 // leftBehind waits until the server's goroutines are back to their count
 // before the attack, failing after settleTimeout, checks its live heap,
 // and describes both for the report.
-func (b before) leftBehind(t *testing.T) string {
+func (b *before) leftBehind(t *testing.T) string {
 	t.Helper()
 	deadline := time.Now().Add(settleTimeout)
 	tick := time.NewTicker(50 * time.Millisecond)
@@ -140,7 +161,13 @@ func (b before) leftBehind(t *testing.T) string {
 		"the server's goroutines %v after the attack; %d before it", settleTimeout, b.state.Goroutines)
 	grew := int64(after.HeapLiveBytes) - int64(b.state.HeapLiveBytes)
 	require.LessOrEqual(t, grew, int64(heapSlack), "the server's live heap grew by %d bytes over the attack", grew)
-	return fmt.Sprintf("goroutines %d before, %d after; live heap %+.1f MiB", b.state.Goroutines, after.Goroutines, float64(grew)/(1<<20))
+	summary := fmt.Sprintf("goroutines %d before, %d after; live heap %+.1f MiB", b.state.Goroutines, after.Goroutines, float64(grew)/(1<<20))
+	if b.partial >= 0 {
+		partial := partialFiles(t, b.day)
+		require.LessOrEqual(t, partial, b.partial+b.mayKeep, "files of unfinished uploads after the attack; %d before it, and it may keep %d", b.partial, b.mayKeep)
+		summary += fmt.Sprintf("; partial files %d before, %d after", b.partial, partial)
+	}
+	return summary
 }
 
 // healthy fails the test unless the server answers a health check: the
@@ -211,6 +238,7 @@ func TestDay48(t *testing.T) {
 		require.NoError(t, err, "alice's own upload at her limit")
 		_, err = client.GetUploadStatus(bearer.WithToken(ctx, "alice-demo-token"), &pb.GetUploadStatusRequest{UploadId: fmt.Sprint("junk-", run, "-0")})
 		require.Equal(t, codes.NotFound, status.Code(err), "alice's oldest abandoned upload, evicted by her later ones")
+		b.mayKeep = 16 // alice's paused uploads, resumable until the window ends
 		report(t, b, "another user's upload succeeds; the attacker's oldest paused uploads are evicted (16 per user)", fmt.Sprintf("root stored %s; alice's first abandoned upload NotFound", res.GetFileName()), "at most 16 paused partial files of the attacker's, until the resume window ends")
 		healthy(t, conn)
 	})

@@ -15,6 +15,8 @@ const abuseTimeout = 5 * time.Minute
 // abuseSpec is a day's "abuse" section in kata.json: the flags its server
 // is started with for the abuse suite, which shrink limits that the
 // attacks would otherwise wait out (the idle limit of a client stream).
+// "{{dir}}" in a flag stands for a new empty folder, whose path the suite
+// gets in ABUSE_DIR_<day>.
 type abuseSpec struct {
 	ServerArgs []string `json:"server_args"`
 }
@@ -23,7 +25,8 @@ type abuseSpec struct {
 // README says (go run ./DAY -serve -addr ... -debug-addr ...), and runs
 // the abuse suite in internal/abuse against them over real TCP. It prints
 // the table that RELIABILITY.md holds. The suite reads each server's
-// goroutines and live heap from its debug address.
+// goroutines and live heap from its debug address, and its files from
+// its folder.
 func cmdAbuse(ctx context.Context, r *repo, inv invocation) error {
 	days, err := r.days(inv.day)
 	if err != nil || len(days) == 0 {
@@ -54,9 +57,19 @@ func cmdAbuse(ctx context.Context, r *repo, inv invocation) error {
 			return err
 		}
 		env = append(env, fmt.Sprintf("ABUSE_ADDR_%s=%s", d.num, addr), fmt.Sprintf("ABUSE_DEBUG_%s=%s", d.num, debugAddr))
+		// A folder of the server's own, which the suite may look into
+		// (Day 48 stores its uploads there).
+		dataDir, err := os.MkdirTemp("", "abuse-day"+d.num+"-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dataDir)
+		env = append(env, fmt.Sprintf("ABUSE_DIR_%s=%s", d.num, dataDir))
 		args := []string{"./" + d.dir, "-serve", "-addr", addr, "-debug-addr", debugAddr}
 		if d.kata.Abuse != nil {
-			args = append(args, d.kata.Abuse.ServerArgs...)
+			for _, a := range d.kata.Abuse.ServerArgs {
+				args = append(args, strings.ReplaceAll(a, "{{dir}}", dataDir))
+			}
 		}
 		return r.withReferenceServer(ctx, d, args, addr, grpcurl, func(*server) error {
 			return run(i + 1)
