@@ -43,13 +43,14 @@ func main() {
 	uploadDir := flag.String("upload-dir", "", "where uploaded files are stored (default: a new temporary folder)")
 	idle := flag.Duration("stream-idle", 30*time.Second, "the longest an upload, batch or collection stream may go without a message; it must also average 1 KiB/s after that")
 	verbose := flag.Bool("v", false, "log every finished call: method, peer, status code, duration (never tokens or payloads)")
+	diskRoom := flag.Int64("disk-room", 0, "fault injection, for tests: each upload's file fails as if the disk were full (ENOSPC) once it holds this many bytes; 0 means never")
 	debugAddr := flag.String("debug-addr", "", "also serve /debug/state (goroutines, live heap) and /debug/pprof/ on this loopback address")
 	flag.Parse()
 	if *once && *serveOnly {
 		fmt.Fprintln(os.Stderr, "-once and -serve exclude each other")
 		os.Exit(2)
 	}
-	if err := run(options{addr: *addr, uploadDir: *uploadDir, once: *once, serveOnly: *serveOnly, verbose: *verbose, debugAddr: *debugAddr, streamIdle: *idle}); err != nil {
+	if err := run(options{addr: *addr, uploadDir: *uploadDir, once: *once, serveOnly: *serveOnly, verbose: *verbose, debugAddr: *debugAddr, streamIdle: *idle, diskRoom: *diskRoom}); err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
 	}
@@ -60,6 +61,7 @@ type options struct {
 	addr, uploadDir, debugAddr string
 	once, serveOnly, verbose   bool
 	streamIdle                 time.Duration
+	diskRoom                   int64
 }
 
 func run(o options) error {
@@ -79,7 +81,11 @@ func run(o options) error {
 		defer os.RemoveAll(dir)
 		o.uploadDir = dir
 	}
-	uploads, err := NewFileUploadServer(Config{UploadDir: o.uploadDir})
+	cfg := Config{UploadDir: o.uploadDir}
+	if o.diskRoom > 0 {
+		cfg.WrapPartial = func(f *os.File) PartialFile { return &roomLimitedFile{File: f, room: o.diskRoom} }
+	}
+	uploads, err := NewFileUploadServer(cfg)
 	if err != nil {
 		return err
 	}
@@ -349,4 +355,23 @@ func demoBatch(ctx context.Context, client *StreamingClient) error {
 		fmt.Printf("  item %s: %s %s\n", o.GetItemId(), codes.Code(o.GetCode()), o.GetMessage())
 	}
 	return nil
+}
+
+// roomLimitedFile is a partial file on a disk that is full once the file
+// holds room bytes: the -disk-room fault, with which the abuse suite
+// checks over TCP that a full disk is ResourceExhausted and leaves no
+// file. Only one upload writes to it.
+type roomLimitedFile struct {
+	*os.File
+	room int64
+}
+
+func (f *roomLimitedFile) Write(p []byte) (int, error) {
+	if int64(len(p)) > f.room {
+		n, _ := f.File.Write(p[:f.room])
+		f.room = 0
+		return n, &os.PathError{Op: "write", Path: f.Name(), Err: syscall.ENOSPC}
+	}
+	f.room -= int64(len(p))
+	return f.File.Write(p)
 }

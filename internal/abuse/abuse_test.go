@@ -509,6 +509,36 @@ func TestDay48(t *testing.T) {
 		healthy(t, conn)
 	})
 
+	t.Run("A_full_disk_is_ResourceExhausted_and_leaves_no_file", func(t *testing.T) {
+		conn := dial(t, "ABUSE_ADDR_48")
+		healthy(t, conn) // connected, so that its goroutines count as before
+		b := measure(t, "48")
+		client := pb.NewFileUploadServiceClient(conn)
+		ctx := bearer.WithToken(attackContext(t), "root-demo-token")
+		// The server runs with -disk-room 1048576 (kata.json): an upload's
+		// file fails as if the disk were full once it holds 1 MiB.
+		stream, err := client.UploadFile(ctx)
+		require.NoError(t, err)
+		const size = 2 << 20
+		chunk := []byte(strings.Repeat("f", 256<<10))
+		for offset := 0; offset < size; offset += len(chunk) {
+			if stream.Send(&pb.FileChunk{FileName: "full.txt", TotalSize: size, Offset: int64(offset), Data: chunk, IsLastChunk: offset+len(chunk) == size}) != nil {
+				break
+			}
+		}
+		_, full := stream.CloseAndRecv()
+		require.Equal(t, codes.ResourceExhausted, status.Code(full), "an upload that fills the disk: %v", full)
+		// A small file still fits.
+		small, err := client.UploadFile(ctx)
+		require.NoError(t, err)
+		require.NoError(t, small.Send(&pb.FileChunk{FileName: "small.txt", TotalSize: 2, Data: []byte("ok"), IsLastChunk: true}))
+		_, err = small.CloseAndRecv()
+		require.NoError(t, err, "a small upload after the disk was full")
+		report(t, b, "ResourceExhausted, not Internal; the partial file removed; a small upload still stored",
+			fmt.Sprintf("%v: %s", status.Code(full), status.Convert(full).Message()), "nothing")
+		healthy(t, conn)
+	})
+
 	t.Run("Parallel_batch_streams_share_one_pace", func(t *testing.T) {
 		conn := dial(t, "ABUSE_ADDR_48")
 		healthy(t, conn) // connected, so that its goroutines count as before
@@ -586,6 +616,45 @@ func TestDay48(t *testing.T) {
 		require.NoError(t, err, "an unfiltered search after the attack")
 		healthy(t, conn)
 		report(t, b, "each entry counted as an error, nothing indexed; search answers", fmt.Sprintf("%d errors, %d indexed; search returned %d entries", res.GetErrorCount(), res.GetIndexedCount(), len(found.GetEntries())), "nothing indexed; the server healthy")
+	})
+
+	t.Run("A_search_whose_answer_would_exceed_the_message_limit_is_truncated", func(t *testing.T) {
+		conn := dial(t, "ABUSE_ADDR_48")
+		healthy(t, conn) // connected, so that its goroutines count as before
+		b := measure(t, "48")
+		client := pb.NewDataCollectionServiceClient(conn)
+		ctx := attackContext(t)
+		// 200 entries of about 18 KB each (an 8,000-byte message and ten
+		// 1,000-byte fields, all within their limits): a search's 100
+		// entries at most would come to 1.8 MB.
+		app := fmt.Sprint("bulk-", time.Now().UnixNano()%1000000)
+		stream, err := client.CollectLogs(ctx)
+		require.NoError(t, err)
+		fields := map[string]string{}
+		for f := range 10 {
+			fields[fmt.Sprint("f", f)] = strings.Repeat("v", 1000)
+		}
+		const entries = 200
+		for i := range entries {
+			require.NoError(t, stream.Send(&pb.LogEntry{Application: app, Level: pb.LogLevel_LOG_LEVEL_INFO, Timestamp: timestamppb.Now(),
+				Message: fmt.Sprintf("%04d %s", i, strings.Repeat("b", 7995)), Fields: fields}))
+		}
+		res, err := stream.CloseAndRecv()
+		require.NoError(t, err)
+		require.EqualValues(t, entries, res.GetIndexedCount(), "entries indexed")
+		found, err := client.SearchLogs(ctx, &pb.SearchLogsRequest{Application: app, Limit: 1000})
+		require.NoError(t, err, "a search matching 3.6 MB of entries")
+		size := proto.Size(found)
+		assert.True(t, found.GetTruncated(), "the answer says it was truncated")
+		assert.LessOrEqual(t, size, 1<<20, "the answer's encoded size")
+		assert.EqualValues(t, entries, found.GetTotalMatches(), "total_matches counts every match")
+		small, err := client.SearchLogs(ctx, &pb.SearchLogsRequest{Application: app, Limit: 3})
+		require.NoError(t, err)
+		assert.Len(t, small.GetEntries(), 3, "a search with a small limit")
+		report(t, b, "the answer stays under 1 MiB and says it was truncated; total_matches counts all",
+			fmt.Sprintf("%d of %d entries in %d bytes, truncated=%v", len(found.GetEntries()), found.GetTotalMatches(), size, found.GetTruncated()),
+			"the 200 entries, indexed as any others")
+		healthy(t, conn)
 	})
 
 	t.Run("A_string_that_is_not_UTF8_is_InvalidArgument", func(t *testing.T) {

@@ -175,7 +175,8 @@ func (r *repo) checkMutants(ctx context.Context, d day, how mutantRun) error {
 		return nil
 	}
 	if res := runMutant(ctx, d, bin, 0, false); res.killed {
-		return fmt.Errorf("the reference, mutants compiled in but switched off, fails its tests: %s", res.killedBy)
+		fmt.Print(lastLines(res.output, 40))
+		return fmt.Errorf("the reference, mutants compiled in but switched off, fails its tests: %s (its output's end is above)", res.killedBy)
 	}
 
 	fmt.Printf("day%s: %d mutants, %d of them equivalent (listed with reasons in .solution/mutants.json); running the tests against %d, %d at a time\n", d.num, len(all), len(all)-len(counted), len(chosen), mutantWorkers)
