@@ -62,12 +62,10 @@ func sha256Rate(data []byte) float64 {
 	return float64(n) / time.Since(start).Seconds()
 }
 
-// BenchmarkFileUpload uploads a 64 MiB file through StreamingClient over
-// TCP loopback with each chunk size and reports throughput (MB/s), the
-// allocations, and x-sha256: throughput as a fraction of SHA-256 over the
-// same bytes, measured in the same run.
-func BenchmarkFileUpload(b *testing.B) {
-	const size = 64 << 20
+// benchFile writes a file of size bytes for the upload benchmarks and
+// returns its path and its contents.
+func benchFile(b *testing.B, size int) (string, []byte) {
+	b.Helper()
 	data := make([]byte, size)
 	for i := range data {
 		data[i] = byte(i * 7)
@@ -76,6 +74,16 @@ func BenchmarkFileUpload(b *testing.B) {
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		b.Fatal(err)
 	}
+	return path, data
+}
+
+// BenchmarkFileUpload uploads a 64 MiB file through StreamingClient over
+// TCP loopback with each chunk size and reports throughput (MB/s), the
+// allocations, and x-sha256: throughput as a fraction of SHA-256 over the
+// same bytes, measured in the same run.
+func BenchmarkFileUpload(b *testing.B) {
+	const size = 64 << 20
+	path, data := benchFile(b, size)
 	ceiling := sha256Rate(data)
 	peer := httpPutRate(b, path, size)
 
@@ -209,14 +217,7 @@ const uploadPairs = 7
 // nothing, so the transport's own cost shows.
 func BenchmarkFileUploadPaired(b *testing.B) {
 	const size = 64 << 20
-	data := make([]byte, size)
-	for i := range data {
-		data[i] = byte(i * 7)
-	}
-	path := filepath.Join(b.TempDir(), "bench.csv")
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		b.Fatal(err)
-	}
+	path, _ := benchFile(b, size)
 	for _, where := range []string{"disk", "shm"} {
 		b.Run("dir="+where, func(b *testing.B) {
 			dir := b.TempDir()

@@ -99,11 +99,11 @@ func run(o options) error {
 		return fmt.Errorf("listen on %s: %w", o.addr, err)
 	}
 	if o.debugAddr != "" {
-		debugLis, err := net.Listen("tcp", o.debugAddr)
+		stopDebug, err := serving.StartDebug(o.debugAddr)
 		if err != nil {
-			return fmt.Errorf("debug endpoint on %s: %w", o.debugAddr, err)
+			return err
 		}
-		defer serving.ServeDebug(debugLis)()
+		defer stopDebug()
 	}
 	logUnary, logStream := serving.LogCalls(slog.Default())
 	srv := grpc.NewServer(append(serving.ServerOptions(serving.Limits{}),

@@ -137,9 +137,17 @@ func serverState(t *testing.T, day string) serving.State {
 	return st
 }
 
-// measure records day's server state before an attack. Call it after the
-// attack's connection has made its first call, so that the connection's
-// own goroutines are in the count.
+// attack connects to day's server, makes a first call (which also brings
+// the server's limits to the client) and records the server's state
+// before the attack, with the connection's own goroutines in the count.
+func attack(t *testing.T, day string) (*grpc.ClientConn, *before) {
+	t.Helper()
+	conn := dial(t, "ABUSE_ADDR_"+day)
+	healthy(t, conn)
+	return conn, measure(t, day)
+}
+
+// measure records day's server state before an attack.
 func measure(t *testing.T, day string) *before {
 	return &before{day: day, state: serverState(t, day), partial: partialFiles(t, day)}
 }
@@ -183,9 +191,7 @@ func healthy(t *testing.T, conn *grpc.ClientConn) {
 
 func TestDay48(t *testing.T) {
 	t.Run("Oversized_metadata_is_refused", func(t *testing.T) {
-		conn := dial(t, "ABUSE_ADDR_48")
-		healthy(t, conn) // connected, so that its goroutines count as before; this first call also brings the server's limits to the client
-		b := measure(t, "48")
+		conn, b := attack(t, "48")
 		ctx := metadata.AppendToOutgoingContext(attackContext(t), "x-junk", strings.Repeat("j", 1<<20))
 		_, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
 		require.Error(t, err, "a health check carrying 1 MiB of metadata")
@@ -194,9 +200,7 @@ func TestDay48(t *testing.T) {
 	})
 
 	t.Run("Abandoned_uploads_of_one_user_block_nobody_else", func(t *testing.T) {
-		conn := dial(t, "ABUSE_ADDR_48")
-		healthy(t, conn) // connected, so that its goroutines count as before
-		b := measure(t, "48")
+		conn, b := attack(t, "48")
 		client := pb.NewFileUploadServiceClient(conn)
 		ctx := attackContext(t)
 		// alice starts 40 resumable uploads and abandons each after its
@@ -244,9 +248,7 @@ func TestDay48(t *testing.T) {
 	})
 
 	t.Run("A_drip_fed_upload_is_cut_off_and_stays_resumable", func(t *testing.T) {
-		conn := dial(t, "ABUSE_ADDR_48")
-		healthy(t, conn) // connected, so that its goroutines count as before
-		b := measure(t, "48")
+		conn, b := attack(t, "48")
 		client := pb.NewFileUploadServiceClient(conn)
 		ctx := bearer.WithToken(attackContext(t), "alice-demo-token")
 		// alice sends one byte of a 64-byte file every 100 ms: about
@@ -306,9 +308,7 @@ func TestDay48(t *testing.T) {
 	})
 
 	t.Run("Idle_collection_streams_on_many_connections_are_closed", func(t *testing.T) {
-		conn := dial(t, "ABUSE_ADDR_48")
-		healthy(t, conn) // connected, so that its goroutines count as before
-		b := measure(t, "48")
+		conn, b := attack(t, "48")
 		ctx := attackContext(t)
 		// 4 connections with 25 collection streams each, which need no
 		// token and send nothing. The server runs with -stream-idle 2s.
@@ -355,9 +355,7 @@ func TestDay48(t *testing.T) {
 	})
 
 	t.Run("Bad_inputs_get_their_status_codes", func(t *testing.T) {
-		conn := dial(t, "ABUSE_ADDR_48")
-		healthy(t, conn) // connected, so that its goroutines count as before
-		b := measure(t, "48")
+		conn, b := attack(t, "48")
 		ctx := attackContext(t)
 		alice := bearer.WithToken(ctx, "alice-demo-token")
 		uploads := pb.NewFileUploadServiceClient(conn)
@@ -510,9 +508,7 @@ func TestDay48(t *testing.T) {
 	})
 
 	t.Run("A_full_disk_is_ResourceExhausted_and_leaves_no_file", func(t *testing.T) {
-		conn := dial(t, "ABUSE_ADDR_48")
-		healthy(t, conn) // connected, so that its goroutines count as before
-		b := measure(t, "48")
+		conn, b := attack(t, "48")
 		client := pb.NewFileUploadServiceClient(conn)
 		ctx := bearer.WithToken(attackContext(t), "root-demo-token")
 		// The server runs with -disk-room 1048576 (kata.json): an upload's
@@ -540,9 +536,7 @@ func TestDay48(t *testing.T) {
 	})
 
 	t.Run("Parallel_batch_streams_share_one_pace", func(t *testing.T) {
-		conn := dial(t, "ABUSE_ADDR_48")
-		healthy(t, conn) // connected, so that its goroutines count as before
-		b := measure(t, "48")
+		conn, b := attack(t, "48")
 		client := pb.NewBatchServiceClient(conn)
 		ctx := attackContext(t)
 		// 10 streams of alice's send 300 items each. Paced per user at
@@ -596,9 +590,7 @@ func TestDay48(t *testing.T) {
 	})
 
 	t.Run("Oversized_log_fields_are_refused_and_search_still_works", func(t *testing.T) {
-		conn := dial(t, "ABUSE_ADDR_48")
-		healthy(t, conn) // connected, so that its goroutines count as before
-		b := measure(t, "48")
+		conn, b := attack(t, "48")
 		client := pb.NewDataCollectionServiceClient(conn)
 		ctx := attackContext(t)
 		stream, err := client.CollectLogs(ctx)
@@ -619,9 +611,7 @@ func TestDay48(t *testing.T) {
 	})
 
 	t.Run("A_search_whose_answer_would_exceed_the_message_limit_is_truncated", func(t *testing.T) {
-		conn := dial(t, "ABUSE_ADDR_48")
-		healthy(t, conn) // connected, so that its goroutines count as before
-		b := measure(t, "48")
+		conn, b := attack(t, "48")
 		client := pb.NewDataCollectionServiceClient(conn)
 		ctx := attackContext(t)
 		// 200 entries of about 18 KB each (an 8,000-byte message and ten
@@ -658,9 +648,7 @@ func TestDay48(t *testing.T) {
 	})
 
 	t.Run("A_string_that_is_not_UTF8_is_InvalidArgument", func(t *testing.T) {
-		conn := dial(t, "ABUSE_ADDR_48")
-		healthy(t, conn) // connected, so that its goroutines count as before
-		b := measure(t, "48")
+		conn, b := attack(t, "48")
 		ctx := attackContext(t)
 		// A SearchLogsRequest whose application (field 2) is the byte 0xff.
 		bad := conn.Invoke(ctx, "/streaming.v1.DataCollectionService/SearchLogs", &katatest.RawMessage{B: []byte{0x12, 0x01, 0xff}}, &katatest.RawMessage{}, grpc.ForceCodecV2(katatest.RawCodec{}))
@@ -672,9 +660,7 @@ func TestDay48(t *testing.T) {
 	})
 
 	t.Run("Secrets_in_log_text_are_not_stored", func(t *testing.T) {
-		conn := dial(t, "ABUSE_ADDR_48")
-		healthy(t, conn) // connected, so that its goroutines count as before
-		b := measure(t, "48")
+		conn, b := attack(t, "48")
 		client := pb.NewDataCollectionServiceClient(conn)
 		ctx := attackContext(t)
 		stream, err := client.CollectLogs(ctx)
@@ -693,9 +679,7 @@ func TestDay48(t *testing.T) {
 
 func TestDay49(t *testing.T) {
 	t.Run("Chat_reconnect_loop_keeps_its_rate_limit", func(t *testing.T) {
-		conn := dial(t, "ABUSE_ADDR_49")
-		healthy(t, conn) // connected, so that its goroutines count as before
-		b := measure(t, "49")
+		conn, b := attack(t, "49")
 		client := pb.NewChatServiceClient(conn)
 		ctx := attackContext(t)
 		room := fmt.Sprint("abuse-", time.Now().UnixNano()%1000000)
@@ -739,9 +723,7 @@ func TestDay49(t *testing.T) {
 	})
 
 	t.Run("Streams_of_one_user_are_bounded_across_connections", func(t *testing.T) {
-		conn := dial(t, "ABUSE_ADDR_49")
-		healthy(t, conn) // connected, so that its goroutines count as before
-		b := measure(t, "49")
+		conn, b := attack(t, "49")
 		ctx, cancel := context.WithCancel(attackContext(t))
 		defer cancel()
 		room := fmt.Sprint("held-", time.Now().UnixNano()%1000000)
@@ -797,9 +779,7 @@ func TestDay49(t *testing.T) {
 	})
 
 	t.Run("Bad_inputs_get_their_status_codes", func(t *testing.T) {
-		conn := dial(t, "ABUSE_ADDR_49")
-		healthy(t, conn) // connected, so that its goroutines count as before
-		b := measure(t, "49")
+		conn, b := attack(t, "49")
 		ctx := attackContext(t)
 		chat := pb.NewChatServiceClient(conn)
 		room := fmt.Sprint("bad-", time.Now().UnixNano()%1000000)
@@ -929,9 +909,7 @@ func TestDay49(t *testing.T) {
 	})
 
 	t.Run("Chat_content_that_is_not_UTF8_is_answered_in_band", func(t *testing.T) {
-		conn := dial(t, "ABUSE_ADDR_49")
-		healthy(t, conn) // connected, so that its goroutines count as before
-		b := measure(t, "49")
+		conn, b := attack(t, "49")
 		ctx := attackContext(t)
 		room := fmt.Sprint("utf8-", time.Now().UnixNano()%1000000)
 		stream, err := conn.NewStream(bearer.WithToken(ctx, "carol-demo-token"), &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, "/streaming.v1.ChatService/Chat", grpc.ForceCodecV2(katatest.RawCodec{}))
@@ -966,9 +944,7 @@ func TestDay49(t *testing.T) {
 	})
 
 	t.Run("An_editor_that_pipelines_a_burst_and_reads_is_not_evicted", func(t *testing.T) {
-		conn := dial(t, "ABUSE_ADDR_49")
-		healthy(t, conn) // connected, so that its goroutines count as before
-		b := measure(t, "49")
+		conn, b := attack(t, "49")
 		ctx := attackContext(t)
 		e, err := pb.NewEditorServiceClient(conn).Edit(bearer.WithToken(ctx, "carol-demo-token"))
 		require.NoError(t, err)
@@ -1010,9 +986,7 @@ func TestDay49(t *testing.T) {
 	})
 
 	t.Run("Editor_document_stays_openable", func(t *testing.T) {
-		conn := dial(t, "ABUSE_ADDR_49")
-		healthy(t, conn) // connected, so that its goroutines count as before
-		b := measure(t, "49")
+		conn, b := attack(t, "49")
 		client := pb.NewEditorServiceClient(conn)
 		ctx := attackContext(t)
 		// Insert 4-byte characters into the demo's document until the
@@ -1057,9 +1031,7 @@ func TestDay49(t *testing.T) {
 	})
 
 	t.Run("Oversized_metadata_is_refused", func(t *testing.T) {
-		conn := dial(t, "ABUSE_ADDR_49")
-		healthy(t, conn) // connected, so that its goroutines count as before; this first call also brings the server's limits to the client
-		b := measure(t, "49")
+		conn, b := attack(t, "49")
 		ctx := metadata.AppendToOutgoingContext(attackContext(t), "x-junk", strings.Repeat("j", 1<<20))
 		_, err := pb.NewChatServiceClient(conn).Chat(ctx)
 		if err == nil {

@@ -66,21 +66,28 @@ func (r *repo) runTask(ctx context.Context, d day, t task, mistakes []antipatter
 	return taskProgress{}, fmt.Errorf("task %d is not in %s/kata.json", t.ID, d.dir)
 }
 
+// namedTask returns the day and task a command that needs both is about;
+// usage is how to name them, for the error when the task is missing.
+func namedTask(r *repo, inv invocation, usage string) (day, task, error) {
+	d, err := learnerDay(r, inv)
+	if err != nil {
+		return day{}, task{}, err
+	}
+	t, ok, err := taskFlag(d, inv)
+	if err == nil && !ok {
+		err = fmt.Errorf("which task? %s (make progress shows them)", strings.ReplaceAll(usage, "DAY=N", "DAY="+d.num))
+	}
+	return d, t, err
+}
+
 // cmdHint runs a task's tests and prints the hints for its failure: the
 // ones that match it, or, when none does (or the task has not been
 // started), all of the task's hints from the gentlest to the most
 // concrete.
 func cmdHint(ctx context.Context, r *repo, inv invocation) error {
-	d, err := learnerDay(r, inv)
+	d, t, err := namedTask(r, inv, "make hint DAY=N TASK=N")
 	if err != nil {
 		return err
-	}
-	t, ok, err := taskFlag(d, inv)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return fmt.Errorf("which task? make hint DAY=%s TASK=N (make progress shows them)", d.num)
 	}
 	mistakes, err := loadAntipatterns(d)
 	if err != nil {
@@ -128,16 +135,9 @@ func printTaskLine(w io.Writer, tp taskProgress) {
 // cmdSolution prints the reference code of a task once the learner's own
 // code passes its tests; until then it names the tests still failing.
 func cmdSolution(ctx context.Context, r *repo, inv invocation) error {
-	d, err := learnerDay(r, inv)
+	d, t, err := namedTask(r, inv, "make solution DAY=N TASK=N")
 	if err != nil {
 		return err
-	}
-	t, ok, err := taskFlag(d, inv)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return fmt.Errorf("which task? make solution DAY=%s TASK=N", d.num)
 	}
 	tp, err := r.runTask(ctx, d, t, nil)
 	if err != nil {

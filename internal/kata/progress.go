@@ -110,7 +110,8 @@ func buildProgress(d day, run *testRun, mistakes []antipattern) dayProgress {
 		if tp.done {
 			continue
 		}
-		for _, id := range stubsQuoted(tp.output) {
+		quoted := stubsQuoted(tp.output)
+		for _, id := range quoted {
 			if id == tp.id {
 				continue
 			}
@@ -120,7 +121,7 @@ func buildProgress(d day, run *testRun, mistakes []antipattern) dayProgress {
 		}
 		// A task whose own stub still answers has not been started: no
 		// hint is about it yet.
-		if len(tp.needs) == 0 && !slices.Contains(stubsQuoted(tp.output), tp.id) {
+		if len(tp.needs) == 0 && !slices.Contains(quoted, tp.id) {
 			tp.advice = advice(d.kata.Hints, mistakes, d.kata, tp.id, tp.output)
 		}
 	}

@@ -3,6 +3,7 @@ package serving
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -19,6 +20,16 @@ type State struct {
 	// HeapLiveBytes is the heap in use after a garbage collection, so it
 	// counts what is still reachable, not garbage not yet collected.
 	HeapLiveBytes uint64 `json:"heap_live_bytes"`
+}
+
+// StartDebug listens on addr and serves the debug endpoint there (see
+// ServeDebug); stop closes it.
+func StartDebug(addr string) (stop func(), err error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("debug endpoint on %s: %w", addr, err)
+	}
+	return ServeDebug(lis), nil
 }
 
 // ServeDebug serves, on lis, /debug/state (State, as JSON) and the

@@ -118,9 +118,10 @@ type pacedStream struct {
 	waited   time.Duration // in RecvMsg, in all
 	received int64         // encoded bytes received
 
-	requests chan any   // a message to receive into; nil until the first RecvMsg
-	results  chan error // its outcome; buffered, so the receiver never waits
-	failed   error      // the limit that ended the call
+	requests chan any    // a message to receive into; nil until the first RecvMsg
+	results  chan error  // its outcome; buffered, so the receiver never waits
+	timer    *time.Timer // the current RecvMsg's deadline, reused
+	failed   error       // the limit that ended the call
 }
 
 func (s *pacedStream) RecvMsg(m any) error {
@@ -135,8 +136,12 @@ func (s *pacedStream) RecvMsg(m any) error {
 	s.requests <- m
 	start := time.Now()
 	wait, late := s.allowance()
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
+	if s.timer == nil {
+		s.timer = time.NewTimer(wait)
+	} else {
+		s.timer.Reset(wait) // since Go 1.23, a stopped timer's channel is empty
+	}
+	defer s.timer.Stop()
 	select {
 	case err := <-s.results:
 		s.waited += time.Since(start)
@@ -146,7 +151,7 @@ func (s *pacedStream) RecvMsg(m any) error {
 			}
 		}
 		return err
-	case <-timer.C:
+	case <-s.timer.C:
 		// The message m is the receiver's until its RecvMsg returns; the
 		// handler, told the call failed, does not look at it again.
 		s.failed = late()
