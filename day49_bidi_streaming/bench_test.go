@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/katatest"
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/serving"
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
 )
 
@@ -40,11 +41,14 @@ const (
 	// fanOutContentBytes is the size of every message's content: phase,
 	// index and send time, padded to a short chat line.
 	fanOutContentBytes = 64
-	// The paced runs last about fanOutPacedFor, with between
-	// fanOutPacedMin and fanOutPacedMax messages.
-	fanOutPacedFor = 2 * time.Second
-	fanOutPacedMin = 200
-	fanOutPacedMax = 2_000
+	// The paced rounds last about fanOutPacedFor, with between
+	// fanOutPacedMin and fanOutPacedMax messages, and come in
+	// fanOutLatencyPairs pairs: every member reading, then one more member
+	// that never reads.
+	fanOutPacedFor     = 2 * time.Second
+	fanOutPacedMin     = 50
+	fanOutPacedMax     = 2_000
+	fanOutLatencyPairs = 5
 	// fanOutWait bounds every wait for deliveries, joins and stream ends.
 	fanOutWait = 30 * time.Second
 
@@ -63,26 +67,33 @@ const (
 //     fanOutDeliveriesPerOp/N messages; ns/op is this run alone.
 //   - x-ceiling: that rate as a fraction of the ceiling, the same members
 //     on the same kind of connections fed by a server whose handlers only
-//     Send the same pre-built messages in a loop: no hub, queue, writer
-//     handoff or publisher. Each op runs one round of each, so each op is
-//     a pair; x-ceiling is the median of the pairs' ratios (the upper
-//     one of an even count), x-ceiling-min and -max their range. Run at
-//     least 5 ops (-benchtime 7x).
+//     Send the same pre-built messages in a loop, each stream marshalling
+//     every message: no hub, queue, writer handoff or publisher. Each op
+//     runs one round of each, so each op is a pair; x-ceiling is the
+//     median of the pairs' ratios, x-ceiling-min and -max their range.
+//     Run at least 5 ops (-benchtime 5x).
+//   - encode-once-speedup: the same ceiling with every message encoded
+//     once for all streams (serving.Shared, a grpc.PreparedMsg), a third
+//     round in every op: its rate over the marshalling ceiling's. That is
+//     what encoding once buys by itself, without the hub.
 //   - p50-ms and p99-ms: per-delivery latency, from the send time the
 //     publisher writes into the content to the member's receipt, with the
 //     publisher paced at a tenth of the saturated message rate.
-//   - p99-ms-stalled and p99-ratio-stalled: the same paced run with one
+//   - p99-ms-stalled and p99-ratio-stalled: the same paced round with one
 //     more member, on a connection of its own, that never reads; the
-//     others' p99 and its ratio to p99-ms. Before that run, a burst of
-//     twice what the member's flow-control windows and queue can hold
-//     overflows its queue.
-//   - stalled-msgs-buffered: the chat messages (its join history
-//     included) the stalled member finally reads before its stream ends.
-//     The benchmark fails unless it ends with ResourceExhausted.
-//   - stalled-ended-unread: 1 if the server ended the stalled stream
+//     others' p99 and its ratio to the p99 of the round just before,
+//     with every member reading. Rounds of the two kinds alternate,
+//     fanOutLatencyPairs pairs, each with a new silent member, and each
+//     round starts with a burst of twice what that member's flow-control
+//     windows and queue can hold, so its queue has overflowed. Each
+//     latency figure is the median over the pairs, with -min and -max.
+//   - stalled-msgs-buffered: the most chat messages (join history
+//     included) a silent member finally reads before its stream ends.
+//     The benchmark fails unless every one ends with ResourceExhausted.
+//   - stalled-ended-unread: 1 if the server ended every silent stream
 //     while it was still unread (the others got USER_LEFT), else 0.
 //
-// The saturated run scales with b.N; the paced runs and the burst have
+// The saturated run scales with b.N; the paced rounds and the bursts have
 // fixed bounds (fanOutPacedMax messages, twice the member's buffers), and
 // every wait gives up after fanOutWait.
 func BenchmarkRoomFanOut(b *testing.B) {
@@ -95,7 +106,11 @@ func BenchmarkRoomFanOut(b *testing.B) {
 
 func benchmarkRoomFanOut(b *testing.B, n int) {
 	tokens := NewTokenStore()
-	for _, u := range append(fanOutUsers(n), fanOutPublisher, fanOutStalled) {
+	for _, u := range append(fanOutUsers(n), fanOutPublisher) {
+		tokens.Add(u+"-token", Identity{User: u, Expires: time.Now().Add(time.Hour)})
+	}
+	for i := range fanOutLatencyPairs {
+		u := stalledUser(i)
 		tokens.Add(u+"-token", Identity{User: u, Expires: time.Now().Add(time.Hour)})
 	}
 	auth := grpc.ChainStreamInterceptor(AuthInterceptor(tokens, time.Now))
@@ -103,7 +118,7 @@ func benchmarkRoomFanOut(b *testing.B, n int) {
 	chat := NewChatServer(Config{MessagesPerSecond: 1e9, Burst: 1e9})
 	hubAddr := startFanOutServer(b, chat, auth)
 	b.Cleanup(chat.Shutdown) // runs before the server stops
-	raw := &rawFanOut{round: make(chan struct{})}
+	raw := &rawFanOut{next: make(chan struct{})}
 	rawAddr := startFanOutServer(b, raw, auth)
 
 	// The hub's room: the publisher first, then the members.
@@ -123,11 +138,13 @@ func benchmarkRoomFanOut(b *testing.B, n int) {
 		ceiling.awaitJoined(b, ceiling.open(b, rawConns[i%len(rawConns)], i, u))
 	}
 
-	// Saturated, paired with a ceiling round in every op: the hub's round
-	// and the ceiling's alternate, and each pair gives one ratio.
+	// Saturated, in rounds that alternate in every op: the hub's, the
+	// ceiling's (marshalling for every stream), and the ceiling's again
+	// with each message encoded once for all streams. Each op gives one
+	// ratio of each kind.
 	perOp := fanOutDeliveriesPerOp / n
 	var hubTime time.Duration
-	var ratios []float64
+	var ratios, encodeOnce []float64
 	for b.Loop() {
 		start := time.Now()
 		saturateFanOut(b, hub, pub, hub.begin(perOp, false), perOp)
@@ -135,79 +152,115 @@ func benchmarkRoomFanOut(b *testing.B, n int) {
 		hubTime += hubRound
 
 		b.StopTimer()
-		start = time.Now()
-		p := ceiling.begin(perOp, false)
-		raw.start(p, perOp)
-		ceiling.awaitDelivered(b, p, perOp)
-		ratios = append(ratios, time.Since(start).Seconds()/hubRound.Seconds())
+		ceilingRound := raw.round(b, ceiling, perOp, false)
+		preparedRound := raw.round(b, ceiling, perOp, true)
+		ratios = append(ratios, ceilingRound.Seconds()/hubRound.Seconds())
+		encodeOnce = append(encodeOnce, ceilingRound.Seconds()/preparedRound.Seconds())
 		b.StartTimer()
 	}
 	b.StopTimer()
 	saturated := float64(b.N*perOp*n) / hubTime.Seconds()
 	b.ReportMetric(saturated, "deliveries/s")
-	slices.Sort(ratios)
-	b.ReportMetric(ratios[len(ratios)/2], "x-ceiling")
-	b.ReportMetric(ratios[0], "x-ceiling-min")
-	b.ReportMetric(ratios[len(ratios)-1], "x-ceiling-max")
+	reportPairs(b, "x-ceiling", ratios)
+	reportPairs(b, "encode-once-speedup", encodeOnce)
 
-	// A tenth of that load.
+	// Latency at a tenth of that load, in pairs of paced rounds: every
+	// member reading, then one more member, on a connection of its own,
+	// that joined and never reads. Each round starts with the same burst,
+	// paced by the reading members, of twice what the silent member's
+	// flow-control windows (64 KiB on each side) and queue can hold, so
+	// that its queue overflows before the round is measured.
 	rate := saturated / float64(n) / 10 // messages a second
 	count := min(max(int(rate*fanOutPacedFor.Seconds()), fanOutPacedMin), fanOutPacedMax)
-	p := hub.begin(count, true)
-	pacedFanOut(b, hub, pub, p, rate, count)
-	hub.awaitDelivered(b, p, count)
-	p50, p99 := p.percentiles()
-
-	// The same with one more member, on a connection of its own, that
-	// never reads. First a burst, paced by the other members, of twice
-	// what its flow-control windows (64 KiB on each side) and its queue
-	// can hold, so that its queue overflows; then the paced run, measured.
-	stalledConn := dialFanOut(b, hubAddr, 1)[0]
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	stalled, err := pb.NewChatServiceClient(stalledConn).Chat(WithToken(ctx, fanOutStalled+"-token"))
-	if err != nil {
-		b.Fatalf("Chat(%s) = %v", fanOutStalled, err)
-	}
-	if err := stalled.Send(&pb.ChatMessage{Type: pb.MessageType_MESSAGE_TYPE_JOIN_ROOM, RoomId: fanOutRoom}); err != nil {
-		b.Fatalf("%s: Send(JOIN_ROOM) = %v", fanOutStalled, err)
-	}
-	hub.awaitPresence(b, hub.stalledJoined.Load, "the stalled member's USER_JOINED")
 	fill := 2 * (2*65535/fanOutWireSize() + chat.cfg.QueueSize)
-	saturateFanOut(b, hub, pub, hub.begin(fill, false), fill)
-	p = hub.begin(count, true)
-	pacedFanOut(b, hub, pub, p, rate, count)
-	hub.awaitDelivered(b, p, count)
-	_, p99Stalled := p.percentiles()
-	// Whether the server ended the stalled stream while it went unread:
-	// its disconnect tells the others (USER_LEFT).
-	endedUnread := hub.stalledLeft.Load()
+	paced := func() (p50, p99 int64) {
+		saturateFanOut(b, hub, pub, hub.begin(fill, false), fill)
+		p := hub.begin(count, true)
+		pacedFanOut(b, hub, pub, p, rate, count)
+		hub.awaitDelivered(b, p, count)
+		return p.percentiles()
+	}
+	var p50s, p99s, p99sStalled, stallRatios []float64
+	endedUnread, buffered := 1.0, 0
+	for i := range fanOutLatencyPairs {
+		p50, p99 := paced()
+		silent := openStalled(b, hub, hubAddr, i)
+		_, p99Stalled := paced()
+		// Whether the server ended the silent stream while it went
+		// unread: its disconnect tells the others (USER_LEFT).
+		if hub.stalledLeft.Load() <= int64(i) {
+			endedUnread = 0
+		}
+		buffered = max(buffered, silent.evicted(b, fill))
+		p50s = append(p50s, float64(p50)/1e3)
+		p99s = append(p99s, float64(p99)/1e3)
+		p99sStalled = append(p99sStalled, float64(p99Stalled)/1e3)
+		stallRatios = append(stallRatios, float64(p99Stalled)/float64(max(p99, 1)))
+	}
+	reportPairs(b, "p50-ms", p50s)
+	reportPairs(b, "p99-ms", p99s)
+	reportPairs(b, "p99-ms-stalled", p99sStalled)
+	reportPairs(b, "p99-ratio-stalled", stallRatios)
+	b.ReportMetric(float64(buffered), "stalled-msgs-buffered")
+	b.ReportMetric(endedUnread, "stalled-ended-unread")
+}
 
-	// What the stalled member reads when it finally does: what was
-	// buffered for it, then the status it was evicted with.
-	stop := time.AfterFunc(fanOutWait, cancel)
+// reportPairs reports the median of the pairs' figures as name, and
+// their range as name-min and name-max. Of an even count, the median is
+// the upper of the two middle figures.
+func reportPairs(b *testing.B, name string, figures []float64) {
+	slices.Sort(figures)
+	b.ReportMetric(figures[len(figures)/2], name)
+	b.ReportMetric(figures[0], name+"-min")
+	b.ReportMetric(figures[len(figures)-1], name+"-max")
+}
+
+func stalledUser(i int) string { return fmt.Sprintf("%s-%d", fanOutStalled, i) }
+
+// stalledMember is a member that joined and never reads.
+type stalledMember struct {
+	user   string
+	stream pb.ChatService_ChatClient
+	cancel context.CancelFunc
+}
+
+// openStalled joins stalled member i on a connection of its own and
+// waits until the publisher has seen it join.
+func openStalled(b *testing.B, t *fanOutTally, addr string, i int) *stalledMember {
+	b.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	b.Cleanup(cancel)
+	m := &stalledMember{user: stalledUser(i), cancel: cancel}
+	var err error
+	m.stream, err = pb.NewChatServiceClient(dialFanOut(b, addr, 1)[0]).Chat(WithToken(ctx, m.user+"-token"))
+	if err != nil {
+		b.Fatalf("Chat(%s) = %v", m.user, err)
+	}
+	if err := m.stream.Send(&pb.ChatMessage{Type: pb.MessageType_MESSAGE_TYPE_JOIN_ROOM, RoomId: fanOutRoom}); err != nil {
+		b.Fatalf("%s: Send(JOIN_ROOM) = %v", m.user, err)
+	}
+	t.awaitPresence(b, func() bool { return t.stalledJoined.Load() > int64(i) }, m.user+"'s USER_JOINED")
+	return m
+}
+
+// evicted reads what was buffered for the member and then the status it
+// was evicted with, failing the benchmark unless that is
+// ResourceExhausted. It returns how many chat messages it read.
+func (m *stalledMember) evicted(b *testing.B, fill int) (buffered int) {
+	b.Helper()
+	stop := time.AfterFunc(fanOutWait, m.cancel)
 	defer stop.Stop()
-	var buffered int
+	var err error
 	for err == nil {
-		var m *pb.ChatMessage
-		if m, err = stalled.Recv(); m.GetType() == pb.MessageType_MESSAGE_TYPE_CHAT {
+		var msg *pb.ChatMessage
+		if msg, err = m.stream.Recv(); msg.GetType() == pb.MessageType_MESSAGE_TYPE_CHAT {
 			buffered++
 		}
 	}
 	if status.Code(err) != codes.ResourceExhausted {
-		b.Fatalf("the stalled member's stream ended with %v after %d chat messages, want ResourceExhausted (slow consumer) after at most %d", err, buffered, fill)
+		b.Fatalf("%s's stream ended with %v after %d chat messages, want ResourceExhausted (slow consumer) after at most %d", m.user, err, buffered, 2*fill)
 	}
-
-	b.ReportMetric(float64(p50)/1e3, "p50-ms")
-	b.ReportMetric(float64(p99)/1e3, "p99-ms")
-	b.ReportMetric(float64(p99Stalled)/1e3, "p99-ms-stalled")
-	b.ReportMetric(float64(p99Stalled)/float64(max(p99, 1)), "p99-ratio-stalled")
-	b.ReportMetric(float64(buffered), "stalled-msgs-buffered")
-	ended := 0.0
-	if endedUnread {
-		ended = 1
-	}
-	b.ReportMetric(ended, "stalled-ended-unread")
+	return buffered
 }
 
 // fanOutWireSize is the size in bytes, with gRPC's 5-byte prefix, of a
@@ -352,8 +405,8 @@ type fanOutTally struct {
 	phases    int64 // the last phase id; only the benchmark goroutine uses it
 
 	presence      atomic.Int64 // USER_JOINED and USER_LEFT notices received
-	stalledJoined atomic.Bool  // the publisher saw the stalled member join
-	stalledLeft   atomic.Bool  // ... and leave
+	stalledJoined atomic.Int64 // stalled members the publisher saw join
+	stalledLeft   atomic.Int64 // ... and leave
 
 	closing  atomic.Bool
 	failOnce sync.Once
@@ -432,11 +485,11 @@ func (t *fanOutTally) receive(m *fanOutMember) {
 			}
 		case pb.MessageType_MESSAGE_TYPE_USER_JOINED, pb.MessageType_MESSAGE_TYPE_USER_LEFT:
 			t.presence.Add(1)
-			if m.id < 0 && msg.GetUserId() == fanOutStalled {
+			if m.id < 0 && strings.HasPrefix(msg.GetUserId(), fanOutStalled) {
 				if msg.GetType() == pb.MessageType_MESSAGE_TYPE_USER_JOINED {
-					t.stalledJoined.Store(true)
+					t.stalledJoined.Add(1)
 				} else {
-					t.stalledLeft.Store(true)
+					t.stalledLeft.Add(1)
 				}
 			}
 		case pb.MessageType_MESSAGE_TYPE_ERROR:
@@ -548,31 +601,37 @@ func (p *fanOutPhase) percentiles() (p50, p99 int64) {
 type rawFanOut struct {
 	pb.UnimplementedChatServiceServer
 
-	mu    sync.Mutex
-	round chan struct{} // closed when the next round starts
-	msgs  []*pb.ChatMessage
+	mu       sync.Mutex
+	next     chan struct{} // closed when the next round starts
+	msgs     []*sharedMessage
+	prepared bool // send msgs encoded once for every stream
 }
 
-// start begins a round of n messages for phase p.
-func (f *rawFanOut) start(p *fanOutPhase, n int) {
-	msgs := make([]*pb.ChatMessage, n)
-	now := time.Now()
+// round sends n messages to every member of t and returns how long it
+// took until all of them arrived. Each stream marshals every message
+// itself, or, when prepared, sends the bytes the first stream encoded.
+func (f *rawFanOut) round(b *testing.B, t *fanOutTally, n int, prepared bool) time.Duration {
+	start := time.Now()
+	p := t.begin(n, false)
+	msgs := make([]*sharedMessage, n)
 	for i := range msgs {
-		msgs[i] = &pb.ChatMessage{
+		msgs[i] = serving.Share(&pb.ChatMessage{
 			MessageId: fmt.Sprintf("%s-%d", fanOutRoom, i+1),
 			UserId:    fanOutPublisher,
 			RoomId:    fanOutRoom,
 			Type:      pb.MessageType_MESSAGE_TYPE_CHAT,
-			Content:   fanOutContent(p.id, i, now),
-			Timestamp: timestamppb.New(now),
-		}
+			Content:   fanOutContent(p.id, i, start),
+			Timestamp: timestamppb.New(start),
+		})
 	}
 	f.mu.Lock()
-	started := f.round
-	f.round = make(chan struct{})
-	f.msgs = msgs
+	started := f.next
+	f.next = make(chan struct{})
+	f.msgs, f.prepared = msgs, prepared
 	f.mu.Unlock()
 	close(started)
+	t.awaitDelivered(b, p, n)
+	return time.Since(start)
 }
 
 func (f *rawFanOut) Chat(stream pb.ChatService_ChatServer) error {
@@ -581,7 +640,7 @@ func (f *rawFanOut) Chat(stream pb.ChatService_ChatServer) error {
 		return err
 	}
 	f.mu.Lock()
-	next := f.round
+	next := f.next
 	f.mu.Unlock()
 	if err := stream.Send(&pb.ChatMessage{Type: pb.MessageType_MESSAGE_TYPE_JOIN_ROOM, RoomId: req.GetRoomId()}); err != nil {
 		return err
@@ -593,11 +652,17 @@ func (f *rawFanOut) Chat(stream pb.ChatService_ChatServer) error {
 			return status.FromContextError(stream.Context().Err()).Err()
 		}
 		f.mu.Lock()
-		msgs := f.msgs
-		next = f.round
+		msgs, prepared := f.msgs, f.prepared
+		next = f.next
 		f.mu.Unlock()
 		for _, m := range msgs {
-			if err := stream.Send(m); err != nil {
+			var err error
+			if prepared {
+				err = m.SendOn(stream)
+			} else {
+				err = stream.Send(m.Message())
+			}
+			if err != nil {
 				return err
 			}
 		}

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/quota"
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/serving"
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
 )
 
@@ -93,13 +94,20 @@ func NewChatServer(cfg Config) *ChatServer {
 	}}
 }
 
+// sharedMessage is a chat message on its way to every connection it is
+// delivered to. A message published to a room of 1,000 members is one
+// sharedMessage in 1,000 queues: the first writer to send it marshals it
+// (SendOn), the other 999 send the same bytes. Never change the message
+// once it is shared (see serving.Shared).
+type sharedMessage = serving.Shared[*pb.ChatMessage]
+
 // connection is one client's chat stream as the hub sees it: who it is,
 // its outbound queue, and whether it has been evicted.
 type connection struct {
 	user string
 	// out is the bounded outbound queue. Only the stream's writer receives
 	// from it; anyone may offer to it, never blocking (see deliver).
-	out chan *pb.ChatMessage
+	out chan *sharedMessage
 
 	// eviction ends the stream from outside: a full queue, a shutdown.
 	// The hub stops delivering to an evicted connection at once.
@@ -115,7 +123,7 @@ type connection struct {
 func newConnection(user string, queueSize int) *connection {
 	return &connection{
 		user:     user,
-		out:      make(chan *pb.ChatMessage, queueSize),
+		out:      make(chan *sharedMessage, queueSize),
 		eviction: newEviction(),
 		rooms:    make(map[string]bool),
 	}
@@ -139,8 +147,8 @@ type hub struct {
 // room is one chat room.
 type room struct {
 	members map[*connection]bool
-	history []*pb.ChatMessage // oldest first, at most cfg.MaxHistory
-	seq     int64             // the last CHAT sequence number given out
+	history []*sharedMessage // oldest first, at most cfg.MaxHistory
+	seq     int64            // the last CHAT sequence number given out
 }
 
 // roomLocked returns the room, creating it. h.mu must be held.
@@ -155,7 +163,7 @@ func (h *hub) roomLocked(id string) *room {
 
 // recentHistory returns up to n of the room's latest messages, oldest
 // first. h.mu must be held.
-func (r *room) recentHistory(n int) []*pb.ChatMessage {
+func (r *room) recentHistory(n int) []*sharedMessage {
 	return r.history[max(0, len(r.history)-n):]
 }
 
@@ -195,9 +203,9 @@ func (h *hub) allow(c *connection) bool {
 
 // notice builds a server-originated message of type t about user in a
 // room (a join confirmation, presence, typing), stamped with the hub's
-// clock.
-func (h *hub) notice(t pb.MessageType, user, roomID string) *pb.ChatMessage {
-	return &pb.ChatMessage{Type: t, UserId: user, RoomId: roomID, Timestamp: timestamppb.New(h.cfg.Now())}
+// clock, ready to be delivered to as many members as need it.
+func (h *hub) notice(t pb.MessageType, user, roomID string) *sharedMessage {
+	return serving.Share(&pb.ChatMessage{Type: t, UserId: user, RoomId: roomID, Timestamp: timestamppb.New(h.cfg.Now())})
 }
 
 // counts returns how many rooms, memberships and connections the hub

@@ -39,6 +39,26 @@ func TestChat(t *testing.T) {
 		katatest.WantCode(t, bob.finish(), codes.OK, "bob's stream after CloseSend")
 	})
 
+	t.Run("A_message_is_marshalled_once_for_all_its_members", func(t *testing.T) {
+		// Four members, one message: the writers send the sharedMessage
+		// they dequeue with SendOn, so gRPC marshals it once. A writer
+		// that sends m.Message() marshals it once per member.
+		counter := katatest.NewMarshalCounter(func(v any) bool {
+			m, ok := v.(*pb.ChatMessage)
+			return ok && m.GetContent() == "hello, everyone"
+		})
+		env := startChat(t, Config{}, katatest.WithServerOptions(grpc.ForceServerCodecV2(counter)))
+		members := []*session{env.open(t, "alice"), env.open(t, "bob"), env.open(t, "carol"), env.open(t, "mallory")}
+		for _, s := range members {
+			s.join("lobby")
+		}
+		members[0].say("lobby", "hello, everyone")
+		for _, s := range members {
+			s.expect(pb.MessageType_MESSAGE_TYPE_CHAT, "hello, everyone")
+		}
+		require.Equal(t, 1, counter.Count(), "times the server marshalled one CHAT message for %d members: send what c.out holds with m.SendOn(stream), which encodes it once for every member, not stream.Send(m.Message())", len(members))
+	})
+
 	t.Run("Rejects_a_missing_token", func(t *testing.T) {
 		env := startChat(t, Config{})
 		anonymous := katatest.OpenPeer(t, "anonymous", func(ctx context.Context) (pb.ChatService_ChatClient, error) { return env.client.Chat(ctx) })

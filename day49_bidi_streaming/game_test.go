@@ -24,6 +24,7 @@ func TestGame(t *testing.T) {
 	}{
 		{"Moves_are_applied_on_the_tick", testGameMovesAreAppliedOnTheTick},
 		{"Snapshot_has_every_player_and_last_sequence", testGameSnapshotHasEveryPlayerAndLastSequence},
+		{"Snapshot_is_marshalled_once_a_tick", testGameSnapshotIsMarshalledOnceATick},
 		{"Player_id_comes_from_the_token", testGamePlayerIdComesFromTheToken},
 		{"No_token", testGameNoToken},
 		{"Move_before_join", testGameMoveBeforeJoin},
@@ -92,6 +93,26 @@ func testGameSnapshotHasEveryPlayerAndLastSequence(t *testing.T) {
 			t.Fatalf("%s's snapshot of tick %d = %q, want %q (every player by id, with position and last sequence)", p.label, tick, got, want)
 		}
 	}
+}
+
+func testGameSnapshotIsMarshalledOnceATick(t *testing.T) {
+	// Three players, one tick: the writers send the sharedUpdate they
+	// take with SendOn, so gRPC marshals the snapshot once. A writer that
+	// sends u.Message() marshals it once per player.
+	counter := katatest.NewMarshalCounter(func(v any) bool {
+		u, ok := v.(*pb.GameUpdate)
+		return ok && u.GetSnapshot().GetTick() == 1
+	})
+	env := startGame(t, GameConfig{}, katatest.WithServerOptions(grpc.ForceServerCodecV2(counter)))
+	players := []*gamePlayer{env.open(t, "alice"), env.open(t, "bob"), env.open(t, "carol")}
+	for _, p := range players {
+		p.join(p.label)
+	}
+	tick := env.tick(t)
+	for _, p := range players {
+		p.players(tick)
+	}
+	require.Equal(t, 1, counter.Count(), "times the server marshalled the snapshot of one tick for %d players: send what the mailbox holds with u.SendOn(stream), which encodes it once for every player, not stream.Send(u.Message())", len(players))
 }
 
 func testGamePlayerIdComesFromTheToken(t *testing.T) {

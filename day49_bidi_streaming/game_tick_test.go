@@ -39,13 +39,13 @@ func tookSnapshot(t *testing.T, p *player) ([]*pb.GameError, *pb.GameSnapshot) {
 	got := p.mailbox.take()
 	var errs []*pb.GameError
 	for i, u := range got {
-		if s := u.GetSnapshot(); s != nil {
+		if s := u.Message().GetSnapshot(); s != nil {
 			if i != len(got)-1 {
 				t.Fatalf("%s's mailbox holds %q, want the errors, then one snapshot", p.id, describeUpdates(got))
 			}
 			return errs, s
 		}
-		errs = append(errs, u.GetError())
+		errs = append(errs, u.Message().GetError())
 	}
 	t.Fatalf("after Tick() %s's mailbox holds %q, want a snapshot (task 6, with task 5's mailbox)", p.id, describeUpdates(got))
 	return nil, nil
@@ -149,10 +149,16 @@ func TestGameTick(t *testing.T) {
 		queue(s, bob, 7, 500, 495)
 		tickNow(t, s)
 		want := []string{"alice Alice (500, 500) #0", "bob Bob (500, 495) #7", "carol Carol (500, 500) #0"}
+		var first *pb.GameSnapshot
 		for _, p := range []*player{alice, bob, carol} {
-			if _, snap := tookSnapshot(t, p); !slices.Equal(describePlayers(snap), want) {
+			_, snap := tookSnapshot(t, p)
+			if !slices.Equal(describePlayers(snap), want) {
 				t.Fatalf("%s's snapshot = %q, want %q (every player, ordered by id)", p.id, describePlayers(snap), want)
 			}
+			if first == nil {
+				first = snap
+			}
+			require.Same(t, first, snap, "%s's mailbox holds another snapshot than alice's for one tick: build it once (s.snapshotLocked) and post that one sharedUpdate to every player, so it is marshalled once", p.id)
 		}
 	})
 

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/katatest"
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/serving"
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
 	"github.com/stretchr/testify/require"
 )
@@ -28,9 +29,18 @@ func member(t *testing.T, s *ChatServer, user string) *connection {
 	return c
 }
 
-// drain returns everything queued for c without waiting.
+// drain returns the messages of everything queued for c without waiting.
 func drain(c *connection) []*pb.ChatMessage {
 	var got []*pb.ChatMessage
+	for _, m := range drainShared(c) {
+		got = append(got, m.Message())
+	}
+	return got
+}
+
+// drainShared returns everything queued for c without waiting, as queued.
+func drainShared(c *connection) []*sharedMessage {
+	var got []*sharedMessage
 	for {
 		select {
 		case m := <-c.out:
@@ -53,7 +63,7 @@ func deliverNow(t *testing.T, c *connection, m *pb.ChatMessage, droppable bool) 
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		c.deliver(m, droppable)
+		c.deliver(serving.Share(m), droppable)
 	}()
 	select {
 	case <-done:
@@ -158,6 +168,31 @@ func TestHub(t *testing.T) {
 			if got := describe(drain(c)); !slices.Equal(got, first) {
 				t.Fatalf("%s received the room's messages in another order than alice (or not all of them)", c.user)
 			}
+		}
+	})
+
+	t.Run("One_shared_message_per_publish_for_history_and_members", func(t *testing.T) {
+		// Every member's queue, and the history a later joiner gets, hold
+		// the same sharedMessage: its writers then marshal it once
+		// between them. A copy per member costs a marshal per member.
+		s := newTestHub(Config{})
+		alice, bob, carol := member(t, s, "alice"), member(t, s, "bob"), member(t, s, "carol")
+		for _, c := range []*connection{alice, bob} {
+			mustJoin(t, s, c, "lobby")
+			drain(c)
+		}
+		drain(alice)
+		require.NoError(t, s.hub.publish(alice, "lobby", "hello"))
+		mustJoin(t, s, carol, "lobby")
+		var got []*sharedMessage
+		for _, c := range []*connection{alice, bob, carol} {
+			queued := drainShared(c)
+			require.NotEmpty(t, queued, "%s's queue after the publish", c.user)
+			got = append(got, queued[0])
+		}
+		require.Equal(t, "hello", got[0].Message().GetContent(), "alice's first queued message")
+		for i, who := range []string{"bob", "carol (from the history)"} {
+			require.Same(t, got[0], got[i+1], "%s got another sharedMessage than alice for one publish: share the message once and deliver that one value (serving.Share in publish, not per member)", who)
 		}
 	})
 

@@ -8,21 +8,22 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/katatest"
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/serving"
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
 	"github.com/stretchr/testify/require"
 )
 
-func snapshotUpdate(tick int64) *pb.GameUpdate {
-	return &pb.GameUpdate{Update: &pb.GameUpdate_Snapshot{Snapshot: &pb.GameSnapshot{Tick: tick}}}
+func snapshotUpdate(tick int64) *sharedUpdate {
+	return serving.Share(&pb.GameUpdate{Update: &pb.GameUpdate_Snapshot{Snapshot: &pb.GameSnapshot{Tick: tick}}})
 }
 
-func errorUpdate(sequence int64) *pb.GameUpdate {
-	return &pb.GameUpdate{Update: &pb.GameUpdate_Error{Error: &pb.GameError{Code: int32(codes.InvalidArgument), Sequence: sequence}}}
+func errorUpdate(sequence int64) *sharedUpdate {
+	return serving.Share(&pb.GameUpdate{Update: &pb.GameUpdate_Error{Error: &pb.GameError{Code: int32(codes.InvalidArgument), Sequence: sequence}}})
 }
 
 // postNow calls m.post and fails the test if it does not return: posting
 // must never wait for the writer.
-func postNow(t *testing.T, m *snapshotMailbox, u *pb.GameUpdate) {
+func postNow(t *testing.T, m *snapshotMailbox, u *sharedUpdate) {
 	t.Helper()
 	done := make(chan struct{})
 	go func() {
@@ -32,7 +33,7 @@ func postNow(t *testing.T, m *snapshotMailbox, u *pb.GameUpdate) {
 	select {
 	case <-done:
 	case <-time.After(katatest.WaitTimeout):
-		t.Fatalf("post(%s) to a mailbox nobody takes from blocked, want it to return at once (task 5)", describeUpdates([]*pb.GameUpdate{u}))
+		t.Fatalf("post(%s) to a mailbox nobody takes from blocked, want it to return at once (task 5)", describeUpdates([]*sharedUpdate{u}))
 	}
 }
 
@@ -95,10 +96,10 @@ func TestSnapshotMailbox(t *testing.T) {
 			}
 		}()
 		var last int64
-		check := func(got []*pb.GameUpdate) {
+		check := func(got []*sharedUpdate) {
 			t.Helper()
 			for _, u := range got {
-				tick := u.GetSnapshot().GetTick()
+				tick := u.Message().GetSnapshot().GetTick()
 				require.Greater(t, tick, last, "take() while posting returned %q after snapshot %d: snapshots must only move forward", describeUpdates(got), last)
 				last = tick
 			}

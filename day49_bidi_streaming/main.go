@@ -19,7 +19,7 @@ import (
 // evict c with a ResourceExhausted status whose message says "slow
 // consumer" and names the queue size. The publisher must never wait for a
 // slow member.
-func (c *connection) deliver(m *pb.ChatMessage, droppable bool) {
+func (c *connection) deliver(m *sharedMessage, droppable bool) {
 	// TODO(task 1): a select with a default case.
 }
 
@@ -58,9 +58,11 @@ func (h *hub) disconnect(c *connection) {
 //
 // A room c has not joined is PermissionDenied. The message gets its id
 // ("<room>-<sequence>", from room.seq), c's user as user_id and the
-// server's time. Append it to the room's history, keeping at most
-// cfg.MaxHistory, then deliver it to each member. Do all of it under h.mu,
-// so every member sees the room's messages in one order.
+// server's time. Wrap it once with serving.Share, append that one
+// sharedMessage to the room's history, keeping at most cfg.MaxHistory,
+// then deliver it to each member: their writers marshal it once between
+// them, not once each. Do all of it under h.mu, so every member sees the
+// room's messages in one order.
 func (h *hub) publish(c *connection, roomID, content string) error {
 	// TODO(task 2)
 	return status.Errorf(codes.Unimplemented, "publish: not implemented yet (see README, task 2)")
@@ -100,8 +102,8 @@ func (s *ChatServer) handle(c *connection, req *pb.ChatMessage) error {
 // stream (a Recv error for which serving.IsInvalidUTF8 is true refused one
 // message, not the stream: if s.hub.allow(c), answer it in-band with
 // s.refuse and go on; if not, end the stream with ResourceExhausted), and
-// a writer goroutine, the only one that calls Send: it sends
-// what arrives on c.out; when the reader ends it sends what is still
+// a writer goroutine, the only one that sends: it sends what
+// arrives on c.out with m.SendOn(stream); when the reader ends it sends what is still
 // queued and returns the reader's error (nil after the client's io.EOF).
 // Chat itself returns the writer's result, or c.goneErr as soon as c is
 // evicted, even while the writer is stuck in a Send to a client that does
@@ -129,19 +131,19 @@ func (c *ChatClient) Run(ctx context.Context, room string, lines <-chan string, 
 
 // post puts u in the mailbox without ever blocking (task 5).
 //
-// A snapshot replaces the one already waiting, if any: only the latest
-// matters. An error is appended to m.errors, unless m.maxErrors are
+// A snapshot (u.Message().GetSnapshot() != nil) replaces the one already
+// waiting, if any: only the latest matters. An error is appended to m.errors, unless m.maxErrors are
 // already waiting, then it is dropped. Hold m.mu while changing the
 // mailbox, then signal m.ready without waiting: if a signal is already
 // there, the writer has not taken it yet and will see this update too.
-func (m *snapshotMailbox) post(u *pb.GameUpdate) {
+func (m *snapshotMailbox) post(u *sharedUpdate) {
 	// TODO(task 5): a select with a default case for the signal.
 }
 
 // take empties the mailbox and returns what it held (task 5): the waiting
 // errors, oldest first, then the snapshot, if any. The stream's writer
 // calls it each time m.ready signals, and sends the result in order.
-func (m *snapshotMailbox) take() []*pb.GameUpdate {
+func (m *snapshotMailbox) take() []*sharedUpdate {
 	// TODO(task 5)
 	return nil
 }
@@ -155,8 +157,9 @@ func (m *snapshotMailbox) take() []*pb.GameUpdate {
 // p.refuse(sequence, InvalidArgument naming the limit) and the player
 // stays; otherwise the player moves there. Either way the move is
 // processed: record its sequence in p.lastSequence. Empty the queue. Then
-// post one snapshot (s.snapshotLocked) to every player's mailbox. Never
-// wait for a player: posting does not block.
+// post one snapshot (s.snapshotLocked) to every player's mailbox: the same
+// sharedUpdate to all, so it is marshalled once a tick. Never wait for a
+// player: posting does not block.
 func (s *GameServer) Tick() {
 	// TODO(task 6)
 }
@@ -185,8 +188,8 @@ func (s *GameServer) handle(p *player, in *pb.PlayerInput) error {
 // The player is identityFrom(stream.Context()) (Unauthenticated when
 // missing). Create it with newPlayer, s.register it, and make sure
 // s.unregister runs however Play returns. Run a writer goroutine, the only
-// one that calls Send: each time p.mailbox.ready signals it sends what
-// p.mailbox.take returns, until the stream's context ends or a Send
+// one that sends: each time p.mailbox.ready signals it sends what
+// p.mailbox.take returns (u.SendOn(stream)), until the stream's context ends or a Send
 // fails. Run a reader goroutine that Recv()s and handles inputs until
 // io.EOF (then Play returns nil), an error, or handle ends the stream.
 // Play returns the reader's result, or p.goneErr as soon as p is evicted

@@ -188,9 +188,10 @@ const playMethod = "/streaming.v1.GameService/Play"
 
 // describeUpdates renders updates as "snapshot 3" and "error 7" (the
 // refused move's sequence).
-func describeUpdates(us []*pb.GameUpdate) []string {
+func describeUpdates(shared []*sharedUpdate) []string {
 	out := []string{}
-	for _, u := range us {
+	for _, s := range shared {
+		u := s.Message()
 		if s := u.GetSnapshot(); s != nil {
 			out = append(out, fmt.Sprint("snapshot ", s.GetTick()))
 		} else {
@@ -320,7 +321,7 @@ type gameEnv struct {
 	rescue func(done <-chan struct{})
 }
 
-func startGame(t *testing.T, cfg GameConfig) *gameEnv {
+func startGame(t *testing.T, cfg GameConfig, opts ...katatest.Option) *gameEnv {
 	t.Helper()
 	before := goleak.IgnoreCurrent()
 	t.Cleanup(func() { goleak.VerifyNone(t, before) }) // runs last
@@ -333,8 +334,10 @@ func startGame(t *testing.T, cfg GameConfig) *gameEnv {
 		env.grpcServer = g
 		pb.RegisterGameServiceServer(g, env.srv)
 	},
-		katatest.WithStreamInterceptor(env.inputs.intercept),
-		katatest.WithServerOptions(grpc.ChainStreamInterceptor(AuthInterceptor(tokens, frozenClock))))
+		append([]katatest.Option{
+			katatest.WithStreamInterceptor(env.inputs.intercept),
+			katatest.WithServerOptions(grpc.ChainStreamInterceptor(AuthInterceptor(tokens, frozenClock))),
+		}, opts...)...)
 	env.client = pb.NewGameServiceClient(env.Conn)
 	return env
 }

@@ -18,7 +18,7 @@ import (
 )
 
 // deliver offers m to c's outbound queue. See the task 1 stub.
-func (c *connection) deliver(m *pb.ChatMessage, droppable bool) {
+func (c *connection) deliver(m *sharedMessage, droppable bool) {
 	if c.evicted() {
 		return
 	}
@@ -102,14 +102,16 @@ func (h *hub) publish(c *connection, roomID, content string) error {
 	}
 	r := h.rooms[roomID]
 	r.seq++
-	m := &pb.ChatMessage{
+	// One shared message for the history and every member: it is
+	// marshalled once, however many members receive it.
+	m := serving.Share(&pb.ChatMessage{
 		MessageId: fmt.Sprintf("%s-%d", roomID, r.seq),
 		UserId:    c.user,
 		RoomId:    roomID,
 		Type:      pb.MessageType_MESSAGE_TYPE_CHAT,
 		Content:   content,
 		Timestamp: timestamppb.New(h.cfg.Now()),
-	}
+	})
 	r.history = append(r.history, m)
 	if over := len(r.history) - h.cfg.MaxHistory; over > 0 {
 		r.history = slices.Delete(r.history, 0, over)
@@ -131,7 +133,7 @@ func (h *hub) typing(c *connection, roomID string) error {
 	return nil
 }
 
-func (h *hub) toOthersLocked(r *room, except *connection, m *pb.ChatMessage, droppable bool) {
+func (h *hub) toOthersLocked(r *room, except *connection, m *sharedMessage, droppable bool) {
 	for member := range r.members {
 		if member != except {
 			member.deliver(m, droppable)
@@ -190,14 +192,14 @@ func (s *ChatServer) checkContent(content string) error {
 // refuse answers req in-band with an ERROR message carrying err's status.
 func (s *ChatServer) refuse(c *connection, req *pb.ChatMessage, err error) {
 	st := status.Convert(err)
-	c.deliver(&pb.ChatMessage{
+	c.deliver(serving.Share(&pb.ChatMessage{
 		Type:      pb.MessageType_MESSAGE_TYPE_ERROR,
 		UserId:    c.user,
 		RoomId:    req.GetRoomId(),
 		ErrorCode: int32(st.Code()),
 		Content:   st.Message(),
 		Timestamp: timestamppb.New(s.cfg.Now()),
-	}, false)
+	}), false)
 }
 
 // Chat serves one client's stream. See the task 3 stub.
@@ -237,14 +239,14 @@ func writeReplies(stream pb.ChatService_ChatServer, c *connection, readDone <-ch
 			if c.evicted() {
 				return nil // the handler is returning; the stream is over
 			}
-			if err := stream.Send(m); err != nil {
+			if err := m.SendOn(stream); err != nil {
 				return err
 			}
 		case err := <-readDone:
 			for {
 				select {
 				case m := <-c.out:
-					if sendErr := stream.Send(m); sendErr != nil {
+					if sendErr := m.SendOn(stream); sendErr != nil {
 						return errors.Join(err, sendErr)
 					}
 				default:
@@ -349,9 +351,9 @@ func (c *ChatClient) Run(ctx context.Context, room string, lines <-chan string, 
 }
 
 // post puts u in the mailbox. See the task 5 stub.
-func (m *snapshotMailbox) post(u *pb.GameUpdate) {
+func (m *snapshotMailbox) post(u *sharedUpdate) {
 	m.mu.Lock()
-	if u.GetSnapshot() != nil {
+	if u.Message().GetSnapshot() != nil {
 		m.snapshot = u // the latest supersedes an unsent older one
 	} else if len(m.errors) < m.maxErrors {
 		m.errors = append(m.errors, u)
@@ -364,7 +366,7 @@ func (m *snapshotMailbox) post(u *pb.GameUpdate) {
 }
 
 // take empties the mailbox. See the task 5 stub.
-func (m *snapshotMailbox) take() []*pb.GameUpdate {
+func (m *snapshotMailbox) take() []*sharedUpdate {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := m.errors
@@ -497,7 +499,7 @@ func writeUpdates(stream pb.GameService_PlayServer, m *snapshotMailbox) {
 		select {
 		case <-m.ready:
 			for _, u := range m.take() {
-				if err := stream.Send(u); err != nil {
+				if err := u.SendOn(stream); err != nil {
 					return
 				}
 			}

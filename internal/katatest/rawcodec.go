@@ -1,6 +1,12 @@
 package katatest
 
-import "google.golang.org/grpc/mem"
+import (
+	"sync"
+
+	"google.golang.org/grpc/encoding"
+	_ "google.golang.org/grpc/encoding/proto" // registers the proto codec
+	"google.golang.org/grpc/mem"
+)
 
 // RawCodec sends a RawMessage's bytes as they are and receives a message's
 // bytes into one, so that a test can send what a proto encoder refuses to
@@ -24,3 +30,37 @@ func (RawCodec) Unmarshal(data mem.BufferSlice, v any) error {
 
 // Name is "proto": the server decodes what RawCodec sends as protobuf.
 func (RawCodec) Name() string { return "proto" }
+
+// MarshalCounter is grpc-go's proto codec, counting how many times it
+// marshals the messages a test picks. A server built with
+// grpc.ForceServerCodecV2(counter) lets a test see how often a message
+// was encoded: once per publish, or once per stream that sent it.
+type MarshalCounter struct {
+	encoding.CodecV2
+	picks func(any) bool
+
+	mu    sync.Mutex
+	count int
+}
+
+// NewMarshalCounter counts the marshalled messages for which picks is true.
+func NewMarshalCounter(picks func(any) bool) *MarshalCounter {
+	return &MarshalCounter{CodecV2: encoding.GetCodecV2("proto"), picks: picks}
+}
+
+// Marshal encodes v, counting it if it is picked.
+func (c *MarshalCounter) Marshal(v any) (mem.BufferSlice, error) {
+	if c.picks(v) {
+		c.mu.Lock()
+		c.count++
+		c.mu.Unlock()
+	}
+	return c.CodecV2.Marshal(v)
+}
+
+// Count returns how many picked messages have been marshalled.
+func (c *MarshalCounter) Count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.count
+}
