@@ -35,7 +35,7 @@ func startTCPServer(b *testing.B, cfg Config) (addr string) {
 }
 
 // startTCPServerIn is startTCPServer storing uploads into dir.
-func startTCPServerIn(b *testing.B, cfg Config, dir string) (addr string) {
+func startTCPServerIn(b *testing.B, cfg Config, dir string, opts ...grpc.ServerOption) (addr string) {
 	b.Helper()
 	cfg.UploadDir = dir
 	srv, err := NewFileUploadServer(cfg)
@@ -45,8 +45,10 @@ func startTCPServerIn(b *testing.B, cfg Config, dir string) (addr string) {
 	tokens := NewTokenStore()
 	tokens.Add(aliceUploadToken, Identity{User: "alice", Expires: time.Now().Add(24 * time.Hour)})
 	return katatest.ServeTCP(b, func(g *grpc.Server) { pb.RegisterFileUploadServiceServer(g, srv) },
-		grpc.ChainStreamInterceptor(AuthInterceptor(tokens, time.Now)),
-		grpc.ChainUnaryInterceptor(AuthUnaryInterceptor(tokens, time.Now)))
+		append([]grpc.ServerOption{
+			grpc.ChainStreamInterceptor(AuthInterceptor(tokens, time.Now)),
+			grpc.ChainUnaryInterceptor(AuthUnaryInterceptor(tokens, time.Now)),
+		}, opts...)...)
 }
 
 // sha256Rate measures SHA-256 over data in bytes per second: the ceiling
@@ -263,6 +265,73 @@ func BenchmarkFileUploadPaired(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkUploadLevers measures, one lever at a time, what a change of
+// settings does to the upload: the default upload and the changed one
+// alternate, uploadLeverPairs pairs of 64 MiB uploads into RAM-backed
+// folders (/dev/shm, where fsync costs nothing, so the transport's own
+// cost shows), and x-default is the median of the pairs' throughput
+// ratios (changed over default), with its range.
+func BenchmarkUploadLevers(b *testing.B) {
+	const size = 64 << 20
+	path, _ := benchFile(b, size)
+	const window = 4 << 20
+	for _, lever := range []struct {
+		name   string
+		server []grpc.ServerOption
+		client []ClientOption
+	}{
+		{"server-read-buffer=256KiB", []grpc.ServerOption{grpc.ReadBufferSize(256 << 10)}, nil},
+		{"client-write-buffer=256KiB", nil, []ClientOption{WithDialOptions(grpc.WithWriteBufferSize(256 << 10))}},
+		{"windows=4MiB", []grpc.ServerOption{grpc.InitialWindowSize(window), grpc.InitialConnWindowSize(window)},
+			[]ClientOption{WithDialOptions(grpc.WithInitialWindowSize(window), grpc.WithInitialConnWindowSize(window))}},
+		{"chunk=1MiB", nil, []ClientOption{WithChunkSize(1 << 20)}},
+	} {
+		b.Run(lever.name, func(b *testing.B) {
+			shm, err := os.MkdirTemp("/dev/shm", "upload-lever-")
+			if err != nil {
+				b.Skipf("no RAM-backed folder: %v", err)
+			}
+			b.Cleanup(func() { os.RemoveAll(shm) })
+			upload := func(name string, server []grpc.ServerOption, client []ClientOption) func() float64 {
+				dir := filepath.Join(shm, name)
+				if err := os.Mkdir(dir, 0o700); err != nil {
+					b.Fatal(err)
+				}
+				addr := startTCPServerIn(b, Config{}, dir, server...)
+				c, err := NewStreamingClient(addr, append([]ClientOption{WithUploadToken(aliceUploadToken)}, client...)...)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { c.Close() })
+				return func() float64 {
+					start := time.Now()
+					if _, err := c.UploadFile(context.Background(), path); err != nil {
+						b.Fatal(err)
+					}
+					return float64(size) / time.Since(start).Seconds()
+				}
+			}
+			baseline, changed := upload("default", nil, nil), upload("changed", lever.server, lever.client)
+			var ratios, rates []float64
+			for b.Loop() {
+				for range uploadLeverPairs {
+					base := baseline()
+					rate := changed()
+					ratios, rates = append(ratios, rate/base), append(rates, rate)
+				}
+			}
+			b.ReportMetric(median(ratios), "x-default")
+			b.ReportMetric(slices.Min(ratios), "x-default-min")
+			b.ReportMetric(slices.Max(ratios), "x-default-max")
+			b.ReportMetric(median(rates)/1e6, "MB/s")
+		})
+	}
+}
+
+// uploadLeverPairs is how many default and changed uploads
+// BenchmarkUploadLevers alternates for each lever.
+const uploadLeverPairs = 7
 
 // median returns the median of xs, which it sorts.
 func median(xs []float64) float64 {

@@ -31,16 +31,28 @@ const (
 	// would measure the kernel's socket handling more than the hub.
 	fanOutConns = 10
 	// fanOutWindow bounds how far the saturating publisher runs ahead of
-	// the slowest receiver. At half the default QueueSize of 64, no
-	// member's queue can fill (the rest leaves room for presence
-	// notices), so saturation measures delivery, not evictions.
-	fanOutWindow = 32
-	// fanOutDeliveriesPerOp sets the messages one op publishes in the
-	// saturated run: 2,000 to 100 members, 200 to 1,000.
-	fanOutDeliveriesPerOp = 200_000
+	// the slowest receiver. A member's queue holds at most what was
+	// published and it has not yet received, so at three quarters of the
+	// default QueueSize of 64 no queue can fill (the rest leaves room for
+	// presence notices) and saturation measures delivery, not evictions.
+	// At half the queue, the publisher's waits for the slowest of 1,000
+	// members cost about a fifth of the rate.
+	fanOutWindow = 48
+	// fanOutDeliveriesPerRound sets the messages one saturated round
+	// publishes: 2,000 to 100 members, 200 to 1,000.
+	fanOutDeliveriesPerRound = 200_000
+	// fanOutSaturatedPairs is how many turns of saturated rounds (the
+	// hub's, then the ceilings') one op runs, so that a single op, as the
+	// default -benchtime gives, already yields a median of several pairs.
+	fanOutSaturatedPairs = 5
 	// fanOutContentBytes is the size of every message's content: phase,
 	// index and send time, padded to a short chat line.
 	fanOutContentBytes = 64
+	// fanOutBurstBytes is the content size of the bursts that overflow a
+	// silent member's buffers: the longest content a member may send, so
+	// that a burst of a few hundred messages fills its flow-control
+	// windows.
+	fanOutBurstBytes = 2000
 	// The paced rounds last about fanOutPacedFor, with between
 	// fanOutPacedMin and fanOutPacedMax messages, and come in
 	// fanOutLatencyPairs pairs: every member reading, then one more member
@@ -63,15 +75,16 @@ const (
 //
 //   - deliveries/s: messages published × members, with the publisher
 //     sending as fast as the room delivers (at most fanOutWindow messages
-//     ahead of the slowest member). Each op publishes
-//     fanOutDeliveriesPerOp/N messages; ns/op is this run alone.
+//     ahead of the slowest member). Each round publishes
+//     fanOutDeliveriesPerRound/N messages; ns/op covers an op's
+//     fanOutSaturatedPairs turns of rounds, the ceilings' included.
 //   - x-ceiling: that rate as a fraction of the ceiling, the same members
 //     on the same kind of connections fed by a server whose handlers only
 //     Send the same pre-built messages in a loop, each stream marshalling
-//     every message: no hub, queue, writer handoff or publisher. Each op
-//     runs one round of each, so each op is a pair; x-ceiling is the
-//     median of the pairs' ratios, x-ceiling-min and -max their range.
-//     Run at least 5 ops (-benchtime 5x).
+//     every message: no hub, queue, writer handoff or publisher. The
+//     hub's round and the ceiling's alternate, so each turn is a pair;
+//     x-ceiling is the median of the pairs' ratios, x-ceiling-min and
+//     -max their range.
 //   - encode-once-speedup: the same ceiling with every message encoded
 //     once for all streams (serving.Shared, a grpc.PreparedMsg), a third
 //     round in every op: its rate over the marshalling ceiling's. That is
@@ -138,28 +151,30 @@ func benchmarkRoomFanOut(b *testing.B, n int) {
 		ceiling.awaitJoined(b, ceiling.open(b, rawConns[i%len(rawConns)], i, u))
 	}
 
-	// Saturated, in rounds that alternate in every op: the hub's, the
-	// ceiling's (marshalling for every stream), and the ceiling's again
-	// with each message encoded once for all streams. Each op gives one
-	// ratio of each kind.
-	perOp := fanOutDeliveriesPerOp / n
+	// Saturated, in rounds that alternate, fanOutSaturatedPairs times in
+	// every op: the hub's, the ceiling's (marshalling for every stream),
+	// and the ceiling's again with each message encoded once for all
+	// streams. Each turn gives one ratio of each kind.
+	perRound := fanOutDeliveriesPerRound / n
 	var hubTime time.Duration
 	var ratios, encodeOnce []float64
 	for b.Loop() {
-		start := time.Now()
-		saturateFanOut(b, hub, pub, hub.begin(perOp, false), perOp)
-		hubRound := time.Since(start)
-		hubTime += hubRound
+		for range fanOutSaturatedPairs {
+			start := time.Now()
+			saturateFanOut(b, hub, pub, hub.begin(perRound, false), perRound)
+			hubRound := time.Since(start)
+			hubTime += hubRound
 
-		b.StopTimer()
-		ceilingRound := raw.round(b, ceiling, perOp, false)
-		preparedRound := raw.round(b, ceiling, perOp, true)
-		ratios = append(ratios, ceilingRound.Seconds()/hubRound.Seconds())
-		encodeOnce = append(encodeOnce, ceilingRound.Seconds()/preparedRound.Seconds())
-		b.StartTimer()
+			b.StopTimer()
+			ceilingRound := raw.round(b, ceiling, perRound, false)
+			preparedRound := raw.round(b, ceiling, perRound, true)
+			ratios = append(ratios, ceilingRound.Seconds()/hubRound.Seconds())
+			encodeOnce = append(encodeOnce, ceilingRound.Seconds()/preparedRound.Seconds())
+			b.StartTimer()
+		}
 	}
 	b.StopTimer()
-	saturated := float64(b.N*perOp*n) / hubTime.Seconds()
+	saturated := float64(len(ratios)*perRound*n) / hubTime.Seconds()
 	b.ReportMetric(saturated, "deliveries/s")
 	reportPairs(b, "x-ceiling", ratios)
 	reportPairs(b, "encode-once-speedup", encodeOnce)
@@ -172,9 +187,11 @@ func benchmarkRoomFanOut(b *testing.B, n int) {
 	// that its queue overflows before the round is measured.
 	rate := saturated / float64(n) / 10 // messages a second
 	count := min(max(int(rate*fanOutPacedFor.Seconds()), fanOutPacedMin), fanOutPacedMax)
-	fill := 2 * (2*65535/fanOutWireSize() + chat.cfg.QueueSize)
+	fill := 2 * (2*65535/fanOutWireSize(fanOutBurstBytes) + chat.cfg.QueueSize)
 	paced := func() (p50, p99 int64) {
-		saturateFanOut(b, hub, pub, hub.begin(fill, false), fill)
+		burst := hub.begin(fill, false)
+		burst.contentBytes = fanOutBurstBytes
+		saturateFanOut(b, hub, pub, burst, fill)
 		p := hub.begin(count, true)
 		pacedFanOut(b, hub, pub, p, rate, count)
 		hub.awaitDelivered(b, p, count)
@@ -265,13 +282,13 @@ func (m *stalledMember) evicted(b *testing.B, fill int) (buffered int) {
 
 // fanOutWireSize is the size in bytes, with gRPC's 5-byte prefix, of a
 // chat message as the members receive it.
-func fanOutWireSize() int {
+func fanOutWireSize(contentBytes int) int {
 	return 5 + proto.Size(&pb.ChatMessage{
 		MessageId: fanOutRoom + "-100000",
 		UserId:    fanOutPublisher,
 		RoomId:    fanOutRoom,
 		Type:      pb.MessageType_MESSAGE_TYPE_CHAT,
-		Content:   fanOutContent(1, 100000, time.Now()),
+		Content:   fanOutContent(1, 100000, time.Now(), contentBytes),
 		Timestamp: timestamppb.Now(),
 	})
 }
@@ -327,7 +344,7 @@ func joinFanOutMembers(b *testing.B, t *fanOutTally, conns []*grpc.ClientConn, u
 // publishFanOut sends message i of phase p: its content carries the phase,
 // the index and the send time.
 func publishFanOut(b *testing.B, pub *fanOutMember, p *fanOutPhase, i int) {
-	m := &pb.ChatMessage{Type: pb.MessageType_MESSAGE_TYPE_CHAT, RoomId: fanOutRoom, Content: fanOutContent(p.id, i, time.Now())}
+	m := &pb.ChatMessage{Type: pb.MessageType_MESSAGE_TYPE_CHAT, RoomId: fanOutRoom, Content: fanOutContent(p.id, i, time.Now(), p.contentBytes)}
 	if err := pub.stream.Send(m); err != nil {
 		b.Fatalf("publisher: Send(message %d) = %v", i, err)
 	}
@@ -359,15 +376,15 @@ func pacedFanOut(b *testing.B, t *fanOutTally, pub *fanOutMember, p *fanOutPhase
 	}
 }
 
-func fanOutContent(phase int64, i int, sent time.Time) string {
-	buf := make([]byte, 0, fanOutContentBytes)
+func fanOutContent(phase int64, i int, sent time.Time, size int) string {
+	buf := make([]byte, 0, size)
 	buf = strconv.AppendInt(buf, phase, 10)
 	buf = append(buf, ' ')
 	buf = strconv.AppendInt(buf, int64(i), 10)
 	buf = append(buf, ' ')
 	buf = strconv.AppendInt(buf, sent.UnixNano(), 10)
 	buf = append(buf, ' ')
-	for len(buf) < fanOutContentBytes {
+	for len(buf) < size {
 		buf = append(buf, 'x')
 	}
 	return string(buf)
@@ -544,12 +561,14 @@ type fanOutPhase struct {
 	completed chan struct{} // one value per message every member received
 	delivered int           // values taken from completed; benchmark goroutine only
 	latency   [][]int64     // microseconds, per member; nil when not recorded
+
+	contentBytes int // the size of its messages' content
 }
 
 // begin starts a phase of at most messages messages.
 func (t *fanOutTally) begin(messages int, record bool) *fanOutPhase {
 	t.phases++
-	p := &fanOutPhase{id: t.phases, pending: make([]atomic.Int32, messages), completed: make(chan struct{}, messages)}
+	p := &fanOutPhase{id: t.phases, pending: make([]atomic.Int32, messages), completed: make(chan struct{}, messages), contentBytes: fanOutContentBytes}
 	for i := range p.pending {
 		p.pending[i].Store(int32(t.receivers))
 	}
@@ -620,7 +639,7 @@ func (f *rawFanOut) round(b *testing.B, t *fanOutTally, n int, prepared bool) ti
 			UserId:    fanOutPublisher,
 			RoomId:    fanOutRoom,
 			Type:      pb.MessageType_MESSAGE_TYPE_CHAT,
-			Content:   fanOutContent(p.id, i, start),
+			Content:   fanOutContent(p.id, i, start, p.contentBytes),
 			Timestamp: timestamppb.New(start),
 		})
 	}
