@@ -1,9 +1,19 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/katatest"
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
 )
 
 // BenchmarkGameTick measures one tick of a game of 1,000 players, each
@@ -42,5 +52,151 @@ func BenchmarkGameTick(b *testing.B) {
 	b.ReportMetric(perTick/float64(s.cfg.TickInterval/time.Nanosecond), "tick/interval")
 	if all[0].lastSequence != sequence {
 		b.Fatalf("after the last tick player 0 processed move %d, want %d", all[0].lastSequence, sequence)
+	}
+}
+
+// BenchmarkSnapshotFanOut measures what encoding a tick's snapshot once
+// buys: the snapshot of a game of 1,000 players sent to
+// snapshotFanOutStreams Play streams over TCP on 127.0.0.1, in rounds of
+// snapshotFanOutPerRound snapshots. Rounds alternate, snapshotFanOutPairs
+// times in every op: each stream marshalling every snapshot itself
+// (stream.Send), then every snapshot encoded once for all streams
+// (sharedUpdate.SendOn, as the reference's writers send). The clients
+// take the bytes without decoding them (katatest.RawCodec), so that the
+// server's side of the cost shows. encode-once-speedup is the median of
+// the pairs' ratios, with its range; snapshot-bytes is one snapshot's
+// encoded size.
+func BenchmarkSnapshotFanOut(b *testing.B) {
+	const players = 1000
+	game := NewGameServer(GameConfig{})
+	for i := range players {
+		if err := game.join(newPlayer(fmt.Sprintf("player-%04d", i), game.cfg), fmt.Sprint("Player ", i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	raw := &rawSnapshots{next: make(chan struct{})}
+	addr := katatest.ServeTCP(b, func(g *grpc.Server) { pb.RegisterGameServiceServer(g, raw) })
+
+	received := make(chan struct{}, snapshotFanOutStreams*snapshotFanOutPerRound)
+	var wg sync.WaitGroup
+	ctx, cancel := context.WithCancel(context.Background())
+	b.Cleanup(func() { cancel(); wg.Wait() }) // before the connections close
+	for i := range snapshotFanOutStreams {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { conn.Close() })
+		stream, err := conn.NewStream(ctx, &pb.GameService_ServiceDesc.Streams[0], pb.GameService_Play_FullMethodName, grpc.ForceCodecV2(katatest.RawCodec{}))
+		if err != nil {
+			b.Fatalf("stream %d: %v", i, err)
+		}
+		wg.Go(func() {
+			for {
+				var m katatest.RawMessage
+				if stream.RecvMsg(&m) != nil {
+					return
+				}
+				received <- struct{}{}
+			}
+		})
+	}
+	deadline := time.Now().Add(fanOutWait)
+	for raw.started.Load() < snapshotFanOutStreams {
+		if time.Now().After(deadline) {
+			b.Fatalf("%d of %d Play streams started within %v", raw.started.Load(), snapshotFanOutStreams, fanOutWait)
+		}
+		time.Sleep(time.Millisecond)
+	}
+
+	round := func(shared bool) time.Duration {
+		start := time.Now()
+		snapshots := make([]*sharedUpdate, snapshotFanOutPerRound)
+		game.mu.Lock()
+		for i := range snapshots {
+			game.tick++
+			snapshots[i] = game.snapshotLocked()
+		}
+		game.mu.Unlock()
+		raw.start(snapshots, shared)
+		timeout := time.NewTimer(fanOutWait)
+		defer timeout.Stop()
+		for n := range snapshotFanOutStreams * snapshotFanOutPerRound {
+			select {
+			case <-received:
+			case <-timeout.C:
+				b.Fatalf("%d of %d snapshots arrived within %v", n, snapshotFanOutStreams*snapshotFanOutPerRound, fanOutWait)
+			}
+		}
+		return time.Since(start)
+	}
+	var speedups []float64
+	for b.Loop() {
+		for range snapshotFanOutPairs {
+			each := round(false)
+			once := round(true)
+			speedups = append(speedups, each.Seconds()/once.Seconds())
+		}
+	}
+	reportPairs(b, "encode-once-speedup", speedups)
+	game.mu.Lock()
+	b.ReportMetric(float64(proto.Size(game.snapshotLocked().Message())), "snapshot-bytes")
+	game.mu.Unlock()
+}
+
+const (
+	snapshotFanOutStreams  = 100
+	snapshotFanOutPerRound = 20
+	snapshotFanOutPairs    = 5
+)
+
+// rawSnapshots serves every Play stream the snapshots of each round, with
+// no game, mailbox or writer goroutine: only the sending differs between
+// rounds.
+type rawSnapshots struct {
+	pb.UnimplementedGameServiceServer
+	started atomic.Int64
+
+	mu        sync.Mutex
+	next      chan struct{} // closed when the next round starts
+	snapshots []*sharedUpdate
+	shared    bool
+}
+
+func (r *rawSnapshots) start(snapshots []*sharedUpdate, shared bool) {
+	r.mu.Lock()
+	started := r.next
+	r.next = make(chan struct{})
+	r.snapshots, r.shared = snapshots, shared
+	r.mu.Unlock()
+	close(started)
+}
+
+func (r *rawSnapshots) Play(stream pb.GameService_PlayServer) error {
+	r.mu.Lock()
+	next := r.next
+	r.mu.Unlock()
+	r.started.Add(1)
+	for {
+		select {
+		case <-next:
+		case <-stream.Context().Done():
+			return stream.Context().Err()
+		}
+		r.mu.Lock()
+		snapshots, shared := r.snapshots, r.shared
+		next = r.next
+		r.mu.Unlock()
+		for _, u := range snapshots {
+			var err error
+			if shared {
+				err = u.SendOn(stream)
+			} else {
+				err = stream.Send(u.Message())
+			}
+			if err != nil {
+				return err
+			}
+		}
 	}
 }
