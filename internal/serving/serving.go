@@ -33,6 +33,16 @@ type Limits struct {
 	// any client, before any token is checked, make the server hold
 	// megabytes per call.
 	MaxHeaderBytes uint32
+	// StreamWindowBytes is each stream's flow-control window: how many
+	// bytes a client may send that the handler has not yet received,
+	// which the server holds in memory meanwhile. Default 1 MiB, four
+	// upload chunks. A fixed window also switches off grpc-go's window
+	// estimation, which otherwise grows a busy stream's window toward
+	// 16 MiB, so that an upload's memory grew with its length.
+	StreamWindowBytes int32
+	// ConnWindowBytes bounds the same for all of one connection's
+	// streams together. Default 4 MiB.
+	ConnWindowBytes int32
 }
 
 func (l Limits) withDefaults() Limits {
@@ -44,6 +54,12 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxHeaderBytes == 0 {
 		l.MaxHeaderBytes = 16 << 10
+	}
+	if l.StreamWindowBytes == 0 {
+		l.StreamWindowBytes = 1 << 20
+	}
+	if l.ConnWindowBytes == 0 {
+		l.ConnWindowBytes = 4 << 20
 	}
 	return l
 }
@@ -84,6 +100,8 @@ func ServerOptions(l Limits) []grpc.ServerOption {
 		grpc.MaxSendMsgSize(l.MaxMessageBytes),
 		grpc.MaxConcurrentStreams(l.MaxConcurrentStreams),
 		grpc.MaxHeaderListSize(l.MaxHeaderBytes),
+		grpc.InitialWindowSize(l.StreamWindowBytes),
+		grpc.InitialConnWindowSize(l.ConnWindowBytes),
 		grpc.KeepaliveParams(ServerKeepalive),
 		grpc.KeepaliveEnforcementPolicy(KeepaliveEnforcement),
 	)

@@ -17,6 +17,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/katatest"
 )
@@ -104,6 +105,44 @@ func TestServerOptions(t *testing.T) {
 			}
 		case <-ctx.Done():
 			t.Fatal("the second stream never started after the first ended")
+		}
+	})
+
+	t.Run("Unread_bytes_are_bounded_by_the_stream_window", func(t *testing.T) {
+		// A handler that never reads: the client can send one stream
+		// window, and what its own transport queues (64 KiB), no more.
+		const window, queued = 256 << 10, 64 << 10
+		release, started := make(chan struct{}), make(chan struct{}, 1)
+		_, _, conn := start(t, blockUntil(release, started), ServerOptions(Limits{StreamWindowBytes: window})...)
+		stream := openLongStream(t, conn, started)
+		req := &healthpb.HealthCheckRequest{Service: strings.Repeat("x", 16<<10)}
+		msg := 5 + proto.Size(req) // with gRPC's prefix, as flow control counts it
+		sent := make(chan int, 1024)
+		go func() {
+			defer close(sent)
+			for n := msg; stream.SendMsg(req) == nil; n += msg {
+				sent <- n
+			}
+		}()
+		t.Cleanup(func() {
+			close(release) // the stream ends, and with it the sender
+			for range sent {
+			}
+		})
+		total := 0
+		for quiet := false; !quiet; {
+			select {
+			case n, ok := <-sent:
+				if !ok {
+					t.Fatalf("Send failed after %d bytes, want it to block", total)
+				}
+				total = n
+			case <-time.After(katatest.NeverWindow):
+				quiet = true
+			}
+		}
+		if total < window || total > window+queued+msg {
+			t.Fatalf("a client sent %d KiB to a handler that never reads, want the stream window of %d KiB plus at most the %d KiB its transport queues", total>>10, window>>10, queued>>10)
 		}
 	})
 
