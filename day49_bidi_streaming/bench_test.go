@@ -131,7 +131,7 @@ func benchmarkRoomFanOut(b *testing.B, n int) {
 	chat := NewChatServer(Config{MessagesPerSecond: 1e9, Burst: 1e9})
 	hubAddr := startFanOutServer(b, chat, auth)
 	b.Cleanup(chat.Shutdown) // runs before the server stops
-	raw := &rawFanOut{next: make(chan struct{})}
+	raw := &rawFanOut{rawRounds: newRawRounds[*pb.ChatMessage]()}
 	rawAddr := startFanOutServer(b, raw, auth)
 
 	// The hub's room: the publisher first, then the members.
@@ -613,17 +613,71 @@ func (p *fanOutPhase) percentiles() (p50, p99 int64) {
 	return at(0.50), at(0.99)
 }
 
+// rawRounds feeds bare handlers, round after round, the same messages:
+// each handler waits for the next round and sends the round's messages
+// in a loop, marshalling each on its stream or, when shared, sending the
+// bytes the first stream encoded. No hub, no queue, no second goroutine:
+// what gRPC itself costs to deliver the messages.
+type rawRounds[M proto.Message] struct {
+	mu     sync.Mutex
+	next   chan struct{} // closed when the next round starts
+	msgs   []*serving.Shared[M]
+	shared bool
+}
+
+func newRawRounds[M proto.Message]() rawRounds[M] {
+	return rawRounds[M]{next: make(chan struct{})}
+}
+
+// start begins a round of msgs.
+func (r *rawRounds[M]) start(msgs []*serving.Shared[M], shared bool) {
+	r.mu.Lock()
+	started := r.next
+	r.next = make(chan struct{})
+	r.msgs, r.shared = msgs, shared
+	r.mu.Unlock()
+	close(started)
+}
+
+// upcoming returns what the next round to start will close.
+func (r *rawRounds[M]) upcoming() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.next
+}
+
+// serve sends each round, from the one next closes on, on stream until
+// the stream ends.
+func (r *rawRounds[M]) serve(stream grpc.ServerStream, next <-chan struct{}) error {
+	for {
+		select {
+		case <-next:
+		case <-stream.Context().Done():
+			return status.FromContextError(stream.Context().Err()).Err()
+		}
+		r.mu.Lock()
+		msgs, shared := r.msgs, r.shared
+		next = r.next
+		r.mu.Unlock()
+		for _, m := range msgs {
+			var err error
+			if shared {
+				err = m.SendOn(stream)
+			} else {
+				err = stream.SendMsg(m.Message())
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+}
+
 // rawFanOut is the ceiling: each Chat stream is answered with a JOIN_ROOM
-// confirmation and then, for every round, with the round's pre-built
-// messages sent in a loop. No hub, no queue, no second goroutine: what
-// gRPC itself costs to deliver the same messages to the same members.
+// confirmation and then with every round's messages (rawRounds).
 type rawFanOut struct {
 	pb.UnimplementedChatServiceServer
-
-	mu       sync.Mutex
-	next     chan struct{} // closed when the next round starts
-	msgs     []*sharedMessage
-	prepared bool // send msgs encoded once for every stream
+	rawRounds[*pb.ChatMessage]
 }
 
 // round sends n messages to every member of t and returns how long it
@@ -643,12 +697,7 @@ func (f *rawFanOut) round(b *testing.B, t *fanOutTally, n int, prepared bool) ti
 			Timestamp: timestamppb.New(start),
 		})
 	}
-	f.mu.Lock()
-	started := f.next
-	f.next = make(chan struct{})
-	f.msgs, f.prepared = msgs, prepared
-	f.mu.Unlock()
-	close(started)
+	f.start(msgs, prepared)
 	t.awaitDelivered(b, p, n)
 	return time.Since(start)
 }
@@ -658,32 +707,9 @@ func (f *rawFanOut) Chat(stream pb.ChatService_ChatServer) error {
 	if err != nil {
 		return err
 	}
-	f.mu.Lock()
-	next := f.next
-	f.mu.Unlock()
+	next := f.upcoming()
 	if err := stream.Send(&pb.ChatMessage{Type: pb.MessageType_MESSAGE_TYPE_JOIN_ROOM, RoomId: req.GetRoomId()}); err != nil {
 		return err
 	}
-	for {
-		select {
-		case <-next:
-		case <-stream.Context().Done():
-			return status.FromContextError(stream.Context().Err()).Err()
-		}
-		f.mu.Lock()
-		msgs, prepared := f.msgs, f.prepared
-		next = f.next
-		f.mu.Unlock()
-		for _, m := range msgs {
-			var err error
-			if prepared {
-				err = m.SendOn(stream)
-			} else {
-				err = stream.Send(m.Message())
-			}
-			if err != nil {
-				return err
-			}
-		}
-	}
+	return f.serve(stream, next)
 }

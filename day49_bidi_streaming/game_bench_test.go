@@ -74,7 +74,7 @@ func BenchmarkSnapshotFanOut(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	raw := &rawSnapshots{next: make(chan struct{})}
+	raw := &rawSnapshots{rawRounds: newRawRounds[*pb.GameUpdate]()}
 	addr := katatest.ServeTCP(b, func(g *grpc.Server) { pb.RegisterGameServiceServer(g, raw) })
 
 	received := make(chan struct{}, snapshotFanOutStreams*snapshotFanOutPerRound)
@@ -150,53 +150,17 @@ const (
 	snapshotFanOutPairs    = 5
 )
 
-// rawSnapshots serves every Play stream the snapshots of each round, with
-// no game, mailbox or writer goroutine: only the sending differs between
-// rounds.
+// rawSnapshots serves every Play stream the snapshots of each round
+// (rawRounds), with no game, mailbox or writer goroutine: only the
+// sending differs between rounds.
 type rawSnapshots struct {
 	pb.UnimplementedGameServiceServer
+	rawRounds[*pb.GameUpdate]
 	started atomic.Int64
-
-	mu        sync.Mutex
-	next      chan struct{} // closed when the next round starts
-	snapshots []*sharedUpdate
-	shared    bool
-}
-
-func (r *rawSnapshots) start(snapshots []*sharedUpdate, shared bool) {
-	r.mu.Lock()
-	started := r.next
-	r.next = make(chan struct{})
-	r.snapshots, r.shared = snapshots, shared
-	r.mu.Unlock()
-	close(started)
 }
 
 func (r *rawSnapshots) Play(stream pb.GameService_PlayServer) error {
-	r.mu.Lock()
-	next := r.next
-	r.mu.Unlock()
+	next := r.upcoming()
 	r.started.Add(1)
-	for {
-		select {
-		case <-next:
-		case <-stream.Context().Done():
-			return stream.Context().Err()
-		}
-		r.mu.Lock()
-		snapshots, shared := r.snapshots, r.shared
-		next = r.next
-		r.mu.Unlock()
-		for _, u := range snapshots {
-			var err error
-			if shared {
-				err = u.SendOn(stream)
-			} else {
-				err = stream.Send(u.Message())
-			}
-			if err != nil {
-				return err
-			}
-		}
-	}
+	return r.serve(stream, next)
 }
