@@ -35,8 +35,8 @@ const (
 	// published and it has not yet received, so at three quarters of the
 	// default QueueSize of 64 no queue can fill (the rest leaves room for
 	// presence notices) and saturation measures delivery, not evictions.
-	// At half the queue, the publisher's waits for the slowest of 1,000
-	// members cost about a fifth of the rate.
+	// At half the queue, the publisher waited more often for the slowest
+	// of 1,000 members (BENCHMARKS.md has the figures).
 	fanOutWindow = 48
 	// fanOutDeliveriesPerRound sets the messages one saturated round
 	// publishes: 2,000 to 100 members, 200 to 1,000.
