@@ -86,7 +86,8 @@ func (h *hub) typing(c *connection, roomID string) error {
 // CHAT (content non-empty, at most cfg.MaxContentBytes, valid UTF-8, else
 // InvalidArgument) and TYPING go to the hub; any other type is
 // InvalidArgument. A refused request is answered in-band with an ERROR
-// message carrying the status code and message; the stream goes on, so
+// message carrying the status code and message (delivered to c, wrapped
+// with serving.Share like every queued message); the stream goes on, so
 // return nil. Never read the user from the request: it is c.user.
 func (s *ChatServer) handle(c *connection, req *pb.ChatMessage) error {
 	// TODO(task 3)
@@ -102,8 +103,8 @@ func (s *ChatServer) handle(c *connection, req *pb.ChatMessage) error {
 // stream (a Recv error for which serving.IsInvalidUTF8 is true refused one
 // message, not the stream: if s.hub.allow(c), answer it in-band with
 // s.refuse and go on; if not, end the stream with ResourceExhausted), and
-// a writer goroutine, the only one that sends: it sends what
-// arrives on c.out with m.SendOn(stream); when the reader ends it sends what is still
+// a writer goroutine, the only one that sends: it sends what arrives on
+// c.out with m.SendOn(stream); when the reader ends it sends what is still
 // queued and returns the reader's error (nil after the client's io.EOF).
 // Chat itself returns the writer's result, or c.goneErr as soon as c is
 // evicted, even while the writer is stuck in a Send to a client that does
@@ -132,10 +133,11 @@ func (c *ChatClient) Run(ctx context.Context, room string, lines <-chan string, 
 // post puts u in the mailbox without ever blocking (task 5).
 //
 // A snapshot (u.Message().GetSnapshot() != nil) replaces the one already
-// waiting, if any: only the latest matters. An error is appended to m.errors, unless m.maxErrors are
-// already waiting, then it is dropped. Hold m.mu while changing the
-// mailbox, then signal m.ready without waiting: if a signal is already
-// there, the writer has not taken it yet and will see this update too.
+// waiting, if any: only the latest matters. An error is appended to
+// m.errors, unless m.maxErrors are already waiting, then it is dropped.
+// Hold m.mu while changing the mailbox, then signal m.ready without
+// waiting: if a signal is already there, the writer has not taken it yet
+// and will see this update too.
 func (m *snapshotMailbox) post(u *sharedUpdate) {
 	// TODO(task 5): a select with a default case for the signal.
 }
