@@ -98,18 +98,12 @@ func BenchmarkFileUpload(b *testing.B) {
 			var rates, ratios []float64
 			for b.Loop() {
 				for range uploadPairs {
-					start := time.Now()
-					if _, err := c.UploadFile(context.Background(), path); err != nil {
-						b.Fatal(err)
-					}
-					rate := float64(size) / time.Since(start).Seconds()
+					rate := uploadRate(b, c, path, size)
 					rates, ratios = append(rates, rate), append(ratios, rate/sha256Rate(data))
 				}
 			}
-			b.ReportMetric(median(rates)/1e6, "MB/s")
-			b.ReportMetric(median(ratios), "x-sha256")
-			b.ReportMetric(slices.Min(ratios), "x-sha256-min")
-			b.ReportMetric(slices.Max(ratios), "x-sha256-max")
+			b.ReportMetric(katatest.Median(rates)/1e6, "MB/s")
+			katatest.ReportPairs(b, "x-sha256", ratios)
 		})
 	}
 }
@@ -237,20 +231,14 @@ func BenchmarkFileUploadPaired(b *testing.B) {
 			var ratios, grpcRates, httpRates []float64
 			for b.Loop() {
 				for range uploadPairs {
-					start := time.Now()
-					if _, err := c.UploadFile(context.Background(), path); err != nil {
-						b.Fatal(err)
-					}
-					g := float64(size) / time.Since(start).Seconds()
+					g := uploadRate(b, c, path, size)
 					h := peer.upload(b, path, size)
 					grpcRates, httpRates, ratios = append(grpcRates, g), append(httpRates, h), append(ratios, g/h)
 				}
 			}
-			b.ReportMetric(median(ratios), "x-http-put")
-			b.ReportMetric(slices.Min(ratios), "x-http-put-min")
-			b.ReportMetric(slices.Max(ratios), "x-http-put-max")
-			b.ReportMetric(median(grpcRates)/1e6, "grpc-MB/s")
-			b.ReportMetric(median(httpRates)/1e6, "http-MB/s")
+			katatest.ReportPairs(b, "x-http-put", ratios)
+			b.ReportMetric(katatest.Median(grpcRates)/1e6, "grpc-MB/s")
+			b.ReportMetric(katatest.Median(httpRates)/1e6, "http-MB/s")
 			b.ReportMetric(float64(len(ratios)), "pairs")
 		})
 	}
@@ -294,13 +282,7 @@ func BenchmarkUploadLevers(b *testing.B) {
 					b.Fatal(err)
 				}
 				b.Cleanup(func() { c.Close() })
-				return func() float64 {
-					start := time.Now()
-					if _, err := c.UploadFile(context.Background(), path); err != nil {
-						b.Fatal(err)
-					}
-					return float64(size) / time.Since(start).Seconds()
-				}
+				return func() float64 { return uploadRate(b, c, path, size) }
 			}
 			baseline, changed := upload("default", nil, nil), upload("changed", lever.server, lever.client)
 			var ratios, rates []float64
@@ -311,10 +293,8 @@ func BenchmarkUploadLevers(b *testing.B) {
 					ratios, rates = append(ratios, rate/base), append(rates, rate)
 				}
 			}
-			b.ReportMetric(median(ratios), "x-default")
-			b.ReportMetric(slices.Min(ratios), "x-default-min")
-			b.ReportMetric(slices.Max(ratios), "x-default-max")
-			b.ReportMetric(median(rates)/1e6, "MB/s")
+			katatest.ReportPairs(b, "x-default", ratios)
+			b.ReportMetric(katatest.Median(rates)/1e6, "MB/s")
 		})
 	}
 }
@@ -323,14 +303,15 @@ func BenchmarkUploadLevers(b *testing.B) {
 // BenchmarkUploadLevers alternates for each lever.
 const uploadLeverPairs = 7
 
-// median returns the median of xs, which it sorts.
-func median(xs []float64) float64 {
-	slices.Sort(xs)
-	n := len(xs)
-	if n%2 == 1 {
-		return xs[n/2]
+// uploadRate uploads the file at path, size bytes, with c and returns
+// the throughput in bytes per second.
+func uploadRate(b *testing.B, c *StreamingClient, path string, size int) float64 {
+	b.Helper()
+	start := time.Now()
+	if _, err := c.UploadFile(context.Background(), path); err != nil {
+		b.Fatal(err)
 	}
-	return (xs[n/2-1] + xs[n/2]) / 2
+	return float64(size) / time.Since(start).Seconds()
 }
 
 // hashingReader hashes what is read through it and reports the hex sum at
@@ -376,13 +357,13 @@ func BenchmarkUploadHeap(b *testing.B) {
 			ratios = append(ratios, float64(large.live)/float64(small.live))
 		}
 	}
-	b.ReportMetric(median(smallLive), "live-MiB-64MiB")
-	b.ReportMetric(median(largeLive), "live-MiB-1GiB")
-	b.ReportMetric(median(ratios), "live-ratio-1GiB/64MiB")
+	b.ReportMetric(katatest.Median(smallLive), "live-MiB-64MiB")
+	b.ReportMetric(katatest.Median(largeLive), "live-MiB-1GiB")
+	b.ReportMetric(katatest.Median(ratios), "live-ratio-1GiB/64MiB")
 	b.ReportMetric(slices.Min(ratios), "live-ratio-min")
 	b.ReportMetric(slices.Max(ratios), "live-ratio-max")
-	b.ReportMetric(median(smallObjects), "objects-MiB-64MiB")
-	b.ReportMetric(median(largeObjects), "objects-MiB-1GiB")
+	b.ReportMetric(katatest.Median(smallObjects), "objects-MiB-64MiB")
+	b.ReportMetric(katatest.Median(largeObjects), "objects-MiB-1GiB")
 }
 
 // heapPairs is how many 64 MiB and 1 GiB uploads BenchmarkUploadHeap
@@ -525,9 +506,7 @@ func collectionBenchmark(b *testing.B, n int, send func(pb.DataCollectionService
 		}
 	}
 	b.ReportMetric(float64(len(ratios)*n)/realTime.Seconds(), "msgs/s")
-	b.ReportMetric(median(ratios), "x-receive-only")
-	b.ReportMetric(slices.Min(ratios), "x-receive-only-min")
-	b.ReportMetric(slices.Max(ratios), "x-receive-only-max")
+	katatest.ReportPairs(b, "x-receive-only", ratios)
 }
 
 // collectionPairs is how many real and receive-only sends one op of the

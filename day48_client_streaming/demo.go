@@ -98,13 +98,11 @@ func run(o options) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", o.addr, err)
 	}
-	if o.debugAddr != "" {
-		stopDebug, err := serving.StartDebug(o.debugAddr)
-		if err != nil {
-			return err
-		}
-		defer stopDebug()
+	stopDebug, err := serving.StartDebug(o.debugAddr) // "" serves nothing
+	if err != nil {
+		return err
 	}
+	defer stopDebug()
 	logUnary, logStream := serving.LogCalls(slog.Default())
 	srv := grpc.NewServer(append(serving.ServerOptions(serving.Limits{}),
 		grpc.ChainUnaryInterceptor(logUnary, AuthUnaryInterceptor(tokens, time.Now)),

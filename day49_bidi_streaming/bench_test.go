@@ -176,8 +176,8 @@ func benchmarkRoomFanOut(b *testing.B, n int) {
 	b.StopTimer()
 	saturated := float64(len(ratios)*perRound*n) / hubTime.Seconds()
 	b.ReportMetric(saturated, "deliveries/s")
-	reportPairs(b, "x-ceiling", ratios)
-	reportPairs(b, "encode-once-speedup", encodeOnce)
+	katatest.ReportPairs(b, "x-ceiling", ratios)
+	katatest.ReportPairs(b, "encode-once-speedup", encodeOnce)
 
 	// Latency at a tenth of that load, in pairs of paced rounds: every
 	// member reading, then one more member, on a connection of its own,
@@ -214,22 +214,12 @@ func benchmarkRoomFanOut(b *testing.B, n int) {
 		p99sStalled = append(p99sStalled, float64(p99Stalled)/1e3)
 		stallRatios = append(stallRatios, float64(p99Stalled)/float64(max(p99, 1)))
 	}
-	reportPairs(b, "p50-ms", p50s)
-	reportPairs(b, "p99-ms", p99s)
-	reportPairs(b, "p99-ms-stalled", p99sStalled)
-	reportPairs(b, "p99-ratio-stalled", stallRatios)
+	katatest.ReportPairs(b, "p50-ms", p50s)
+	katatest.ReportPairs(b, "p99-ms", p99s)
+	katatest.ReportPairs(b, "p99-ms-stalled", p99sStalled)
+	katatest.ReportPairs(b, "p99-ratio-stalled", stallRatios)
 	b.ReportMetric(float64(buffered), "stalled-msgs-buffered")
 	b.ReportMetric(endedUnread, "stalled-ended-unread")
-}
-
-// reportPairs reports the median of the pairs' figures as name, and
-// their range as name-min and name-max. Of an even count, the median is
-// the upper of the two middle figures.
-func reportPairs(b *testing.B, name string, figures []float64) {
-	slices.Sort(figures)
-	b.ReportMetric(figures[len(figures)/2], name)
-	b.ReportMetric(figures[0], name+"-min")
-	b.ReportMetric(figures[len(figures)-1], name+"-max")
 }
 
 func stalledUser(i int) string { return fmt.Sprintf("%s-%d", fanOutStalled, i) }

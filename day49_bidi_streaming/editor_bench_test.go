@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/katatest"
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
 )
 
@@ -91,7 +92,7 @@ func BenchmarkEditCommit(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(len(ratios)*editBatch)/commitTime.Seconds(), "commits/s")
-			reportPairs(b, "x-ceiling", ratios)
+			katatest.ReportPairs(b, "x-ceiling", ratios)
 		})
 	}
 }

@@ -138,7 +138,7 @@ func BenchmarkSnapshotFanOut(b *testing.B) {
 			speedups = append(speedups, each.Seconds()/once.Seconds())
 		}
 	}
-	reportPairs(b, "encode-once-speedup", speedups)
+	katatest.ReportPairs(b, "encode-once-speedup", speedups)
 	game.mu.Lock()
 	b.ReportMetric(float64(proto.Size(game.snapshotLocked().Message())), "snapshot-bytes")
 	game.mu.Unlock()

@@ -23,8 +23,12 @@ type State struct {
 }
 
 // StartDebug listens on addr and serves the debug endpoint there (see
-// ServeDebug); stop closes it.
+// ServeDebug); stop closes it. An empty addr serves nothing, and stop
+// does nothing.
 func StartDebug(addr string) (stop func(), err error) {
+	if addr == "" {
+		return func() {}, nil
+	}
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("debug endpoint on %s: %w", addr, err)

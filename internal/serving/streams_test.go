@@ -118,6 +118,18 @@ func endedBy(p *pacedService) (error, bool) {
 	}
 }
 
+// finishOK half-closes a client stream and requires its result and the
+// handler's to be OK; what names the call in a failure.
+func finishOK(t *testing.T, p *pacedService, stream grpc.ClientStream, what string) {
+	t.Helper()
+	require.NoError(t, stream.CloseSend())
+	var res healthpb.HealthCheckResponse
+	require.NoError(t, stream.RecvMsg(&res), what)
+	err, ended := endedBy(p)
+	require.True(t, ended)
+	require.NoError(t, err, "the handler's result")
+}
+
 // bounded returns a context that ends after an hour of the bubble's fake
 // time, so that a call that never returns fails the test at once instead
 // of waiting while grpc-go's own timers move the clock on.
@@ -143,12 +155,7 @@ func TestStreamLimits(t *testing.T) {
 			time.Sleep(limits.Idle - time.Nanosecond)
 			_, ended = endedBy(p)
 			require.False(t, ended, "the call ended within Idle of its last message")
-			require.NoError(t, stream.CloseSend())
-			var res healthpb.HealthCheckResponse
-			require.NoError(t, stream.RecvMsg(&res), "the call's result after CloseSend")
-			err, ended := endedBy(p)
-			require.True(t, ended)
-			require.NoError(t, err, "the handler's result")
+			finishOK(t, p, stream, "the call's result after CloseSend")
 		})
 	})
 
@@ -241,12 +248,7 @@ func TestStreamLimits(t *testing.T) {
 			for range 5 {
 				require.NoError(t, stream.SendMsg(message(3)))
 			}
-			require.NoError(t, stream.CloseSend())
-			var res healthpb.HealthCheckResponse
-			require.NoError(t, stream.RecvMsg(&res), "a call whose messages all arrived at once, read by a slow handler")
-			err, ended := endedBy(p)
-			require.True(t, ended)
-			require.NoError(t, err, "the handler's result")
+			finishOK(t, p, stream, "a call whose messages all arrived at once, read by a slow handler")
 		})
 	})
 
