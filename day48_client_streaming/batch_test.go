@@ -621,4 +621,38 @@ func TestBatchProcessing(t *testing.T) {
 		_, _, early := probe.counts()
 		assert.Empty(t, early, "ProcessBatch receives before waiting on the pacer for them")
 	})
+
+	t.Run("Refused_items_count_toward_MaxItemsPerStream", func(t *testing.T) {
+		env := startBatchServer(t, BatchConfig{MaxItemsPerStream: 3})
+		ctx := katatest.Context(t)
+		call := "ProcessBatch(alice: 2 refused items, then 1 applied, MaxItemsPerStream=3)"
+		res, err := sendBatch(ctx, env.client, aliceToken, write("r1", "bob/x", "m"), write("r2", "noslash", "m"), write("a1", "alice/a1", "m"))
+		katatest.WantCode(t, err, codes.OK, "%s", call)
+		wantOutcomes(t, call, res, outcome{"r1", codes.PermissionDenied}, outcome{"r2", codes.InvalidArgument}, outcome{"a1", codes.OK})
+		call = "ProcessBatch(alice: 2 refused items, then 2 valid, MaxItemsPerStream=3)"
+		_, err = sendBatch(ctx, env.client, aliceToken, write("r1", "bob/x", "m"), write("r2", "noslash", "m"), write("a2", "alice/a2", "m"), write("a3", "alice/a3", "m"))
+		katatest.WantCode(t, err, codes.ResourceExhausted, "%s: every item received counts toward the cap, applied or refused", call)
+		env.WaitIdle(t)
+		env.wantAbsent(t, "alice/a3")
+	})
+
+	t.Run("A_refused_item_id_is_never_applied_later_on_the_stream", func(t *testing.T) {
+		env := startBatchServer(t, BatchConfig{MaxPayloadBytes: 4})
+		call := "ProcessBatch(alice: ids x, y and z refused, then each sent again with a valid item)"
+		res, err := sendBatch(katatest.Context(t), env.client, aliceToken,
+			write("x", "bob/doc", "m"),
+			&pb.BatchItem{ItemId: "y", Operation: pb.BatchOperation(99), Key: "alice/y"},
+			write("z", "alice/z", "too long"),
+			write("x", "alice/x", "m"),
+			write("y", "alice/y", "m"),
+			write("z", "alice/z", "m"),
+		)
+		katatest.WantCode(t, err, codes.OK, "%s", call)
+		wantOutcomes(t, call, res,
+			outcome{"x", codes.PermissionDenied}, outcome{"y", codes.InvalidArgument}, outcome{"z", codes.InvalidArgument},
+			outcome{"x", codes.AlreadyExists}, outcome{"y", codes.AlreadyExists}, outcome{"z", codes.AlreadyExists})
+		for _, key := range []string{"alice/x", "alice/y", "alice/z"} {
+			env.wantAbsent(t, key)
+		}
+	})
 }

@@ -312,6 +312,18 @@ func TestDataCollection(t *testing.T) {
 			assert.True(t, strings.HasPrefix(res.GetErrors()[0], "point 1:"), "CollectDataPoints errors = %q, want one error for point 1", res.GetErrors())
 		})
 	}
+
+	t.Run("Invalid_points_count_toward_MaxPointsPerStream", func(t *testing.T) {
+		env := startCollectionServer(t, CollectionConfig{MaxPointsPerStream: 3})
+		invalid := point("", 0) // no source
+		call := "CollectDataPoints(2 invalid points, then 1 valid, MaxPointsPerStream=3)"
+		res, err := sendPoints(katatest.Context(t), env.client, invalid, invalid, point("web-07", 1))
+		katatest.WantCode(t, err, codes.OK, "%s", call)
+		wantCounts(t, res, 3, 1, 2)
+		call = "CollectDataPoints(2 invalid points, then 2 valid, MaxPointsPerStream=3)"
+		_, err = sendPoints(katatest.Context(t), env.client, invalid, invalid, point("web-07", 1), point("web-07", 2))
+		katatest.WantCode(t, err, codes.ResourceExhausted, "%s: every point received counts toward the cap, valid or not", call)
+	})
 }
 
 func sendPoints(ctx context.Context, client pb.DataCollectionServiceClient, points ...*pb.DataPoint) (*pb.CollectionResult, error) {

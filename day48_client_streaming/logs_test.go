@@ -434,6 +434,22 @@ func TestLogAggregation(t *testing.T) {
 			katatest.WantCode(t, ended[0], codes.Canceled, "the CollectLogs handler after the client cancelled: return Recv's error, never a result")
 		}
 	})
+
+	t.Run("Checks_limits_before_redacting", func(t *testing.T) {
+		env := startCollectionServer(t, CollectionConfig{MaxLogMessageBytes: 40})
+		// Redacted, each of these would fit its limit: the limits apply to
+		// what the client sent.
+		longSecret := logEntry("auth", pb.LogLevel_LOG_LEVEL_WARN, "password="+strings.Repeat("s", 40))
+		longField := logEntry("auth", pb.LogLevel_LOG_LEVEL_WARN, "login failed")
+		longField.Fields = map[string]string{"password": strings.Repeat("s", maxLogFieldValueBytes+1)}
+		atLimit := logEntry("auth", pb.LogLevel_LOG_LEVEL_WARN, "password="+strings.Repeat("s", 31)) // 40 bytes
+		l := openLogs(t, katatest.Context(t), env)
+		l.send(longSecret, longField, atLimit)
+		res, err := l.stream.CloseAndRecv()
+		call := fmt.Sprintf("CollectLogs(a 49-byte message holding a secret, a %d-byte password field, a 40-byte message holding a secret; MaxLogMessageBytes 40)", maxLogFieldValueBytes+1)
+		katatest.WantCode(t, err, codes.OK, "%s", call)
+		assert.Equal(t, logCounts{Received: 3, Indexed: 1, Errors: 2}, countsOf(res), "%s result, want the two entries over a limit counted as errors: validate what arrived, then redact", call)
+	})
 }
 
 // fakeLogStream is a CollectLogs server stream in the test's hands: it

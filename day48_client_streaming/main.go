@@ -33,7 +33,9 @@ func validateFileName(name string, allowedExtensions []string) error {
 //
 // The first chunk carries file_name (check it with validateFileName) and
 // total_size (negative: InvalidArgument; over MaxFileSize:
-// ResourceExhausted). Start the upload with s.staging.begin, passing the
+// ResourceExhausted). Check both before starting the upload: a refused
+// first chunk takes no slot of the user's quota and evicts none of their
+// paused uploads. Start the upload with s.staging.begin, passing the
 // stream's context (the upload belongs to its caller), and make sure
 // that, whatever happens next, an upload that does not complete is
 // aborted with the error that ended it (upload.abort).
@@ -76,7 +78,12 @@ func (s *FileUploadServer) GetUploadStatus(ctx context.Context, req *pb.GetUploa
 // every chunk carries its offset; the last one sets is_last_chunk and the
 // hex SHA-256 of the whole file. Read the file a chunk at a time (memory
 // must not grow with the file), wait on c.limiter for each chunk's bytes
-// when it is not nil, and report progress after each Send. If Send returns
+// when it is not nil, and report progress after each Send: the base name
+// on every report, Sent counting the file's bytes sent so far (with
+// UploadWithRetry, the prefix the server already had counts too), Total
+// the file's size. A file whose size is a multiple of c.chunkSize ends on
+// its last full chunk, with no empty chunk after it; an empty file is one
+// empty chunk. If Send returns
 // io.EOF the server has ended the stream: its real status comes from
 // CloseAndRecv. When ctx ends, the upload stops promptly with its error
 // and sends nothing more. A path that is not a regular file, and a file
@@ -106,8 +113,10 @@ func IsRetryable(err error) bool {
 //
 // A failed upload leaves nil at its index and does not stop the others;
 // the returned error joins (errors.Join) one error per failed file, each
-// naming its path. When ctx ends, files not yet started fail with ctx's
-// error.
+// naming its path, in the order of paths (not the order the uploads
+// finished). When ctx ends, files not yet started fail with an error that
+// names the path and wraps ctx's error, and the method returns only after
+// every upload it started has ended.
 func (c *StreamingClient) UploadFilesConcurrently(ctx context.Context, paths []string, opts ...UploadOption) ([]*pb.UploadResult, error) {
 	// TODO(task 6): bounded concurrency, every failure reported.
 	return nil, status.Errorf(codes.Unimplemented, "UploadFilesConcurrently: not implemented yet (see README, task 6)")
@@ -117,14 +126,16 @@ func (c *StreamingClient) UploadFilesConcurrently(ctx context.Context, paths []s
 // retryable failures (task 7).
 //
 // Choose a random upload_id once. Before each attempt ask GetUploadStatus
-// where the server stands (NotFound: start at 0; COMPLETED: return its
-// file id; any other error: that is the attempt's error) and send only
+// where the server stands (NotFound: start at 0; COMPLETED: the file was
+// stored but its answer lost, so send nothing and return a COMPLETED
+// result with its file id, name and size; any other error: that is the
+// attempt's error) and send only
 // the rest. Retry only when IsRetryable, at most
 // c.retry.MaxAttempts attempts in all, waiting with c.sleep between them.
 // The wait after attempt n has a base of InitialBackoff times Multiplier
 // to the power n-1, capped at MaxBackoff; jitter keeps half of the base
 // and a random part of the other half: base/2 + c.jitter()*base/2. Wait
-// at least the delay a RetryInfo asks for. Apply c.retry.AttemptTimeout to
+// the longer of that backoff and the delay a RetryInfo asks for. Apply c.retry.AttemptTimeout to
 // each attempt. Stop as soon as ctx ends.
 func (c *StreamingClient) UploadWithRetry(ctx context.Context, path string, opts ...UploadOption) (*pb.UploadResult, error) {
 	// TODO(task 7): resume, retry, back off.
@@ -152,7 +163,8 @@ func validateDataPoint(p *pb.DataPoint, now time.Time, maxFutureSkew time.Durati
 // batches of s.cfg.BatchSize and save each full batch with
 // s.cfg.Store.SaveBatch; fold a saved batch into s.aggregates. A batch the
 // store refuses counts all its points as errors. More than
-// s.cfg.MaxPointsPerStream points end the stream with ResourceExhausted.
+// s.cfg.MaxPointsPerStream points end the stream with ResourceExhausted;
+// every point received counts toward that cap, valid or not.
 // Whenever the handler returns, the valid points it received are saved
 // first. At io.EOF answer with counts that add up: total_processed =
 // successful_count + error_count.
@@ -175,11 +187,13 @@ func (s *DataCollectionServer) CollectDataPoints(stream pb.DataCollectionService
 //     token ends the stream with its Unauthenticated error. Items applied
 //     before stay applied.
 //   - More than s.cfg.MaxItemsPerStream items end the stream with
-//     ResourceExhausted naming the limit.
+//     ResourceExhausted naming the limit; every item received counts
+//     toward it, applied or refused.
 //   - Then decide the item's outcome; the stream goes on whatever it is.
 //     An empty item_id or one over maxItemIDBytes is InvalidArgument. An
 //     item_id seen earlier in this stream is AlreadyExists and is not
-//     applied again. An unknown operation, a key keyOwner rejects, or a
+//     applied again; an id is seen once it arrives, whether its item was
+//     then applied or refused. An unknown operation, a key keyOwner rejects, or a
 //     payload over s.cfg.MaxPayloadBytes is InvalidArgument. WRITE and
 //     DELETE of a key whose owner is not the caller, and PURGE by a
 //     caller who is not Admin, are PermissionDenied. Otherwise apply it:
@@ -219,8 +233,9 @@ func (c *StreamingClient) ProcessBatch(ctx context.Context, token string, items 
 // maxApplicationBytes, a message over s.cfg.MaxLogMessageBytes or not
 // UTF-8, more than maxLogFields fields, or a field whose key is over
 // maxLogFieldKeyBytes or whose value is over maxLogFieldValueBytes counts
-// as an error: an entry's size is bounded, so what the index keeps is. An entry
-// below s.cfg.MinLevel counts as filtered. Every other entry is redacted
+// as an error: an entry's size is bounded, so what the index keeps is.
+// These limits apply to the entry as it arrived, before redaction. An
+// entry below s.cfg.MinLevel counts as filtered. Every other entry is redacted
 // with redactEntry before anything stores or prints it, then buffered.
 //
 // One goroutine owns the buffer: it indexes it (s.logs.addBatch) when it

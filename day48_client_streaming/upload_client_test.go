@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/protoadapt"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -213,6 +215,31 @@ func TestClientUpload(t *testing.T) {
 		_, err := c.UploadFile(katatest.Context(t), missing)
 		require.ErrorIs(t, err, os.ErrNotExist, "StreamingClient.UploadFile(%q)", missing)
 	})
+
+	t.Run("A_file_of_whole_chunks_ends_on_its_last_full_chunk", func(t *testing.T) {
+		for _, size := range []int{0, testChunk, 3 * testChunk} {
+			b := &streamBreaker{}
+			env := startUploadServer(t, Config{}, katatest.WithStreamInterceptor(b.intercept))
+			c := newClient(t, env.Server, WithChunkSize(testChunk))
+			data := randomBytes(t, size)
+			path := writeTestFile(t, t.TempDir(), "whole.txt", data)
+			var reports []Progress
+			res, err := c.UploadFile(katatest.Context(t), path, WithProgress(func(p Progress) { reports = append(reports, p) }))
+			katatest.WantCode(t, err, codes.OK, "StreamingClient.UploadFile(a %d-byte file in %d-byte chunks)", size, testChunk)
+			checkStored(t, env, res, "whole.txt", data)
+			want := max(1, size/testChunk)
+			chunks := b.received()
+			if len(chunks) != want {
+				t.Fatalf("UploadFile(a %d-byte file in %d-byte chunks) sent %d chunks, want %d: no empty chunk after the last full one", size, testChunk, len(chunks), want)
+			}
+			assert.True(t, chunks[want-1].GetIsLastChunk(), "is_last_chunk on chunk %d of %d", want, want)
+			var wantReports []Progress
+			for i := range want {
+				wantReports = append(wantReports, Progress{FileName: "whole.txt", Sent: int64(min(size, (i+1)*testChunk)), Total: int64(size)})
+			}
+			assert.Equal(t, wantReports, reports, "progress reports of a %d-byte file, want one per chunk, each naming the file", size)
+		}
+	})
 }
 
 func TestIsRetryable(t *testing.T) {
@@ -236,6 +263,8 @@ func TestIsRetryable(t *testing.T) {
 		{"ResourceExhausted with a RetryInfo of zero", zeroRetryInfo.Err(), true},
 		{"ResourceExhausted with other details only", otherDetails.Err(), false},
 		{"Unavailable with RetryInfo", unavailableWithInfo.Err(), true},
+		{"InvalidArgument with RetryInfo", withDetails(codes.InvalidArgument, &errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)}).Err(), false},
+		{"PermissionDenied with RetryInfo", withDetails(codes.PermissionDenied, &errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)}).Err(), false},
 		{"fmt-wrapped Unavailable", fmt.Errorf("attempt 2: %w", status.Error(codes.Unavailable, "x")), true},
 		{"attempt timeout alone", ErrAttemptTimeout, true},
 		{"context.DeadlineExceeded", context.DeadlineExceeded, false},
@@ -349,6 +378,88 @@ func TestUploadFilesConcurrently(t *testing.T) {
 		if len(results) == 4 {
 			assert.Nil(t, results[1], "result for bad.exe")
 			assert.Nil(t, results[3], "result for missing.txt")
+		}
+	})
+
+	t.Run("Joins_errors_in_the_order_of_paths", func(t *testing.T) {
+		// Each upload is held until the one after it has ended, so they
+		// finish in the reverse of the order of paths.
+		order := &reverseOrder{names: []string{"a.exe", "b.exe", "c.exe", "d.exe"}}
+		env := startUploadServer(t, Config{}, katatest.WithStreamInterceptor(order.intercept))
+		c := newClient(t, env.Server, WithMaxConcurrency(4))
+		dir := t.TempDir()
+		var paths []string
+		for _, name := range order.names {
+			paths = append(paths, writeTestFile(t, dir, name, []byte(name)))
+		}
+		_, err := c.UploadFilesConcurrently(katatest.Context(t), paths)
+		joined, ok := err.(interface{ Unwrap() []error })
+		require.True(t, ok, "UploadFilesConcurrently error = %v, want errors.Join of the failures", err)
+		var named []string
+		for _, e := range joined.Unwrap() {
+			for _, name := range order.names {
+				if strings.Contains(e.Error(), name) {
+					named = append(named, name)
+				}
+			}
+		}
+		assert.Equal(t, order.names, named, "files named by the joined errors of uploads that finished in reverse order, want the order of paths")
+	})
+
+	t.Run("Cancel_waits_for_running_uploads_and_reports_every_file", func(t *testing.T) {
+		g := &gate{release: make(chan struct{})}
+		env := startUploadServer(t, Config{}, katatest.WithStreamInterceptor(g.intercept))
+		// Each upload's first progress report is held until the test lets
+		// it go: an UploadFilesConcurrently that returns before then
+		// leaves its uploads running.
+		entered, release := make(chan struct{}, 2), make(chan struct{})
+		var finished atomic.Int32
+		holdFirst := WithProgress(func(p Progress) {
+			if p.Sent == testChunk {
+				entered <- struct{}{}
+				<-release
+				finished.Add(1)
+			}
+		})
+		c := newClient(t, env.Server, WithMaxConcurrency(2), WithChunkSize(testChunk))
+		dir := t.TempDir()
+		var paths []string
+		for _, name := range []string{"run-1.txt", "run-2.txt", "wait-3.txt", "wait-4.txt"} {
+			paths = append(paths, writeTestFile(t, dir, name, randomBytes(t, 2*testChunk)))
+		}
+		ctx, cancel := context.WithCancel(katatest.Context(t))
+		done := make(chan struct{})
+		var err error
+		var finishedAtReturn int32
+		go func() {
+			defer close(done)
+			_, err = c.UploadFilesConcurrently(ctx, paths, holdFirst)
+			finishedAtReturn = finished.Load()
+		}()
+		deadline := time.After(katatest.WaitTimeout)
+		for range 2 {
+			select {
+			case <-entered:
+			case <-deadline:
+				t.Fatalf("waited %v for both running uploads to report their first chunk sent", katatest.WaitTimeout)
+			}
+		}
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(katatest.NeverWindow):
+		}
+		close(release)
+		<-done
+		assert.EqualValues(t, 2, finishedAtReturn, "uploads whose progress callback had returned when UploadFilesConcurrently returned after cancel, want both running ones: return only after every started upload ends")
+		joined, ok := err.(interface{ Unwrap() []error })
+		require.True(t, ok, "UploadFilesConcurrently error after cancel = %v, want errors.Join of one error per file", err)
+		require.Len(t, joined.Unwrap(), 4, "UploadFilesConcurrently error after cancel = %v, want one error per file: 2 cancelled, 2 never started", err)
+		for i, e := range joined.Unwrap() {
+			assert.Contains(t, e.Error(), filepath.Base(paths[i]), "error %d of the join, want it to name its file", i)
+		}
+		for _, e := range joined.Unwrap()[2:] {
+			assert.ErrorIs(t, e, context.Canceled, "the error of a file never started, want ctx's error in its chain")
 		}
 	})
 }
@@ -544,7 +655,135 @@ func TestUploadWithRetry(t *testing.T) {
 		katatest.WantCode(t, err, codes.OK, "UploadWithRetry(%q) whose first attempt hangs past AttemptTimeout", "hang.txt")
 		checkStored(t, env, res, "hang.txt", data)
 	})
+
+	t.Run("Progress_counts_the_prefix_the_server_already_has", func(t *testing.T) {
+		b := &streamBreaker{afterChunks: 3, breakFirst: 1}
+		env := startUploadServer(t, Config{}, katatest.WithStreamInterceptor(b.intercept))
+		c := newClient(t, env.Server, WithChunkSize(testChunk), WithRetryPolicy(policy))
+		c.sleep = (&sleepRecorder{}).sleep
+		data := randomBytes(t, 6*testChunk)
+		path := writeTestFile(t, t.TempDir(), "resumed.txt", data)
+		var reports []Progress
+		_, err := c.UploadWithRetry(katatest.Context(t), path, WithProgress(func(p Progress) { reports = append(reports, p) }))
+		katatest.WantCode(t, err, codes.OK, "UploadWithRetry(%q) over a connection that drops once", "resumed.txt")
+		require.NotEmpty(t, reports, "progress reports of UploadWithRetry")
+		last := reports[len(reports)-1]
+		assert.Equal(t, Progress{FileName: "resumed.txt", Sent: int64(len(data)), Total: int64(len(data))}, last, "the last progress report after a resume, want Sent to count the committed prefix too")
+		for i := 1; i < len(reports); i++ {
+			if r := reports[i]; r.Sent <= 3*testChunk && reports[i-1].Sent >= 3*testChunk {
+				t.Fatalf("progress report %d = %+v after %+v: a resumed upload reports from the committed offset %d on, never from 0", i, r, reports[i-1], 3*testChunk)
+			}
+		}
+	})
+
+	t.Run("Waits_the_longer_of_its_backoff_and_RetryInfo", func(t *testing.T) {
+		var calls atomic.Int32
+		throttleOnce := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+			if calls.Add(1) == 1 {
+				st, _ := status.New(codes.ResourceExhausted, "busy, try later").WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Millisecond)})
+				return st.Err()
+			}
+			return handler(srv, ss)
+		}
+		env := startUploadServer(t, Config{}, katatest.WithStreamInterceptor(throttleOnce))
+		p := RetryPolicy{MaxAttempts: 2, InitialBackoff: 2 * time.Second, MaxBackoff: 2 * time.Second, Multiplier: 2}
+		c := newClient(t, env.Server, WithRetryPolicy(p))
+		sleeps := &sleepRecorder{}
+		c.sleep = sleeps.sleep
+		c.jitter = func() float64 { return 0 }
+		path := writeTestFile(t, t.TempDir(), "busy.txt", []byte("b"))
+		_, err := c.UploadWithRetry(katatest.Context(t), path)
+		katatest.WantCode(t, err, codes.OK, "UploadWithRetry(%q) against a server that throttles once with a RetryInfo of 1ms", "busy.txt")
+		assert.Equal(t, []time.Duration{time.Second}, sleeps.recorded(), "UploadWithRetry backoffs, want the backoff (base 2s, jitter 0: 1s) when RetryInfo asks for less")
+	})
+
+	t.Run("Does_not_send_again_a_file_stored_before_its_answer_was_lost", func(t *testing.T) {
+		var calls atomic.Int32
+		loseFirstAnswer := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+			if info.FullMethod == uploadMethod && calls.Add(1) == 1 {
+				if err := handler(srv, &lostAnswer{ServerStream: ss}); err != nil {
+					return err
+				}
+				return status.Error(codes.Unavailable, "the answer was lost (injected by the test)")
+			}
+			return handler(srv, ss)
+		}
+		env := startUploadServer(t, Config{}, katatest.WithStreamInterceptor(loseFirstAnswer))
+		c := newClient(t, env.Server, WithRetryPolicy(policy))
+		c.sleep = (&sleepRecorder{}).sleep
+		data := []byte("stored once")
+		path := writeTestFile(t, t.TempDir(), "once.txt", data)
+		res, err := c.UploadWithRetry(katatest.Context(t), path)
+		katatest.WantCode(t, err, codes.OK, "UploadWithRetry(%q) whose first answer was lost after the file was stored", "once.txt")
+		assert.Equal(t, 1, env.Started(uploadMethod), "UploadFile streams, want one: GetUploadStatus says COMPLETED, so the file is not sent again")
+		require.Len(t, env.storedFiles(t), 1, "stored files")
+		stored, ok := env.srv.StoredFile(res.GetFileId())
+		require.True(t, ok, "StoredFile(%q) not found, want the file_id of the file stored by the first attempt", res.GetFileId())
+		assert.Equal(t, int64(len(data)), stored.Size, "stored size")
+		want := &pb.UploadResult{FileId: stored.FileID, FileName: "once.txt", TotalSize: int64(len(data)), Status: pb.UploadStatus_UPLOAD_STATUS_COMPLETED}
+		got := proto.CloneOf(res)
+		got.Checksum = "" // GetUploadStatus does not report it
+		katatest.EqualProto(t, want, got, "UploadWithRetry(%q) result for a file GetUploadStatus reports COMPLETED", "once.txt")
+	})
 }
+
+// reverseOrder holds the UploadFile handler of each file named in names
+// until the handler of the next one has ended, so the uploads end in the
+// reverse of that order.
+type reverseOrder struct {
+	names []string
+	once  sync.Once
+	ended map[string]chan struct{}
+}
+
+func (o *reverseOrder) intercept(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	o.once.Do(func() {
+		o.ended = make(map[string]chan struct{})
+		for _, name := range o.names {
+			o.ended[name] = make(chan struct{})
+		}
+	})
+	if info.FullMethod != uploadMethod {
+		return handler(srv, ss)
+	}
+	first := new(pb.FileChunk)
+	if err := ss.RecvMsg(first); err != nil {
+		return err
+	}
+	name := first.GetFileName()
+	if i := slices.Index(o.names, name); i >= 0 {
+		defer close(o.ended[name])
+		if i+1 < len(o.names) {
+			select {
+			case <-o.ended[o.names[i+1]]:
+			case <-ss.Context().Done():
+				return ss.Context().Err()
+			}
+		}
+	}
+	return handler(srv, &replayFirst{ServerStream: ss, first: first})
+}
+
+// replayFirst hands the handler a first message the interceptor already
+// received.
+type replayFirst struct {
+	grpc.ServerStream
+	first *pb.FileChunk
+}
+
+func (r *replayFirst) RecvMsg(m any) error {
+	if r.first != nil {
+		proto.Merge(m.(*pb.FileChunk), r.first)
+		r.first = nil
+		return nil
+	}
+	return r.ServerStream.RecvMsg(m)
+}
+
+// lostAnswer lets a handler finish but never sends its answer.
+type lostAnswer struct{ grpc.ServerStream }
+
+func (lostAnswer) SendMsg(any) error { return nil }
 
 func writeTestFile(t *testing.T, dir, name string, data []byte) string {
 	t.Helper()

@@ -243,6 +243,31 @@ func TestUploadResume(t *testing.T) {
 		_, err = sendChunks(ctx, env.client, chunksOf("two.txt", "pending-2", data, testChunk)...)
 		katatest.WantCode(t, err, codes.ResourceExhausted, "UploadFile(pending-2) with MaxPendingUploads=1 already paused")
 	})
+
+	t.Run("A_refused_upload_takes_no_slot_and_evicts_nothing", func(t *testing.T) {
+		b := &streamBreaker{afterChunks: 1, breakFirst: 1}
+		env := startUploadServer(t, Config{MaxPendingPerUser: 1, MaxFileSize: int64(len(data))}, katatest.WithStreamInterceptor(b.intercept))
+		ctx := katatest.Context(t)
+		_, err := sendChunks(ctx, env.client, chunksOf("paused.txt", "paused-0", data, testChunk)...)
+		katatest.WantCode(t, err, codes.Unavailable, "UploadFile(paused-0) through a connection that drops")
+		env.WaitIdle(t)
+		badName := chunksOf("bad.exe", "refused-1", data, testChunk)
+		_, err = sendChunks(ctx, env.client, badName...)
+		katatest.WantCode(t, err, codes.InvalidArgument, "UploadFile(refused-1, bad.exe) by alice with one paused upload and MaxPendingPerUser=1")
+		tooBig := chunksOf("big.txt", "refused-2", data, testChunk)
+		tooBig[0].TotalSize++
+		_, err = sendChunks(ctx, env.client, tooBig...)
+		katatest.WantCode(t, err, codes.ResourceExhausted, "UploadFile(refused-2, total_size one over MaxFileSize)")
+		env.WaitIdle(t)
+		st, err := env.client.GetUploadStatus(ctx, &pb.GetUploadStatusRequest{UploadId: "paused-0"})
+		katatest.WantCode(t, err, codes.OK, "GetUploadStatus(paused-0) after two refused uploads: a refused first chunk must not begin an upload, take a slot or evict a paused one")
+		assert.Equal(t, pb.UploadState_UPLOAD_STATE_PAUSED, st.GetState(), "state of paused-0")
+		for _, id := range []string{"refused-1", "refused-2"} {
+			_, err := env.client.GetUploadStatus(ctx, &pb.GetUploadStatusRequest{UploadId: id})
+			katatest.WantCode(t, err, codes.NotFound, "GetUploadStatus(%s), an upload whose first chunk was refused", id)
+		}
+		assert.Len(t, env.partialFiles(t), 1, "partial files, want only paused-0's")
+	})
 }
 
 func waitForState(t *testing.T, env *uploadEnv, id string, want pb.UploadState) {

@@ -261,7 +261,7 @@ func (c *StreamingClient) sendFile(ctx context.Context, path, uploadID string, f
 			return nil, err
 		}
 		offset += int64(n)
-		o.progress(Progress{FileName: chunk.GetFileName(), Sent: offset, Total: size})
+		o.progress(Progress{FileName: filepath.Base(path), Sent: offset, Total: size})
 		if last {
 			break
 		}
