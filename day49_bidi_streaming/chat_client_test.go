@@ -5,6 +5,7 @@ import (
 	"io"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -169,6 +170,52 @@ func TestChatClient(t *testing.T) {
 			t.Fatal("ChatClient.Run() did not return after cancel")
 		}
 		env.WaitIdle(t)
+	})
+
+	t.Run("Returns_only_after_its_callback_returns", func(t *testing.T) {
+		env := startChat(t, Config{})
+		c := newClient(t, env, "alice-token")
+		ctx, cancel := context.WithCancel(katatest.Context(t))
+		entered, release := make(chan struct{}), make(chan struct{})
+		var once sync.Once
+		var inside atomic.Int32
+		done := make(chan error, 1)
+		var insideAtReturn int32
+		go func() {
+			err := c.Run(ctx, "lobby", make(chan string), func(m *pb.ChatMessage) {
+				inside.Add(1)
+				defer inside.Add(-1)
+				once.Do(func() {
+					close(entered)
+					<-release
+				})
+			})
+			insideAtReturn = inside.Load()
+			done <- err
+		}()
+		select {
+		case <-entered:
+		case err := <-done:
+			t.Fatalf("ChatClient.Run() = %v before its first message", err)
+		}
+		cancel()
+		var err error
+		returned := false
+		select {
+		case err = <-done:
+			returned = true
+		case <-time.After(katatest.NeverWindow):
+		}
+		close(release)
+		if !returned {
+			select {
+			case err = <-done:
+			case <-time.After(katatest.WaitTimeout):
+				t.Fatal("ChatClient.Run() did not return after cancel")
+			}
+		}
+		katatest.WantCode(t, err, codes.Canceled, "ChatClient.Run() after cancel")
+		require.Zero(t, insideAtReturn, "onMessage calls still running when ChatClient.Run returned after cancel, want none: Run waits for its receiver")
 	})
 }
 

@@ -448,6 +448,25 @@ func TestEditCommit(t *testing.T) {
 		}
 		katatest.WantCode(t, silent.Status(), codes.ResourceExhausted, "the stream of an editor that never reads")
 	})
+
+	t.Run("Failed_save_leaves_the_history_as_it_was", func(t *testing.T) {
+		// A later operation based on an old revision is transformed
+		// against the history: an operation whose save failed must not be
+		// in it.
+		env := startEditor(t, EditorConfig{MaxHistory: 2}, "hello")
+		alice, bob := env.open(t, "alice"), env.open(t, "bob")
+		for rev := range int64(2) {
+			alice.wantAck(alice.submit(rev, Insert(0, "x")), rev+1)
+			bob.wantRemote(rev+1, "alice", Insert(0, "x"))
+		}
+		env.store.setFailing(true)
+		lost := alice.submit(2, Insert(0, "lost "))
+		alice.wantError(lost, codes.Unavailable, "submit while the store fails")
+		env.store.setFailing(false)
+		late := bob.submit(0, Insert(0, "B"))
+		bob.wantAck(late, 3)
+		env.wantText(t, "xxBhello", 3)
+	})
 }
 
 func TestEditConverges(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -34,6 +35,7 @@ func TestGame(t *testing.T) {
 		{"Rate_limit_answers_in_band", testGameRateLimitAnswersInBand},
 		{"Flood_ends_the_stream", testGameFloodEndsTheStream},
 		{"Flood_ends_the_stream_at_exactly_FloodLimit", testGameFloodEndsTheStreamAtExactlyFloodLimit},
+		{"Flood_count_restarts_when_an_input_is_allowed", testGameFloodCountRestartsWhenAnInputIsAllowed},
 		{"Rate_limit_holds_across_streams_and_reconnects", testGameRateLimitHoldsAcrossStreamsAndReconnects},
 		{"Move_without_a_target", testGameMoveWithoutATarget},
 		{"Handler_refuses_a_stream_without_an_identity", testGameHandlerRefusesAStreamWithoutAnIdentity},
@@ -402,6 +404,28 @@ func testGameFloodEndsTheStreamAtExactlyFloodLimit(t *testing.T) {
 		t.Fatal("Play(mallory) went on after the third refusal in a row, want the stream ended at exactly FloodLimit=3")
 	}
 	katatest.WantCode(t, mallory.Status(), codes.ResourceExhausted, "Play(mallory) at FloodLimit=3 refusals in a row")
+}
+
+func testGameFloodCountRestartsWhenAnInputIsAllowed(t *testing.T) {
+	now := frozenClock()
+	s := NewGameServer(GameConfig{MovesPerSecond: 1, Burst: 1, FloodLimit: 3, Now: func() time.Time { return now }})
+	p := newPlayer("mallory", s.cfg)
+	s.register(p)
+	sequence := int64(0)
+	move := func() error {
+		sequence++
+		return s.handle(p, &pb.PlayerInput{Input: &pb.PlayerInput_Move{Move: &pb.PlayerMove{Sequence: sequence, Target: &pb.Position{X: 500, Y: 500}}}})
+	}
+	require.NoError(t, s.handle(p, &pb.PlayerInput{Input: &pb.PlayerInput_Join{Join: &pb.JoinGame{Name: "Mallory"}}}), "handle(join), the burst of 1")
+	for range 2 { // two refused in a row: one short of FloodLimit
+		require.NoError(t, move(), "handle(move %d) over the rate limit, one short of FloodLimit=3: refused in-band", sequence)
+	}
+	now = now.Add(time.Second) // one input's worth of rate
+	require.NoError(t, move(), "handle(move %d) after a second: allowed", sequence)
+	for range 2 { // two more refused: in a row only since the allowed one
+		require.NoError(t, move(), "handle(move %d), refused after an allowed input: the count of refusals in a row restarts", sequence)
+	}
+	katatest.WantCode(t, move(), codes.ResourceExhausted, "handle(move %d), the third refusal in a row since the allowed input, FloodLimit=3", sequence)
 }
 
 func testGameMoveWithoutATarget(t *testing.T) {

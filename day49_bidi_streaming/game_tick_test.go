@@ -36,7 +36,12 @@ func queue(s *GameServer, p *player, sequence int64, x, y int32) {
 // snapshot, and the snapshot, failing the test without one.
 func tookSnapshot(t *testing.T, p *player) ([]*pb.GameError, *pb.GameSnapshot) {
 	t.Helper()
-	got := p.mailbox.take()
+	return tookSnapshotOf(t, p, p.mailbox.take())
+}
+
+// tookSnapshotOf is tookSnapshot on updates already taken from p's mailbox.
+func tookSnapshotOf(t *testing.T, p *player, got []*sharedUpdate) ([]*pb.GameError, *pb.GameSnapshot) {
+	t.Helper()
 	var errs []*pb.GameError
 	for i, u := range got {
 		if s := u.Message().GetSnapshot(); s != nil {
@@ -201,6 +206,82 @@ func TestGameTick(t *testing.T) {
 		}
 		if _, snap := tookSnapshot(t, alice); snap.GetTick() != 3 {
 			t.Fatalf("after 3 ticker ticks the latest snapshot is of tick %d, want 3", snap.GetTick())
+		}
+	})
+
+	t.Run("Distances_are_exact_and_do_not_overflow", func(t *testing.T) {
+		moves := []struct {
+			world, speed, dx, dy int32
+			ok                   bool
+		}{
+			// 35² + 120² = 125² exactly; math.Hypot says 125.00000000000001.
+			{1000, 125, 35, 120, true},
+			{1000, 125, 120, 35, true},
+			{1000, 125, 36, 120, false},
+			// 46341² overflows an int32: the square must not wrap around.
+			{200000, 10, 46341, 0, false},
+			{200000, 10, 46341, 46341, false},
+			{200000, 65536, 65536, 0, true},
+			{200000, 65536, 65536, 1, false},
+		}
+		for _, m := range moves {
+			s := newTestGame(GameConfig{WorldSize: m.world, MaxSpeed: m.speed})
+			alice := joined(t, s, "alice")
+			start := alice.pos
+			queue(s, alice, 1, start.x+m.dx, start.y+m.dy)
+			tickNow(t, s)
+			errs, snap := tookSnapshot(t, alice)
+			want := fmt.Sprintf("alice Alice (%d, %d) #1", start.x+m.dx, start.y+m.dy)
+			if !m.ok {
+				want = fmt.Sprintf("alice Alice (%d, %d) #1", start.x, start.y)
+			}
+			if got := describePlayers(snap); len(got) != 1 || got[0] != want || (len(errs) == 0) != m.ok {
+				t.Fatalf("a move by (%d, %d) with MaxSpeed %d in a world of %d: snapshot %q with %d errors, want %q (allowed %v): compare squared distances in int64", m.dx, m.dy, m.speed, m.world, got, len(errs), want, m.ok)
+			}
+		}
+	})
+
+	t.Run("Moves_handled_while_the_game_ticks", func(t *testing.T) {
+		// handle queues moves while Tick applies them, as the stream's
+		// reader and the ticker do; run with -race. Every move is
+		// processed exactly once, in order.
+		const moves = 400
+		s := newTestGame(GameConfig{MovesPerSecond: 1, Burst: moves + 1, MaxQueuedMoves: moves})
+		p := newPlayer("alice", s.cfg)
+		s.register(p)
+		require.NoError(t, s.handle(p, &pb.PlayerInput{Input: &pb.PlayerInput_Join{Join: &pb.JoinGame{Name: "Alice"}}}), "handle(join)")
+		ticked := make(chan struct{})
+		stop := make(chan struct{})
+		go func() {
+			defer close(ticked)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					s.Tick()
+				}
+			}
+		}()
+		for i := range int64(moves) {
+			target := &pb.Position{X: 500 + int32(i%2), Y: 500}
+			require.NoError(t, s.handle(p, &pb.PlayerInput{Input: &pb.PlayerInput_Move{Move: &pb.PlayerMove{Sequence: i + 1, Target: target}}}), "handle(move %d)", i+1)
+		}
+		close(stop)
+		<-ticked
+		tickNow(t, s)
+		var all []*sharedUpdate
+		for {
+			got := p.mailbox.take()
+			if len(got) == 0 {
+				break
+			}
+			all = append(all, got...)
+		}
+		errs, snap := tookSnapshotOf(t, p, all)
+		require.Empty(t, errs, "errors for %d valid moves handled while ticking", moves)
+		if got, want := describePlayers(snap), []string{fmt.Sprintf("alice Alice (501, 500) #%d", moves)}; !slices.Equal(got, want) {
+			t.Fatalf("snapshot after %d moves handled while ticking = %q, want %q: every move processed", moves, got, want)
 		}
 	})
 }

@@ -116,6 +116,46 @@ func TestDeliver(t *testing.T) {
 		deliverNow(t, c, &pb.ChatMessage{Content: "late"}, false)
 		require.Empty(t, describe(drain(c)), "deliver queued for an evicted connection")
 	})
+
+	t.Run("Concurrent_deliverers_never_block", func(t *testing.T) {
+		// Many goroutines deliver to one queue at once, as publishers in
+		// several rooms and the connection's own refusals do. Checking for
+		// room and then sending lets two of them pass the check for the
+		// last slot; one then blocks. Each round starts its deliverers
+		// together, and many rounds make that interleaving happen.
+		const rounds, deliverers = 3000, 8
+		for round := range rounds {
+			c := newConnection("alice", 1)
+			start := make(chan struct{})
+			var wg sync.WaitGroup
+			for i := range deliverers {
+				wg.Go(func() {
+					<-start
+					c.deliver(serving.Share(&pb.ChatMessage{Content: fmt.Sprint(round, "-", i)}), false)
+				})
+			}
+			close(start)
+			done := make(chan struct{})
+			go func() {
+				wg.Wait()
+				close(done)
+			}()
+			select {
+			case <-done:
+			case <-time.After(katatest.WaitTimeout):
+				drainShared(c) // let a blocked deliverer finish
+				go func() {
+					for range c.out {
+					}
+				}()
+				<-done
+				t.Fatalf("round %d: %d concurrent deliver calls to a queue of 1: one blocked, want every call to return at once (task 1: a select with default, never a check then a send)", round, deliverers)
+			}
+			if got := len(c.out); got != 1 || !c.evicted() {
+				t.Fatalf("round %d: after %d deliveries to a queue of 1 it holds %d and evicted=%v, want 1 queued and the connection evicted", round, deliverers, got, c.evicted())
+			}
+		}
+	})
 }
 
 func TestHub(t *testing.T) {
@@ -343,5 +383,44 @@ func TestHub(t *testing.T) {
 		err := s.hub.join(alice, "c")
 		katatest.WantCode(t, err, codes.ResourceExhausted, "join(a third room, MaxRoomsPerConn=2)")
 		katatest.WantMessage(t, err, "join(third room)")("2")
+	})
+
+	t.Run("Concurrent_publishers_reach_each_member_in_publish_order", func(t *testing.T) {
+		// Every member must receive a room's messages in the order the
+		// room numbered them: a message may not overtake an earlier one,
+		// which happens when the fan-out runs after the lock is released.
+		s := newTestHub(Config{QueueSize: 1000, MaxHistory: 1000})
+		var members []*connection
+		for _, u := range []string{"alice", "bob", "carol", "dave"} {
+			c := member(t, s, u)
+			mustJoin(t, s, c, "lobby")
+			members = append(members, c)
+		}
+		for _, c := range members {
+			drain(c)
+		}
+		var wg sync.WaitGroup
+		for _, c := range members {
+			wg.Go(func() {
+				for i := range 200 {
+					if err := s.hub.publish(c, "lobby", fmt.Sprint(c.user, i)); err != nil {
+						t.Errorf("publish = %v", err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		for _, c := range members {
+			got := drain(c)
+			if len(got) != 800 {
+				t.Fatalf("%s received %d messages, want all 800", c.user, len(got))
+			}
+			for i, m := range got {
+				if want := fmt.Sprint("lobby-", i+1); m.GetMessageId() != want {
+					t.Fatalf("%s's message %d is %s, want %s: each member receives a room's messages in the order they were numbered", c.user, i+1, m.GetMessageId(), want)
+				}
+			}
+		}
 	})
 }

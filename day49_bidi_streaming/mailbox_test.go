@@ -135,4 +135,35 @@ func TestSnapshotMailbox(t *testing.T) {
 			t.Fatal("post after a take did not signal ready (task 5)")
 		}
 	})
+
+	t.Run("Signals_only_after_storing", func(t *testing.T) {
+		// A writer woken by a signal that came before the store takes an
+		// empty mailbox and goes back to sleep: the update waits there
+		// until the next post, a tick later or never. The test holds the
+		// mailbox's lock, so a post that stores first cannot signal yet.
+		m := newSnapshotMailbox(4)
+		m.mu.Lock()
+		posted := make(chan struct{})
+		go func() {
+			defer close(posted)
+			m.post(snapshotUpdate(1))
+		}()
+		select {
+		case <-m.ready:
+			m.mu.Unlock()
+			<-posted
+			t.Fatal("post signalled ready before it stored the update (while the mailbox's lock was held): a writer woken then takes nothing, and the update is stranded")
+		case <-time.After(katatest.NeverWindow):
+		}
+		m.mu.Unlock()
+		select {
+		case <-m.ready:
+		case <-time.After(katatest.WaitTimeout):
+			t.Fatal("post stored the update but never signalled ready")
+		}
+		<-posted
+		if got := describeUpdates(m.take()); !slices.Equal(got, []string{"snapshot 1"}) {
+			t.Fatalf("take() after the signal = %q, want [snapshot 1]", got)
+		}
+	})
 }

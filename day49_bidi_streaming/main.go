@@ -18,7 +18,9 @@ import (
 // it. If it is full: drop m when droppable (typing indicators), otherwise
 // evict c with a ResourceExhausted status whose message says "slow
 // consumer" and names the queue size. The publisher must never wait for a
-// slow member.
+// slow member. Several goroutines may deliver to one connection at once:
+// try the send in a select with a default case, never check the queue's
+// length and then send (two callers can both see the last free slot).
 func (c *connection) deliver(m *sharedMessage, droppable bool) {
 	// TODO(task 1): a select with a default case.
 }
@@ -124,7 +126,7 @@ func (s *ChatServer) Chat(stream pb.ChatService_ChatServer) error {
 // to end the stream. Return the server's status (nil when it ended with
 // OK; an io.EOF from Send means the status comes from Recv). When ctx
 // ends, return its status promptly. Never return before the receiving
-// goroutine has finished.
+// goroutine has finished, its last onMessage call included.
 func (c *ChatClient) Run(ctx context.Context, room string, lines <-chan string, onMessage func(*pb.ChatMessage)) error {
 	// TODO(task 4)
 	return status.Errorf(codes.Unimplemented, "ChatClient.Run: not implemented yet (see README, task 4)")
@@ -135,9 +137,11 @@ func (c *ChatClient) Run(ctx context.Context, room string, lines <-chan string, 
 // A snapshot (u.Message().GetSnapshot() != nil) replaces the one already
 // waiting, if any: only the latest matters. An error is appended to
 // m.errors, unless m.maxErrors are already waiting, then it is dropped.
-// Hold m.mu while changing the mailbox, then signal m.ready without
-// waiting: if a signal is already there, the writer has not taken it yet
-// and will see this update too.
+// Hold m.mu while changing the mailbox, then, only after the update is
+// stored, signal m.ready without waiting: if a signal is already there,
+// the writer has not taken it yet and will see this update too. A signal
+// sent before the store can wake the writer to an empty mailbox, and the
+// update then waits for the next post.
 func (m *snapshotMailbox) post(u *sharedUpdate) {
 	// TODO(task 5): a select with a default case for the signal.
 }
@@ -155,7 +159,9 @@ func (m *snapshotMailbox) take() []*sharedUpdate {
 // Count the tick (s.tick). For each joined player (s.players), apply its
 // queued moves in order: a target outside the world (0 to
 // cfg.WorldSize-1 on each axis) or farther than cfg.MaxSpeed, in a
-// straight line, from where the player began this tick is refused with
+// straight line, from where the player began this tick (compare squared
+// distances as int64: exact at the limit, where a float square root is
+// not, and no overflow for int32 coordinates) is refused with
 // p.refuse(sequence, InvalidArgument naming the limit) and the player
 // stays; otherwise the player moves there. Either way the move is
 // processed: record its sequence in p.lastSequence. Empty the queue. Then
