@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/katatest"
@@ -88,6 +89,32 @@ func TestValidateDataPoint(t *testing.T) {
 		{"129_byte_tag_value", func(p *pb.DataPoint) { p.Tags["note"] = bytesOf(129) }, "128"},
 		{"129_byte_tag_key", func(p *pb.DataPoint) { p.Tags[bytesOf(129)] = "v" }, "128"},
 	}
+	t.Run("Names_the_first_bad_metric_and_tag_in_name_order", func(t *testing.T) {
+		// Map order is random: the same point gets the same message on
+		// every call, naming the first wrong entry by name.
+		badMetrics := point("web-01", 1)
+		badMetrics.Metrics = map[string]float64{"alpha": 1, "delta": math.NaN(), "beta": math.Inf(1), "gamma": math.NaN(), "zeta": math.Inf(-1)}
+		badTags := point("web-01", 1)
+		badTags.Tags = map[string]string{"a": "v", "c" + bytesOf(128): "v", "b" + bytesOf(128): "v", "d": bytesOf(129)}
+		for _, tc := range []struct {
+			what   string
+			p      *pb.DataPoint
+			first  string
+			others []string
+		}{
+			{"four bad metrics", badMetrics, `"beta"`, []string{"delta", "gamma", "zeta"}},
+			{"three bad tags", badTags, `"bé`, []string{`"cé`, `"d"`}},
+		} {
+			for range 20 {
+				err := validateDataPoint(tc.p, now, skew)
+				katatest.WantCode(t, err, codes.InvalidArgument, "validateDataPoint(%s)", tc.what)
+				msg := status.Convert(err).Message()
+				if !strings.Contains(msg, tc.first) || slices.ContainsFunc(tc.others, func(o string) bool { return strings.Contains(msg, o) }) {
+					t.Fatalf("validateDataPoint(%s) = %q, want it to name %s, the first wrong one in name order, on every call", tc.what, msg, tc.first)
+				}
+			}
+		}
+	})
 	for _, tc := range invalid {
 		t.Run("Rejects_"+tc.test, func(t *testing.T) {
 			p := point("web-01", 1)

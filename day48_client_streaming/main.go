@@ -150,6 +150,9 @@ func (c *StreamingClient) UploadWithRetry(ctx context.Context, path string, opts
 // maxFutureSkew ahead of now; no metrics or more than maxMetricsPerPoint;
 // a metric name empty or over maxMetricNameBytes; a NaN or infinite value;
 // more than maxTagsPerPoint tags, or a tag key or value over maxTagBytes.
+// When several metrics or tags are wrong, name the first in name order:
+// map order is random, and the same point must get the same message every
+// time.
 func validateDataPoint(p *pb.DataPoint, now time.Time, maxFutureSkew time.Duration) error {
 	// TODO(task 8): check the point, cheapest checks first.
 	return status.Errorf(codes.Unimplemented, "validateDataPoint: not implemented yet (see README, task 8)")

@@ -219,3 +219,16 @@ func (h *hub) counts() (rooms, memberships, conns int) {
 	}
 	return len(h.rooms), memberships, len(h.conns)
 }
+
+// refuse answers req in-band with an ERROR message carrying err's status.
+func (s *ChatServer) refuse(c *connection, req *pb.ChatMessage, err error) {
+	st := status.Convert(err)
+	c.deliver(serving.Share(&pb.ChatMessage{
+		Type:      pb.MessageType_MESSAGE_TYPE_ERROR,
+		UserId:    c.user,
+		RoomId:    req.GetRoomId(),
+		ErrorCode: int32(st.Code()),
+		Content:   st.Message(),
+		Timestamp: timestamppb.New(s.cfg.Now()),
+	}), false)
+}

@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"flag"
+	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -217,6 +220,44 @@ func TestChatClient(t *testing.T) {
 		katatest.WantCode(t, err, codes.Canceled, "ChatClient.Run() after cancel")
 		require.Zero(t, insideAtReturn, "onMessage calls still running when ChatClient.Run returned after cancel, want none: Run waits for its receiver")
 	})
+
+	t.Run("The_servers_banner_prints_a_chat_command_that_parses", func(t *testing.T) {
+		cmd := strings.Fields(chatCommand("127.0.0.1:50051", "alice"))
+		require.Equal(t, []string{"go", "run", "./day49_bidi_streaming", "chat"}, cmd[:4], "the banner's chat command %q", cmd)
+		// Flags parse up to -h, which then stops the command before it
+		// dials: any flag runChat does not define fails first.
+		err := runChat(append(cmd[4:], "-h"))
+		require.ErrorIs(t, err, flag.ErrHelp, "runChat(%q -h), want every flag the banner prints defined", cmd[4:])
+	})
+
+	t.Run("Returns_OK_when_the_server_ends_with_OK_while_input_is_open", func(t *testing.T) {
+		// A server that ends every stream with OK after its first message,
+		// while the client still has lines to send: each Send then sees
+		// io.EOF, and the status (OK) comes from the receiver once.
+		s := katatest.Start(t, func(g *grpc.Server) { pb.RegisterChatServiceServer(g, endsAfterOne{}) })
+		c, err := NewChatClient(katatest.Target, "alice-token", s.DialOptions()...)
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close() })
+		for round := range 5 {
+			lines := make(chan string, 1000)
+			for i := range cap(lines) {
+				lines <- fmt.Sprint("line ", i)
+			}
+			err := runChatClient(t, c, katatest.Context(t), lines, func(*pb.ChatMessage) {})
+			katatest.WantCode(t, err, codes.OK, "ChatClient.Run(1000 lines queued, input open; round %d) against a server that ends with OK after one message", round+1)
+		}
+	})
+}
+
+// endsAfterOne is a chat server that receives one message, then ends the
+// stream with OK.
+type endsAfterOne struct {
+	pb.UnimplementedChatServiceServer
+}
+
+func (endsAfterOne) Chat(stream pb.ChatService_ChatServer) error {
+	_, err := stream.Recv()
+	return err
 }
 
 // runChatClient runs c.Run and returns its result, failing the test if

@@ -127,7 +127,7 @@ func run(o options) error {
 			return nil
 		}
 	}
-	fmt.Printf("\nServing until Ctrl+C. Chat from two terminals with:\n  go run ./day49_bidi_streaming chat -o.addr %s -user alice -room lobby\n", lis.Addr())
+	fmt.Printf("\nServing until Ctrl+C. Chat from two terminals with:\n  %s\n", chatCommand(lis.Addr().String(), "alice"))
 	select {
 	case <-ctx.Done():
 		fmt.Println("\nShutting down ...")
@@ -232,6 +232,12 @@ func runDemo(ctx context.Context, target string) error {
 }
 
 // runChat is the terminal chat client: lines typed become messages.
+// chatCommand is the command line that chats as user with the server at
+// addr, as the banner prints it.
+func chatCommand(addr, user string) string {
+	return fmt.Sprintf("go run ./day49_bidi_streaming chat -addr %s -user %s -room lobby", addr, user)
+}
+
 func runChat(args []string) error {
 	fs := flag.NewFlagSet("chat", flag.ContinueOnError)
 	addr := fs.String("addr", defaultAddr, "chat server address")

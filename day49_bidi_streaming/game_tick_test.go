@@ -16,11 +16,12 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// joined returns a player in the game without a stream, as Play's join
-// would make it.
+// joined returns a player in the game without a stream, as Play would
+// make it: registered, then joined.
 func joined(t *testing.T, s *GameServer, id string) *player {
 	t.Helper()
 	p := newPlayer(id, s.cfg)
+	s.register(p)
 	require.NoError(t, s.join(p, strings.ToUpper(id[:1])+id[1:]), "join(%s)", id)
 	return p
 }

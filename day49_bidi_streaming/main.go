@@ -87,10 +87,9 @@ func (h *hub) typing(c *connection, roomID string) error {
 // JOIN_ROOM (room must match roomPattern, else InvalidArgument), LEAVE_ROOM,
 // CHAT (content non-empty, at most cfg.MaxContentBytes, valid UTF-8, else
 // InvalidArgument) and TYPING go to the hub; any other type is
-// InvalidArgument. A refused request is answered in-band with an ERROR
-// message carrying the status code and message (delivered to c, wrapped
-// with serving.Share like every queued message); the stream goes on, so
-// return nil. Never read the user from the request: it is c.user.
+// InvalidArgument. A refused request is answered in-band with
+// s.refuse(c, req, err) (in chat.go: an ERROR message carrying the status
+// code and message, queued for c); the stream goes on, so return nil. Never read the user from the request: it is c.user.
 func (s *ChatServer) handle(c *connection, req *pb.ChatMessage) error {
 	// TODO(task 3)
 	return status.Errorf(codes.Unimplemented, "handle: not implemented yet (see README, task 3)")

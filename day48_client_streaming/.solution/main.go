@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -426,7 +427,9 @@ func validateDataPoint(p *pb.DataPoint, now time.Time, maxFutureSkew time.Durati
 	case n > maxMetricsPerPoint:
 		return status.Errorf(codes.InvalidArgument, "%d metrics, limit %d", n, maxMetricsPerPoint)
 	}
-	for name, v := range p.GetMetrics() {
+	// In name order: a point with two bad metrics gets one message.
+	for _, name := range slices.Sorted(maps.Keys(p.GetMetrics())) {
+		v := p.GetMetrics()[name]
 		if name == "" || len(name) > maxMetricNameBytes {
 			return status.Errorf(codes.InvalidArgument, "metric name %q: want 1 to %d bytes", name, maxMetricNameBytes)
 		}
@@ -437,8 +440,8 @@ func validateDataPoint(p *pb.DataPoint, now time.Time, maxFutureSkew time.Durati
 	if n := len(p.GetTags()); n > maxTagsPerPoint {
 		return status.Errorf(codes.InvalidArgument, "%d tags, limit %d", n, maxTagsPerPoint)
 	}
-	for k, v := range p.GetTags() {
-		if len(k) > maxTagBytes || len(v) > maxTagBytes {
+	for _, k := range slices.Sorted(maps.Keys(p.GetTags())) {
+		if v := p.GetTags()[k]; len(k) > maxTagBytes || len(v) > maxTagBytes {
 			return status.Errorf(codes.InvalidArgument, "tag %.20q is longer than %d bytes", k, maxTagBytes)
 		}
 	}

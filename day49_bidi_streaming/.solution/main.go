@@ -189,19 +189,6 @@ func (s *ChatServer) checkContent(content string) error {
 	return nil
 }
 
-// refuse answers req in-band with an ERROR message carrying err's status.
-func (s *ChatServer) refuse(c *connection, req *pb.ChatMessage, err error) {
-	st := status.Convert(err)
-	c.deliver(serving.Share(&pb.ChatMessage{
-		Type:      pb.MessageType_MESSAGE_TYPE_ERROR,
-		UserId:    c.user,
-		RoomId:    req.GetRoomId(),
-		ErrorCode: int32(st.Code()),
-		Content:   st.Message(),
-		Timestamp: timestamppb.New(s.cfg.Now()),
-	}), false)
-}
-
 // Chat serves one client's stream. See the task 3 stub.
 func (s *ChatServer) Chat(stream pb.ChatService_ChatServer) error {
 	id, ok := identityFrom(stream.Context())
@@ -316,17 +303,19 @@ func (c *ChatClient) Run(ctx context.Context, room string, lines <-chan string, 
 		return err
 	}
 
-	// This goroutine is the only sender.
-	send := func(m *pb.ChatMessage) error {
+	// This goroutine is the only sender. send reports ended when the
+	// stream is over, with Run's result: the server's status, which may
+	// be OK (nil), or the error of a failed Send.
+	send := func(m *pb.ChatMessage) (ended bool, err error) {
 		if err := stream.Send(m); err != nil {
 			if errors.Is(err, io.EOF) {
-				return <-received // the server ended the stream; this is why
+				return true, <-received // the server ended the stream; this is why
 			}
-			return stop(err)
+			return true, stop(err)
 		}
-		return nil
+		return false, nil
 	}
-	if err := send(&pb.ChatMessage{Type: pb.MessageType_MESSAGE_TYPE_JOIN_ROOM, RoomId: room}); err != nil {
+	if ended, err := send(&pb.ChatMessage{Type: pb.MessageType_MESSAGE_TYPE_JOIN_ROOM, RoomId: room}); ended {
 		return err
 	}
 	for {
@@ -339,7 +328,7 @@ func (c *ChatClient) Run(ctx context.Context, room string, lines <-chan string, 
 				}
 				return <-received
 			}
-			if err := send(&pb.ChatMessage{Type: pb.MessageType_MESSAGE_TYPE_CHAT, RoomId: room, Content: line}); err != nil {
+			if ended, err := send(&pb.ChatMessage{Type: pb.MessageType_MESSAGE_TYPE_CHAT, RoomId: room, Content: line}); ended {
 				return err
 			}
 		case err := <-received:

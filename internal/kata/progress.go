@@ -115,7 +115,10 @@ func buildProgress(d day, run *testRun, mistakes []antipattern) dayProgress {
 			if id == tp.id {
 				continue
 			}
-			if j := slices.IndexFunc(p.tasks, func(t taskProgress) bool { return t.id == id }); j >= 0 && !p.tasks[j].done {
+			// Only an earlier task: two tasks whose tests reach each
+			// other's stubs would otherwise each be told to wait for the
+			// other.
+			if j := slices.IndexFunc(p.tasks, func(t taskProgress) bool { return t.id == id }); j >= 0 && j < i && !p.tasks[j].done {
 				tp.needs = append(tp.needs, id)
 			}
 		}

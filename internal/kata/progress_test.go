@@ -115,3 +115,22 @@ func TestRunArg(t *testing.T) {
 		}
 	}
 }
+
+func TestProgressNeedsPointOnlyToEarlierTasks(t *testing.T) {
+	// Tasks 2 and 3 reach each other's stubs: only the later one is told
+	// to wait for the earlier one, never both for each other.
+	d := progressDay(t)
+	got := buildProgress(d, parse(t, concat(
+		testEvents("TestValidateFileName", "pass"),
+		testEvents("TestFileUpload", "fail",
+			`    main_test.go:120: got rpc error: code = Unimplemented desc = CollectDataPoints: not implemented yet (see README, task 3)`),
+		testEvents("TestDataCollection", "fail",
+			`    main_test.go:300: got rpc error: code = Unimplemented desc = UploadFile: not implemented yet (see README, task 2)`),
+	)...), nil)
+	if needs := got.tasks[1].needs; len(needs) != 0 {
+		t.Errorf("task 2 needs %v, want nothing: task 3 comes after it", needs)
+	}
+	if needs := got.tasks[2].needs; len(needs) != 1 || needs[0] != 2 {
+		t.Errorf("task 3 needs %v, want [2]", needs)
+	}
+}
