@@ -114,6 +114,38 @@ func TestCollectionClient(t *testing.T) {
 		}
 		env.WaitIdle(t)
 	})
+	t.Run("SendLogs_stops_promptly_on_cancel", func(t *testing.T) {
+		received := make(chan struct{})
+		var once sync.Once
+		signal := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+			return handler(srv, &recvSignal{ServerStream: ss, onRecv: func() { once.Do(func() { close(received) }) }})
+		}
+		env := startCollectionServer(t, CollectionConfig{}, katatest.WithStreamInterceptor(signal))
+		c := newClient(t, env.Server)
+		ctx, cancel := context.WithCancel(katatest.Context(t))
+		entries := make(chan *pb.LogEntry) // never closed: only cancel ends it
+		done := make(chan error, 1)
+		go func() {
+			_, err := c.SendLogs(ctx, entries)
+			done <- err
+		}()
+		select {
+		case entries <- logEntry("edge", pb.LogLevel_LOG_LEVEL_INFO, "first"):
+		case err := <-done:
+			t.Fatalf("SendLogs() = %v before reading its first entry", err)
+		}
+		// Once the server has the point, the client's Send is over and it
+		// waits for the next entry: only ctx can end that wait.
+		awaitWhileRunning(t, env.Server, logsMethod, received, "the server to receive the first entry")
+		cancel()
+		select {
+		case err := <-done:
+			katatest.WantCode(t, err, codes.Canceled, "SendLogs() after cancel")
+		case <-time.After(katatest.WaitTimeout):
+			t.Fatal("SendLogs() did not return after cancel while waiting for entries")
+		}
+		env.WaitIdle(t)
+	})
 
 	t.Run("SendDataPoints_returns_the_server_status_when_Send_fails", func(t *testing.T) {
 		env := startCollectionServer(t, CollectionConfig{MaxPointsPerStream: 10})

@@ -340,6 +340,13 @@ func TestDataCollection(t *testing.T) {
 		})
 	}
 
+	t.Run("Saves_with_the_streams_values", func(t *testing.T) {
+		env := startCollectionServer(t, CollectionConfig{})
+		_, err := sendPoints(katatest.Context(t), env.client, point("web-08", 1))
+		katatest.WantCode(t, err, codes.OK, "CollectDataPoints(1 point)")
+		assert.Equal(t, []string{pointsMethod}, env.store.contextMethods(), "the method each SaveBatch context carries, want the stream's values kept: context.WithoutCancel(stream.Context()), not a new context")
+	})
+
 	t.Run("Invalid_points_count_toward_MaxPointsPerStream", func(t *testing.T) {
 		env := startCollectionServer(t, CollectionConfig{MaxPointsPerStream: 3})
 		invalid := point("", 0) // no source

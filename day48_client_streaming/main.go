@@ -23,7 +23,9 @@ import (
 // anywhere; a NUL or any other control character; a bidirectional control
 // character (unicode.Bidi_Control, such as U+202E, which makes a name
 // display as another); an extension (compared in lower case, with its
-// dot) not in allowedExtensions.
+// dot) not in allowedExtensions. For a control or bidirectional control
+// character, name the first one as %U and its byte offset in the name:
+// "U+202E at byte 7".
 func validateFileName(name string, allowedExtensions []string) error {
 	// TODO(task 1): implement the checks above, cheapest first.
 	return status.Errorf(codes.Unimplemented, "validateFileName: not implemented yet (see README, task 1)")
@@ -169,7 +171,9 @@ func validateDataPoint(p *pb.DataPoint, now time.Time, maxFutureSkew time.Durati
 // s.cfg.MaxPointsPerStream points end the stream with ResourceExhausted;
 // every point received counts toward that cap, valid or not.
 // Whenever the handler returns, the valid points it received are saved
-// first. At io.EOF answer with counts that add up: total_processed =
+// first, on context.WithoutCancel(stream.Context()): it keeps the
+// stream's values and outlives a stream that broke. At io.EOF answer with
+// counts that add up: total_processed =
 // successful_count + error_count.
 func (s *DataCollectionServer) CollectDataPoints(stream pb.DataCollectionService_CollectDataPointsServer) error {
 	// TODO(task 9): receive, validate, batch, save, count, SendAndClose.

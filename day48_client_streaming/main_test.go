@@ -386,13 +386,24 @@ type recordingStore struct {
 	mu      sync.Mutex
 	batches [][]*pb.DataPoint
 	calls   int
-	ctxErrs []error // the context's error at each call
+	ctxErrs []error  // the context's error at each call
+	methods []string // the gRPC method each call's context carries
+}
+
+// contextMethods returns the gRPC method the context of each SaveBatch
+// carried, "" when none.
+func (r *recordingStore) contextMethods() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.methods)
 }
 
 func (r *recordingStore) SaveBatch(ctx context.Context, points []*pb.DataPoint) error {
 	r.mu.Lock()
 	r.calls++
 	r.ctxErrs = append(r.ctxErrs, ctx.Err())
+	method, _ := grpc.Method(ctx)
+	r.methods = append(r.methods, method)
 	fail := slices.Contains(r.failBatches, r.calls)
 	if !fail {
 		r.batches = append(r.batches, points)

@@ -180,6 +180,9 @@ func TestClientUpload(t *testing.T) {
 		case <-time.After(katatest.WaitTimeout):
 			t.Fatalf("StreamingClient.UploadFile() of a file that shrank mid-upload did not return within %v, want an error once the file ends before its size", katatest.WaitTimeout)
 		}
+		// The client gave up before CloseAndRecv: its stream must end
+		// with it, so the server's handler returns too.
+		env.WaitIdle(t)
 		env.requireNothingLeft(t)
 	})
 
@@ -263,8 +266,6 @@ func TestIsRetryable(t *testing.T) {
 		{"ResourceExhausted with a RetryInfo of zero", zeroRetryInfo.Err(), true},
 		{"ResourceExhausted with other details only", otherDetails.Err(), false},
 		{"Unavailable with RetryInfo", unavailableWithInfo.Err(), true},
-		{"InvalidArgument with RetryInfo", withDetails(codes.InvalidArgument, &errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)}).Err(), false},
-		{"PermissionDenied with RetryInfo", withDetails(codes.PermissionDenied, &errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)}).Err(), false},
 		{"fmt-wrapped Unavailable", fmt.Errorf("attempt 2: %w", status.Error(codes.Unavailable, "x")), true},
 		{"attempt timeout alone", ErrAttemptTimeout, true},
 		{"context.DeadlineExceeded", context.DeadlineExceeded, false},
@@ -285,6 +286,8 @@ func TestIsRetryable(t *testing.T) {
 		{"Internal", status.Error(codes.Internal, "bug"), false},
 		{"Unauthenticated", status.Error(codes.Unauthenticated, "token"), false},
 		{"plain error", os.ErrNotExist, false},
+		{"InvalidArgument with RetryInfo", withDetails(codes.InvalidArgument, &errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)}).Err(), false},
+		{"PermissionDenied with RetryInfo", withDetails(codes.PermissionDenied, &errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)}).Err(), false},
 	}
 	for _, want := range []bool{true, false} {
 		name := map[bool]string{true: "Retryable", false: "Not_retryable"}[want]
@@ -724,6 +727,52 @@ func TestUploadWithRetry(t *testing.T) {
 		got := proto.CloneOf(res)
 		got.Checksum = "" // GetUploadStatus does not report it
 		katatest.EqualProto(t, want, got, "UploadWithRetry(%q) result for a file GetUploadStatus reports COMPLETED", "once.txt")
+	})
+
+	t.Run("Cancel_during_an_attempt_stops_it", func(t *testing.T) {
+		for _, held := range []string{"the status query", "the upload"} {
+			g := &gate{release: make(chan struct{})}
+			opts := []katatest.Option{katatest.WithStreamInterceptor(g.intercept)}
+			asked := make(chan struct{}, 1)
+			if held == "the status query" {
+				opts = []katatest.Option{katatest.WithServerOptions(grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+					asked <- struct{}{}
+					<-ctx.Done()
+					return nil, ctx.Err()
+				}))}
+			}
+			env := startUploadServer(t, Config{}, opts...)
+			p := policy
+			p.AttemptTimeout = time.Minute
+			c := newClient(t, env.Server, WithRetryPolicy(p))
+			c.sleep = (&sleepRecorder{}).sleep
+			path := writeTestFile(t, t.TempDir(), "held.txt", []byte("held"))
+			ctx, cancel := context.WithCancel(katatest.Context(t))
+			done := make(chan error, 1)
+			go func() {
+				_, err := c.UploadWithRetry(ctx, path)
+				done <- err
+			}()
+			if held == "the upload" && !env.WaitStartedUnless(t, uploadMethod, 1, nil) {
+				t.Fatal("UploadWithRetry did not start its upload")
+			}
+			if held == "the status query" {
+				select {
+				case <-asked:
+				case <-time.After(katatest.WaitTimeout):
+					t.Fatal("UploadWithRetry did not ask for the upload's status")
+				}
+			}
+			cancel()
+			select {
+			case err := <-done:
+				katatest.WantCode(t, err, codes.Canceled, "UploadWithRetry() cancelled while the server holds %s", held)
+			case <-time.After(katatest.WaitTimeout):
+				t.Fatalf("UploadWithRetry() did not return after cancel while the server held %s: every call of an attempt runs on the caller's context", held)
+			}
+			close(g.release)
+			env.WaitIdle(t)
+		}
 	})
 }
 

@@ -29,6 +29,17 @@ func TestValidateFileName(t *testing.T) {
 		{"Exactly_255_bytes_of_multi_byte_runes", strings.Repeat("é", 125) + "a.txt"},
 		{"Printable_just_past_the_C1_controls", "\u00a0nbsp.txt"},
 	}
+	t.Run("Names_the_character_and_its_byte", func(t *testing.T) {
+		for _, tc := range []struct{ name, want string }{
+			{"bad\x07name.txt", "U+0007 at byte 3"},
+			{"invoice\u202efdp.txt", "U+202E at byte 7"},
+			{"日\x1f.txt", "U+001F at byte 3"},
+		} {
+			err := validateFileName(tc.name, allowed)
+			katatest.WantCode(t, err, codes.InvalidArgument, "validateFileName(%q)", tc.name)
+			katatest.WantMessage(t, err, "validateFileName(%q)", tc.name)(tc.want)
+		}
+	})
 	for _, tc := range valid {
 		t.Run("Accepts_"+tc.test, func(t *testing.T) {
 			assert.NoError(t, validateFileName(tc.name, allowed), "validateFileName(%q) (%d bytes)", tc.name, len(tc.name))
@@ -390,6 +401,17 @@ func TestFileUpload(t *testing.T) {
 		require.NotEqual(t, ra.GetFileId(), rb.GetFileId(), "file_id of two uploads of same.txt, want distinct ids")
 		checkStored(t, env, ra, "same.txt", a)
 		checkStored(t, env, rb, "same.txt", b)
+	})
+
+	t.Run("Verifies_a_checksum_sent_only_on_the_first_chunk", func(t *testing.T) {
+		env := startUploadServer(t, Config{})
+		data := randomBytes(t, 3*testChunk)
+		chunks := chunksOf("first.txt", "", data, testChunk)
+		chunks[len(chunks)-1].Checksum = ""
+		chunks[0].Checksum = sha256Hex([]byte("other bytes"))
+		_, err := sendChunks(katatest.Context(t), env.client, chunks...)
+		katatest.WantCode(t, err, codes.DataLoss, "UploadFile(a wrong checksum on the first chunk only)")
+		env.requireNothingLeft(t)
 	})
 }
 

@@ -41,6 +41,9 @@ func TestChatClient(t *testing.T) {
 		var mu sync.Mutex
 		var seen []string
 		err := c.Run(katatest.Context(t), "lobby", lines, func(m *pb.ChatMessage) {
+			if m == nil {
+				t.Error("ChatClient.Run called onMessage(nil): only messages received go to onMessage, never the stream's end")
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			seen = append(seen, describe([]*pb.ChatMessage{m})...)
@@ -60,7 +63,11 @@ func TestChatClient(t *testing.T) {
 		c := newClient(t, env, "forged-token")
 		lines := make(chan string)
 		defer close(lines)
-		err := c.Run(katatest.Context(t), "lobby", lines, func(*pb.ChatMessage) {})
+		err := c.Run(katatest.Context(t), "lobby", lines, func(m *pb.ChatMessage) {
+			if m == nil {
+				t.Error("ChatClient.Run called onMessage(nil) when the stream failed: only messages received go to onMessage")
+			}
+		})
 		katatest.WantCode(t, err, codes.Unauthenticated, "ChatClient.Run(forged token)")
 	})
 
@@ -155,6 +162,9 @@ func TestChatClient(t *testing.T) {
 		done := make(chan error, 1)
 		go func() {
 			done <- c.Run(ctx, "lobby", make(chan string), func(m *pb.ChatMessage) {
+				if m == nil {
+					t.Error("ChatClient.Run called onMessage(nil) when the stream ended: only messages received go to onMessage")
+				}
 				if m.GetType() == pb.MessageType_MESSAGE_TYPE_JOIN_ROOM {
 					once.Do(func() { close(joined) })
 				}

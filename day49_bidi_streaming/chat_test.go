@@ -13,8 +13,20 @@ import (
 
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/katatest"
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
+
+// errorCodes describes the ERROR messages among msgs by their codes.
+func errorCodes(msgs []*pb.ChatMessage) []string {
+	out := []string{}
+	for _, m := range msgs {
+		if m.GetType() == pb.MessageType_MESSAGE_TYPE_ERROR {
+			out = append(out, "ERROR "+codes.Code(m.GetErrorCode()).String())
+		}
+	}
+	return out
+}
 
 func TestChat(t *testing.T) {
 	t.Run("Two_users_chat_in_a_room", func(t *testing.T) {
@@ -199,6 +211,9 @@ func TestChat(t *testing.T) {
 		mallory := env.openOn(t, pb.NewChatServiceClient(conn), "mallory")
 		mallory.join("lobby") // the burst of 1
 		mallory.say("lobby", "caf\xe9")
+		if m, ended := mallory.NextOrEnd(); !ended {
+			t.Fatalf("Chat(mallory) answered %v in-band to content that is not UTF-8 over the rate limit, want the stream ended with no in-band answer: its status says why", m)
+		}
 		katatest.WantCode(t, mallory.Status(), codes.ResourceExhausted, "Chat(mallory): content that is not UTF-8, over the rate limit")
 		wantHubEmpty(t, env)
 	})
@@ -360,5 +375,18 @@ func TestChat(t *testing.T) {
 		if grown := int64(after.HeapInuse) - int64(before.HeapInuse); grown > 4<<20 {
 			t.Fatalf("heap in use grew by %d KiB over 200 cycles, want it back near its baseline", grown>>10)
 		}
+	})
+
+	t.Run("The_refusal_that_ends_the_stream_is_not_answered_in_band", func(t *testing.T) {
+		s := newTestHub(Config{MessagesPerSecond: 1, Burst: 1, FloodLimit: 3})
+		c := member(t, s, "mallory")
+		require.NoError(t, s.handle(c, &pb.ChatMessage{Type: pb.MessageType_MESSAGE_TYPE_JOIN_ROOM, RoomId: "lobby"}), "handle(join), the burst of 1")
+		drain(c)
+		for i := range 2 {
+			require.NoError(t, s.handle(c, &pb.ChatMessage{Type: pb.MessageType_MESSAGE_TYPE_CHAT, RoomId: "lobby", Content: fmt.Sprint("refused ", i)}), "handle(a message over the rate limit, one short of FloodLimit=3)")
+		}
+		err := s.handle(c, &pb.ChatMessage{Type: pb.MessageType_MESSAGE_TYPE_CHAT, RoomId: "lobby", Content: "the third"})
+		katatest.WantCode(t, err, codes.ResourceExhausted, "handle(the third refusal in a row, FloodLimit=3)")
+		assert.Equal(t, []string{"ERROR ResourceExhausted", "ERROR ResourceExhausted"}, errorCodes(drain(c)), "in-band answers, want one for each refused message but the one that ends the stream (its status says why)")
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/katatest"
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -36,11 +38,27 @@ type flakyStore struct {
 	mu      sync.Mutex
 	failing bool
 	saves   int
+	ctxs    []context.Context // of every Load and Save, in order
+}
+
+// contexts returns the context of every Load and Save so far.
+func (f *flakyStore) contexts() []context.Context {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.ctxs)
+}
+
+func (f *flakyStore) Load(ctx context.Context, id string) (string, int64, error) {
+	f.mu.Lock()
+	f.ctxs = append(f.ctxs, ctx)
+	f.mu.Unlock()
+	return f.MemoryStore.Load(ctx, id)
 }
 
 func (f *flakyStore) Save(ctx context.Context, id string, revision int64, content string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.ctxs = append(f.ctxs, ctx)
 	if f.failing {
 		return errors.New("disk full")
 	}
@@ -286,6 +304,29 @@ func TestEditStream(t *testing.T) {
 		env.srv.Shutdown()
 		katatest.WantCode(t, alice.Status(), codes.Unavailable, "a live Edit stream after Shutdown")
 	})
+
+	t.Run("Empty_request_is_refused_in_band", func(t *testing.T) {
+		env := startEditor(t, EditorConfig{}, "hello")
+		alice := env.open(t, "alice")
+		alice.Send(&pb.EditRequest{})
+		alice.wantError("", codes.InvalidArgument, "an empty request")
+		alice.wantAck(alice.submit(0, Insert(5, "!")), 1)
+	})
+
+	t.Run("The_store_is_called_with_the_streams_context", func(t *testing.T) {
+		env := startEditor(t, EditorConfig{}, "hello")
+		alice := env.open(t, "alice")
+		alice.wantAck(alice.submit(0, Insert(5, "!")), 1)
+		alice.CloseSend()
+		katatest.WantCode(t, alice.Status(), codes.OK, "Edit(alice) after CloseSend")
+		env.WaitIdle(t)
+		ctxs := env.store.contexts()
+		require.Len(t, ctxs, 2, "store calls for an open and a commit (Load, then Save)")
+		for i, ctx := range ctxs {
+			assert.Error(t, ctx.Err(), "the context of store call %d after the stream ended, want the stream's own, ended with it (a store call must not outlive its caller)", i+1)
+		}
+	})
+
 }
 
 func TestEditCommit(t *testing.T) {

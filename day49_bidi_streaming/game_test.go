@@ -15,6 +15,7 @@ import (
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/katatest"
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/serving"
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -36,6 +37,7 @@ func TestGame(t *testing.T) {
 		{"Flood_ends_the_stream", testGameFloodEndsTheStream},
 		{"Flood_ends_the_stream_at_exactly_FloodLimit", testGameFloodEndsTheStreamAtExactlyFloodLimit},
 		{"Flood_count_restarts_when_an_input_is_allowed", testGameFloodCountRestartsWhenAnInputIsAllowed},
+		{"Empty_input_is_refused_in_band", testGameEmptyInputIsRefusedInBand},
 		{"Rate_limit_holds_across_streams_and_reconnects", testGameRateLimitHoldsAcrossStreamsAndReconnects},
 		{"Move_without_a_target", testGameMoveWithoutATarget},
 		{"Handler_refuses_a_stream_without_an_identity", testGameHandlerRefusesAStreamWithoutAnIdentity},
@@ -414,7 +416,12 @@ func testGameFloodCountRestartsWhenAnInputIsAllowed(t *testing.T) {
 	sequence := int64(0)
 	move := func() error {
 		sequence++
-		return s.handle(p, &pb.PlayerInput{Input: &pb.PlayerInput_Move{Move: &pb.PlayerMove{Sequence: sequence, Target: &pb.Position{X: 500, Y: 500}}}})
+		err := s.handle(p, &pb.PlayerInput{Input: &pb.PlayerInput_Move{Move: &pb.PlayerMove{Sequence: sequence, Target: &pb.Position{X: 500, Y: 500}}}})
+		select { // take the signal, as the stream's writer would
+		case <-p.mailbox.ready:
+		default:
+		}
+		return err
 	}
 	require.NoError(t, s.handle(p, &pb.PlayerInput{Input: &pb.PlayerInput_Join{Join: &pb.JoinGame{Name: "Mallory"}}}), "handle(join), the burst of 1")
 	for range 2 { // two refused in a row: one short of FloodLimit
@@ -426,6 +433,24 @@ func testGameFloodCountRestartsWhenAnInputIsAllowed(t *testing.T) {
 		require.NoError(t, move(), "handle(move %d), refused after an allowed input: the count of refusals in a row restarts", sequence)
 	}
 	katatest.WantCode(t, move(), codes.ResourceExhausted, "handle(move %d), the third refusal in a row since the allowed input, FloodLimit=3", sequence)
+	var refusals int
+	for _, u := range p.mailbox.take() {
+		if u.Message().GetError() != nil {
+			refusals++
+		}
+	}
+	assert.Equal(t, 4, refusals, "in-band refusals in mallory's mailbox, want one for each refused input but the one that ends the stream (its status says why)")
+}
+
+func testGameEmptyInputIsRefusedInBand(t *testing.T) {
+	s := newTestGame(GameConfig{})
+	p := newPlayer("alice", s.cfg)
+	s.register(p)
+	require.NoError(t, s.handle(p, &pb.PlayerInput{}), "handle(an input with neither join nor move): the stream goes on")
+	got := p.mailbox.take()
+	if len(got) != 1 || codes.Code(got[0].Message().GetError().GetCode()) != codes.InvalidArgument {
+		t.Fatalf("mailbox after handle(an empty input) = %q, want one in-band InvalidArgument error", describeUpdates(got))
+	}
 }
 
 func testGameMoveWithoutATarget(t *testing.T) {

@@ -123,7 +123,7 @@ func TestDeliver(t *testing.T) {
 		// room and then sending lets two of them pass the check for the
 		// last slot; one then blocks. Each round starts its deliverers
 		// together, and many rounds make that interleaving happen.
-		const rounds, deliverers = 3000, 8
+		const rounds, deliverers = 20000, 8
 		for round := range rounds {
 			c := newConnection("alice", 1)
 			start := make(chan struct{})
@@ -159,6 +159,7 @@ func TestDeliver(t *testing.T) {
 }
 
 func TestHub(t *testing.T) {
+	t.Run("Matches_a_model_over_random_operations", testHubMatchesItsModel)
 	t.Run("Join_sends_history_then_confirmation_and_tells_the_others", func(t *testing.T) {
 		s := newTestHub(Config{HistoryOnJoin: 2})
 		alice, bob := member(t, s, "alice"), member(t, s, "bob")
@@ -421,6 +422,52 @@ func TestHub(t *testing.T) {
 					t.Fatalf("%s's message %d is %s, want %s: each member receives a room's messages in the order they were numbered", c.user, i+1, m.GetMessageId(), want)
 				}
 			}
+		}
+	})
+
+	t.Run("The_last_member_to_leave_takes_the_room_with_it", func(t *testing.T) {
+		s := newTestHub(Config{})
+		alice := member(t, s, "alice")
+		mustJoin(t, s, alice, "lobby")
+		require.NoError(t, s.hub.leave(alice, "lobby"), "leave")
+		if rooms, memberships, _ := s.hub.counts(); rooms+memberships != 0 {
+			t.Fatalf("after the only member left, the hub holds %d rooms and %d memberships, want none", rooms, memberships)
+		}
+		katatest.WantCode(t, s.hub.leave(alice, "lobby"), codes.FailedPrecondition, "leave(alice, %q) again", "lobby")
+	})
+
+	t.Run("Concurrent_joins_leaves_typing_and_publishes", func(t *testing.T) {
+		// Every hub method runs under the hub's lock; run with -race.
+		// Members join, type, publish and leave in one room at once, then
+		// disconnect: nothing may be left.
+		s := newTestHub(Config{QueueSize: 4000})
+		var members []*connection
+		for _, u := range []string{"alice", "bob", "carol", "dave"} {
+			members = append(members, member(t, s, u))
+		}
+		var wg sync.WaitGroup
+		for _, c := range members {
+			wg.Go(func() {
+				for i := range 100 {
+					if err := s.hub.join(c, "lobby"); err != nil {
+						t.Errorf("join = %v", err)
+						return
+					}
+					_ = s.hub.typing(c, "lobby")
+					_ = s.hub.publish(c, "lobby", fmt.Sprint(c.user, i))
+					if err := s.hub.leave(c, "lobby"); err != nil {
+						t.Errorf("leave = %v", err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		for _, c := range members {
+			s.hub.disconnect(c)
+		}
+		if rooms, memberships, conns := s.hub.counts(); rooms+memberships+conns != 0 {
+			t.Fatalf("after every member left and disconnected the hub holds %d rooms, %d memberships, %d connections; want none", rooms, memberships, conns)
 		}
 	})
 }

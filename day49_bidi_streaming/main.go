@@ -82,8 +82,9 @@ func (h *hub) typing(c *connection, roomID string) error {
 //
 // First the rate limit (s.hub.allow): over it, count the refusal in
 // c.refusedInARow and answer in-band with ResourceExhausted; at
-// cfg.FloodLimit refusals in a row return ResourceExhausted, which ends
-// the stream. An accepted request resets the count. Then by type:
+// cfg.FloodLimit refusals in a row return ResourceExhausted instead, which
+// ends the stream (that last refusal is not answered in-band: the stream's
+// status says why). An accepted request resets the count. Then by type:
 // JOIN_ROOM (room must match roomPattern, else InvalidArgument), LEAVE_ROOM,
 // CHAT (content non-empty, at most cfg.MaxContentBytes, valid UTF-8, else
 // InvalidArgument) and TYPING go to the hub; any other type is
@@ -119,8 +120,9 @@ func (s *ChatServer) Chat(stream pb.ChatService_ChatServer) error {
 // (task 4).
 //
 // Open the stream with WithToken(ctx, c.token) and a context you cancel
-// on return. One goroutine receives and calls onMessage for each message;
-// the calling goroutine is the only sender: first a JOIN_ROOM, then a CHAT
+// on return. One goroutine receives and calls onMessage for each message
+// (never with nil); the calling goroutine is the only sender: first a
+// JOIN_ROOM, then a CHAT
 // for each line. When lines is closed, CloseSend and wait for the server
 // to end the stream. Return the server's status (nil when it ended with
 // OK; an io.EOF from Send means the status comes from Recv). When ctx
@@ -176,7 +178,8 @@ func (s *GameServer) Tick() {
 // First the rate limit (p.limiter with the time cfg.Now): over it, count
 // the refusal in p.refusedInARow and answer in-band with
 // ResourceExhausted; at cfg.FloodLimit refusals in a row return
-// ResourceExhausted, which ends the stream. An accepted input resets the
+// ResourceExhausted instead, which ends the stream (that last refusal is
+// not answered in-band). An accepted input resets the
 // count. A join goes to s.join. A move, under s.mu: before joining is
 // FailedPrecondition; without a target, or with a sequence not greater
 // than the last one queued or processed, InvalidArgument; with
@@ -231,7 +234,9 @@ func transform(a, b Op) (a2, b2 Op) {
 // missing). Create the editor (newEditor with cfg.QueueSize), s.register
 // it, and defer s.unregister. A reader goroutine Recv()s requests until
 // io.EOF or an error: an open goes to s.open; a submit before any open is
-// an in-band FailedPrecondition; otherwise s.commit. Errors are answered
+// an in-band FailedPrecondition; otherwise s.commit; a request with
+// neither is an in-band InvalidArgument. Pass both the stream's context:
+// the store must not work for a stream that has ended. Errors are answered
 // in-band with e.refuse(clientOpID, err), except a FailedPrecondition from
 // commit, which ends the stream (the editor must reopen). A writer
 // goroutine, the only one that calls Send, sends what arrives on e.out and

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"strings"
 	"sync"
@@ -20,6 +21,10 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// The model-based tests shrink a failure to its shortest sequence and
+	// print it; a file of it in testdata/ would only make a later run
+	// replay an old failure.
+	flag.Set("rapid.nofailfile", "true")
 	goleak.VerifyTestMain(m)
 }
 

@@ -117,6 +117,7 @@ func printHint(w io.Writer, d day, t task, tp taskProgress, mistakes []antipatte
 		printAdvice(w, tp.advice)
 		return
 	}
+	printFailureSource(w, d, t, tp.message)
 	fmt.Fprintln(w, "No hint matches this failure; the task's hints, from the gentlest to the most concrete:")
 	for i, h := range taskHints(d.kata.Hints, mistakes, d.kata, t) {
 		fmt.Fprint(w, wrap(fmt.Sprintf("  %d. ", i+1), "     ", h, 100))
@@ -339,6 +340,9 @@ func (w *watchLoop) show(tp taskProgress) {
 		printMessage(w.out, tp.message)
 		printAdvice(w.out, tp.advice)
 		if len(tp.advice) == 0 {
+			if t, ok := w.day.kata.task(tp.id); ok {
+				printFailureSource(w.out, w.day, t, tp.message)
+			}
 			fmt.Fprintf(w.out, "      stuck? make hint DAY=%s TASK=%d\n", w.day.num, tp.id)
 		}
 	}

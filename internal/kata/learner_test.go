@@ -424,3 +424,25 @@ func TestWatch(t *testing.T) {
 		})
 	})
 }
+
+func TestPrintFailureSourceShowsTheAssertionAndTheContract(t *testing.T) {
+	dir := t.TempDir()
+	test := "package main\n\nfunc TestX(t *testing.T) {\n\tgot := f()\n\tif got != 2 {\n\t\tt.Fatalf(\"f() = %d, want 2\", got)\n\t}\n}\n"
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "x_test.go"), []byte(test), 0o644))
+	stub := "package main\n\n// f returns 2 (task 1).\nfunc f() int {\n\treturn 0\n}\n\n// g is a method.\nfunc (s *S) g() {}\n"
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.go"), []byte(stub), 0o644))
+	d := day{dir: "day99_x", path: dir, num: "99"}
+	var b strings.Builder
+	printFailureSource(&b, d, task{ID: 1, Functions: []string{"f", "S.g"}}, []string{"x_test.go:6: f() = 0, want 2"})
+	got := b.String()
+	for _, want := range []string{
+		"The assertion that failed, day99_x/x_test.go:6:",
+		">    6          t.Fatalf(\"f() = %d, want 2\", got)",
+		"     4      got := f()",
+		"the doc comment of f, above day99_x/main.go:4",
+		"the doc comment of S.g, above day99_x/main.go:9",
+		"day99_x/README.md, section \"Task 1\"",
+	} {
+		assert.Contains(t, got, want)
+	}
+}

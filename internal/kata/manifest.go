@@ -297,3 +297,13 @@ func loadEquivalentMutants(d day) ([]equivalentMutant, error) {
 	}
 	return list.Equivalent, nil
 }
+
+// task returns the task with the given id.
+func (m *kataManifest) task(id int) (task, bool) {
+	for _, t := range m.Tasks {
+		if t.ID == id {
+			return t, true
+		}
+	}
+	return task{}, false
+}

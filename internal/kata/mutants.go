@@ -104,7 +104,7 @@ func (r *repo) checkMutants(ctx context.Context, d day, how mutantRun) error {
 	if err != nil {
 		return err
 	}
-	mutated, all, err := mutateSource(file, src)
+	mutated, all, err := mutateSource(file, src, true)
 	if err != nil {
 		return err
 	}
@@ -130,9 +130,13 @@ func (r *repo) checkMutants(ctx context.Context, d day, how mutantRun) error {
 
 	chosen := counted
 	if how.sample > 0 && how.sample < len(counted) {
+		// The sample leaves out the mutants that need the race detector:
+		// they would cost a second build of the day, and the full run
+		// checks them.
+		plain := slices.DeleteFunc(slices.Clone(counted), needsRace)
 		chosen = nil
-		for i := range how.sample {
-			chosen = append(chosen, counted[i*len(counted)/how.sample])
+		for i := range min(how.sample, len(plain)) {
+			chosen = append(chosen, plain[i*len(plain)/min(how.sample, len(plain))])
 		}
 	}
 	if how.list {
@@ -151,12 +155,29 @@ func (r *repo) checkMutants(ctx context.Context, d day, how mutantRun) error {
 		return err
 	}
 	defer remove()
-	// Without -race: a mutant changes what the code decides, not how it
-	// synchronises, and the detector would make every run several times
+	// Without -race for most: they change what the code decides, not how
+	// it synchronises, and the detector would make every run several times
 	// slower.
 	bin := filepath.Join(tmp, d.dir+".test")
 	if err := r.run(ctx, runOpts{timeout: testTimeout}, "go", "test", "-c", "-o", bin, "-overlay="+overlay, d.pkg()); err != nil {
 		return fmt.Errorf("building the mutated reference: %w", err)
+	}
+	// The mutants that change how code synchronises (a lock left out or
+	// moved) only show under the race detector: they run in a second
+	// binary built with -race.
+	binFor := func(m mutant) string { return bin }
+	if race := r.race(ctx); len(race) > 0 && slices.ContainsFunc(chosen, needsRace) {
+		raceBin := filepath.Join(tmp, d.dir+".race.test")
+		args := append(append([]string{"test", "-c"}, race...), "-o", raceBin, "-overlay="+overlay, d.pkg())
+		if err := r.run(ctx, runOpts{timeout: testTimeout}, "go", args...); err != nil {
+			return fmt.Errorf("building the mutated reference with -race: %w", err)
+		}
+		binFor = func(m mutant) string {
+			if needsRace(m) {
+				return raceBin
+			}
+			return bin
+		}
 	}
 	if how.only > 0 {
 		i := slices.IndexFunc(all, func(m mutant) bool { return m.id == how.only })
@@ -165,7 +186,7 @@ func (r *repo) checkMutants(ctx context.Context, d day, how mutantRun) error {
 		}
 		m := all[i]
 		fmt.Printf("mutant %d: %s:%d %s in %s (%s)\n", m.id, file, m.line, m.desc, m.fn, m.kind)
-		res := runMutant(ctx, d, bin, m.id, how.verbose)
+		res := runMutant(ctx, d, binFor(m), m.id, how.verbose)
 		fmt.Print(res.output)
 		if res.killed {
 			fmt.Printf("mutant %d: killed by %s\n", m.id, res.killedBy)
@@ -188,7 +209,7 @@ func (r *repo) checkMutants(ctx context.Context, d day, how mutantRun) error {
 		go func() {
 			select {
 			case slots <- struct{}{}:
-				results[i] = runMutant(ctx, d, bin, m.id, false)
+				results[i] = runMutant(ctx, d, binFor(m), m.id, false)
 				results[i].mutant = m
 				<-slots
 			case <-ctx.Done():
@@ -214,7 +235,7 @@ func (r *repo) checkMutants(ctx context.Context, d day, how mutantRun) error {
 	rate := float64(killed) / float64(len(results))
 	what := "every mutant that is not equivalent"
 	if len(chosen) < len(counted) {
-		what = fmt.Sprintf("a sample of %d of the %d mutants that are not equivalent, evenly spread (make mutants DAY=%s runs them all)", len(chosen), len(counted), d.num)
+		what = fmt.Sprintf("a sample of %d of the %d mutants that are not equivalent, evenly spread over those that need no race detector (make mutants DAY=%s runs them all)", len(chosen), len(counted), d.num)
 	}
 	fmt.Printf("day%s mutants: %d of %d killed (%.1f%%) in %.0fs; checked %s\n", d.num, killed, len(results), 100*rate, time.Since(start).Seconds(), what)
 	for _, s := range survivors {
@@ -223,10 +244,44 @@ func (r *repo) checkMutants(ctx context.Context, d day, how mutantRun) error {
 	if len(survivors) > 0 {
 		fmt.Printf("  to see one run: go run ./internal/kata mutants %s -only %d [-v]\n", d.num, survivors[0].id)
 	}
+	weak := reportFamilies(results)
 	if rate < minMutantKillRate {
 		return fmt.Errorf("kill rate %.1f%% is below %.0f%%", 100*rate, 100*minMutantKillRate)
 	}
+	// A sample holds too few of a family to judge it; the full run does.
+	if len(chosen) == len(counted) && len(weak) > 0 {
+		return fmt.Errorf("the kill rate of %s is below %.0f%%", strings.Join(weak, ", "), 100*minMutantKillRate)
+	}
 	return nil
+}
+
+// reportFamilies prints the kill rate of each operator family and returns
+// the families below minMutantKillRate.
+func reportFamilies(results []mutantResult) (weak []string) {
+	type tally struct{ killed, all int }
+	byFamily := map[string]*tally{}
+	var families []string
+	for _, res := range results {
+		f := mutantFamily(res.kind)
+		if byFamily[f] == nil {
+			byFamily[f] = &tally{}
+			families = append(families, f)
+		}
+		byFamily[f].all++
+		if res.killed {
+			byFamily[f].killed++
+		}
+	}
+	slices.Sort(families)
+	for _, f := range families {
+		t := byFamily[f]
+		rate := float64(t.killed) / float64(t.all)
+		fmt.Printf("  %-22s %4d of %4d killed (%.1f%%)\n", f, t.killed, t.all, 100*rate)
+		if rate < minMutantKillRate {
+			weak = append(weak, f)
+		}
+	}
+	return weak
 }
 
 // failLine finds the first failing test in go test -v output.

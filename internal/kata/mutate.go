@@ -35,13 +35,14 @@ const mutantSwitchEnv = "KATA_MUTANT"
 const mutantSwitchFile = `package main
 
 import (
+	"context"
 	"os"
 	"strconv"
 )
 
 // kataMutantID selects one mutant of the mutated reference (0: none).
 var kataMutantID, _ = strconv.Atoi(os.Getenv("` + mutantSwitchEnv + `"))
-`
+` + mutantHelpers
 
 // boundary and negation give a comparison's mutated operators.
 var (
@@ -52,14 +53,20 @@ var (
 // site is a place in the source that one or more mutants change.
 type site struct {
 	start, end int // byte offsets of the node
+	// wrapper says that render puts code around the site's whole text
+	// rather than rebuilding it from its children's; of two sites on the
+	// same node, the wrapper goes outside.
+	wrapper bool
 	// render builds the site's replacement from the text of its
 	// children, which may hold sites of their own.
 	render func(text func(start, end int) string) string
 }
 
 // mutateSource returns src with every mutant compiled in behind the
-// kataMutantID switch, and the mutants in source order.
-func mutateSource(filename string, src []byte) (string, []mutant, error) {
+// kataMutantID switch, and the mutants: the classic operators' in source
+// order, then, with realistic, the realistic operators' (see
+// mutate_realistic.go).
+func mutateSource(filename string, src []byte, realistic bool) (string, []mutant, error) {
 	fset := token.NewFileSet()
 	file, err := parser.ParseFile(fset, filename, src, parser.SkipObjectResolution)
 	if err != nil {
@@ -84,10 +91,7 @@ func mutateSource(filename string, src []byte) (string, []mutant, error) {
 		if !ok || fd.Body == nil {
 			continue
 		}
-		name := fd.Name.Name
-		if fd.Recv != nil && len(fd.Recv.List) == 1 {
-			name = receiverName(fd.Recv.List[0].Type) + "." + name
-		}
+		name := funcName(fd)
 		returnsError := func(ft *ast.FuncType) bool {
 			if ft.Results == nil || len(ft.Results.List) == 0 {
 				return false
@@ -206,12 +210,28 @@ func mutateSource(filename string, src []byte) (string, []mutant, error) {
 		}
 		walkFunc(fd.Type, fd.Body)
 	}
-
-	slices.SortFunc(sites, func(a, b site) int {
-		if a.start != b.start {
-			return a.start - b.start
+	if realistic {
+		for _, decl := range file.Decls {
+			if fd, ok := decl.(*ast.FuncDecl); ok && fd.Body != nil {
+				rm := &realisticMutator{fn: funcName(fd), src: src, off: off, raw: raw, add: add, sites: &sites}
+				rm.mutate(fd.Body)
+			}
 		}
-		return b.end - a.end // the outer site first
+	}
+
+	slices.SortStableFunc(sites, func(a, b site) int {
+		switch {
+		case a.start != b.start:
+			return a.start - b.start
+		case a.end != b.end:
+			return b.end - a.end // the outer site first
+		case a.wrapper != b.wrapper:
+			if a.wrapper {
+				return -1
+			}
+			return 1
+		}
+		return 0
 	})
 	// text renders src[start:end] with every site inside it replaced,
 	// looking at sites[from:] only. Sorted outer first, a site's inner
@@ -245,6 +265,14 @@ func isCompound(s ast.Stmt) bool {
 		return true
 	}
 	return false
+}
+
+// funcName names a function as the reports do: F, or T.M for a method.
+func funcName(fd *ast.FuncDecl) string {
+	if fd.Recv != nil && len(fd.Recv.List) == 1 {
+		return receiverName(fd.Recv.List[0].Type) + "." + fd.Name.Name
+	}
+	return fd.Name.Name
 }
 
 // receiverName is the type name of a method's receiver: T for *T and T[K].

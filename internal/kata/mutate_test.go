@@ -58,7 +58,7 @@ func main() {
 `
 
 func TestMutateSourceFindsEverySite(t *testing.T) {
-	mutated, mutants, err := mutateSource("main.go", []byte(mutateSample))
+	mutated, mutants, err := mutateSource("main.go", []byte(mutateSample), false)
 	require.NoError(t, err)
 	var got []string
 	for _, m := range mutants {
@@ -87,7 +87,7 @@ func TestMutatedSourceBehaves(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a program")
 	}
-	mutated, mutants, err := mutateSource("main.go", []byte(mutateSample))
+	mutated, mutants, err := mutateSource("main.go", []byte(mutateSample), false)
 	require.NoError(t, err)
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module sample\n\ngo 1.26\n"), 0o644))
@@ -160,5 +160,101 @@ func TestWithoutEquivalents(t *testing.T) {
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tc.want)
 		})
+	}
+}
+
+// realisticSample has a site of each realistic operator.
+const realisticSample = `package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+)
+
+type counter struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (c *counter) add(d int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.mu.TryLock() {
+		fmt.Print("unlocked ")
+	}
+	c.n += d
+}
+
+func deadline(ctx context.Context) bool {
+	_, ok := ctx.Deadline()
+	return ok
+}
+
+func main() {
+	ctx, cancel := context.WithTimeout(context.Background(), 1e9)
+	defer cancel()
+	c := &counter{}
+	c.add(2)
+	c.add(3)
+	xs := []int{10, 20, 30}
+	full := make(chan int, 1)
+	full <- xs[0]
+	go func() { <-full }()
+	full <- xs[1]
+	select {
+	case full <- 7:
+		fmt.Print("sent ")
+	default:
+		fmt.Print("full ")
+	}
+	var order []string
+	order = append(order, "a")
+	order = append(order, "b")
+	if c.n > 4 && len(order) == 3 {
+		fmt.Print("both ")
+	}
+	if len(xs) == 3 {
+		fmt.Print("three ")
+	}
+	fmt.Println(c.n, <-full, order, deadline(ctx))
+}
+`
+
+// TestRealisticMutantsBuildAndChangeBehaviour builds the realistic
+// operators' mutants of a sample and runs each: the baseline is
+// unchanged, and every operator's mutants change what the program does.
+func TestRealisticMutantsBuildAndChangeBehaviour(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a program")
+	}
+	mutated, mutants, err := mutateSource("main.go", []byte(realisticSample), true)
+	require.NoError(t, err)
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module sample\n\ngo 1.26\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.go"), []byte(mutated), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "switch.go"), []byte(mutantSwitchFile), 0o644))
+	bin := filepath.Join(dir, "sample")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Dir = dir
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "the mutated source does not build:\n%s\n%s", out, mutated)
+
+	run := func(id int) string {
+		cmd := exec.Command(bin)
+		cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d", mutantSwitchEnv, id))
+		out, _ := cmd.CombinedOutput() // a mutant may crash: that changes behaviour too
+		return strings.TrimSpace(string(out))
+	}
+	baseline := run(0)
+	require.Equal(t, "full three 5 20 [a b] true", baseline, "the mutated sample with every mutant off")
+	changedByKind := map[string]int{}
+	for _, m := range mutants {
+		if run(m.id) != baseline {
+			changedByKind[m.kind]++
+		}
+	}
+	for _, kind := range []string{kindStatement, kindSwap, kindBackground, kindLock, kindNonBlocking, kindBlocking, kindLogic, kindConditionTrue, kindConditionFalse, kindOffByOne} {
+		assert.Positive(t, changedByKind[kind], "mutants of kind %q that change the sample's output", kind)
 	}
 }
