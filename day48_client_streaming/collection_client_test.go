@@ -83,68 +83,11 @@ func TestCollectionClient(t *testing.T) {
 	})
 
 	t.Run("SendDataPoints_stops_promptly_on_cancel", func(t *testing.T) {
-		received := make(chan struct{})
-		var once sync.Once
-		signal := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-			return handler(srv, &recvSignal{ServerStream: ss, onRecv: func() { once.Do(func() { close(received) }) }})
-		}
-		env := startCollectionServer(t, CollectionConfig{}, katatest.WithStreamInterceptor(signal))
-		c := newClient(t, env.Server)
-		ctx, cancel := context.WithCancel(katatest.Context(t))
-		points := make(chan *pb.DataPoint) // never closed: only cancel ends it
-		done := make(chan error, 1)
-		go func() {
-			_, err := c.SendDataPoints(ctx, points)
-			done <- err
-		}()
-		select {
-		case points <- point("edge-2", 0):
-		case err := <-done:
-			t.Fatalf("SendDataPoints() = %v before reading its first point", err)
-		}
-		// Once the server has the point, the client's Send is over and it
-		// waits for the next point: only ctx can end that wait.
-		awaitWhileRunning(t, env.Server, pointsMethod, received, "the server to receive the first point")
-		cancel()
-		select {
-		case err := <-done:
-			katatest.WantCode(t, err, codes.Canceled, "SendDataPoints() after cancel")
-		case <-time.After(katatest.WaitTimeout):
-			t.Fatal("SendDataPoints() did not return after cancel while waiting for points")
-		}
-		env.WaitIdle(t)
+		checkStopsOnCancel(t, "SendDataPoints", pointsMethod, "points", point("edge-2", 0), (*StreamingClient).SendDataPoints)
 	})
+
 	t.Run("SendLogs_stops_promptly_on_cancel", func(t *testing.T) {
-		received := make(chan struct{})
-		var once sync.Once
-		signal := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-			return handler(srv, &recvSignal{ServerStream: ss, onRecv: func() { once.Do(func() { close(received) }) }})
-		}
-		env := startCollectionServer(t, CollectionConfig{}, katatest.WithStreamInterceptor(signal))
-		c := newClient(t, env.Server)
-		ctx, cancel := context.WithCancel(katatest.Context(t))
-		entries := make(chan *pb.LogEntry) // never closed: only cancel ends it
-		done := make(chan error, 1)
-		go func() {
-			_, err := c.SendLogs(ctx, entries)
-			done <- err
-		}()
-		select {
-		case entries <- logEntry("edge", pb.LogLevel_LOG_LEVEL_INFO, "first"):
-		case err := <-done:
-			t.Fatalf("SendLogs() = %v before reading its first entry", err)
-		}
-		// Once the server has the point, the client's Send is over and it
-		// waits for the next entry: only ctx can end that wait.
-		awaitWhileRunning(t, env.Server, logsMethod, received, "the server to receive the first entry")
-		cancel()
-		select {
-		case err := <-done:
-			katatest.WantCode(t, err, codes.Canceled, "SendLogs() after cancel")
-		case <-time.After(katatest.WaitTimeout):
-			t.Fatal("SendLogs() did not return after cancel while waiting for entries")
-		}
-		env.WaitIdle(t)
+		checkStopsOnCancel(t, "SendLogs", logsMethod, "entries", logEntry("edge", pb.LogLevel_LOG_LEVEL_INFO, "first"), (*StreamingClient).SendLogs)
 	})
 
 	t.Run("SendDataPoints_returns_the_server_status_when_Send_fails", func(t *testing.T) {
@@ -198,4 +141,40 @@ func TestMonitorConnection(t *testing.T) {
 	case <-time.After(katatest.WaitTimeout):
 		t.Fatal("MonitorConnection() did not return after cancel")
 	}
+}
+
+// checkStopsOnCancel runs send, a client method that streams what a
+// channel gives it, hands it first, and cancels once the server has it:
+// the client's Send is then over and it waits for the next item, a wait
+// only ctx can end. send must return Canceled at once.
+func checkStopsOnCancel[Item, Result any](t *testing.T, name, method, items string, first Item, send func(*StreamingClient, context.Context, <-chan Item) (Result, error)) {
+	t.Helper()
+	received := make(chan struct{})
+	var once sync.Once
+	signal := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		return handler(srv, &recvSignal{ServerStream: ss, onRecv: func() { once.Do(func() { close(received) }) }})
+	}
+	env := startCollectionServer(t, CollectionConfig{}, katatest.WithStreamInterceptor(signal))
+	c := newClient(t, env.Server)
+	ctx, cancel := context.WithCancel(katatest.Context(t))
+	ch := make(chan Item) // never closed: only cancel ends it
+	done := make(chan error, 1)
+	go func() {
+		_, err := send(c, ctx, ch)
+		done <- err
+	}()
+	select {
+	case ch <- first:
+	case err := <-done:
+		t.Fatalf("%s() = %v before reading its first item", name, err)
+	}
+	awaitWhileRunning(t, env.Server, method, received, "the server to receive the first item")
+	cancel()
+	select {
+	case err := <-done:
+		katatest.WantCode(t, err, codes.Canceled, "%s() after cancel", name)
+	case <-time.After(katatest.WaitTimeout):
+		t.Fatalf("%s() did not return after cancel while waiting for %s", name, items)
+	}
+	env.WaitIdle(t)
 }

@@ -213,7 +213,7 @@ func mutateSource(filename string, src []byte, realistic bool) (string, []mutant
 	if realistic {
 		for _, decl := range file.Decls {
 			if fd, ok := decl.(*ast.FuncDecl); ok && fd.Body != nil {
-				rm := &realisticMutator{fn: funcName(fd), src: src, off: off, raw: raw, add: add, sites: &sites}
+				rm := &realisticMutator{fn: funcName(fd), off: off, raw: raw, add: add, sites: &sites}
 				rm.mutate(fd.Body)
 			}
 		}

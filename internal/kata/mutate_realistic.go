@@ -80,7 +80,6 @@ func kataOff[T ~int | ~int8 | ~int16 | ~int32 | ~int64 | ~uint | ~uint8 | ~uint1
 // one function declaration.
 type realisticMutator struct {
 	fn    string
-	src   []byte
 	off   func(token.Pos) int
 	raw   func(ast.Node) string
 	add   func(n ast.Node, fn, kind, desc string) int

@@ -81,23 +81,31 @@ func TestMutateSourceFindsEverySite(t *testing.T) {
 	require.NoError(t, err, "the mutated source does not parse:\n%s", mutated)
 }
 
+// buildMutated mutates src, builds it with the mutant switch and returns
+// the program and its mutants.
+func buildMutated(t *testing.T, src string, realistic bool) (bin string, mutants []mutant) {
+	t.Helper()
+	mutated, mutants, err := mutateSource("main.go", []byte(src), realistic)
+	require.NoError(t, err)
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module sample\n\ngo 1.26\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.go"), []byte(mutated), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "switch.go"), []byte(mutantSwitchFile), 0o644))
+	bin = filepath.Join(dir, "sample")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Dir = dir
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "the mutated source does not build:\n%s\n%s", out, mutated)
+	return bin, mutants
+}
+
 // TestMutatedSourceBehaves builds the mutated sample and runs it with each
 // mutant switched on: the switch must change that one site and no other.
 func TestMutatedSourceBehaves(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a program")
 	}
-	mutated, mutants, err := mutateSource("main.go", []byte(mutateSample), false)
-	require.NoError(t, err)
-	dir := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module sample\n\ngo 1.26\n"), 0o644))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.go"), []byte(mutated), 0o644))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "switch.go"), []byte(mutantSwitchFile), 0o644))
-	bin := filepath.Join(dir, "sample")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Dir = dir
-	out, err := build.CombinedOutput()
-	require.NoError(t, err, "the mutated source does not build:\n%s\n%s", out, mutated)
+	bin, mutants := buildMutated(t, mutateSample, false)
 
 	// The baseline, then each mutant in the order listed above.
 	want := map[int]string{
@@ -228,17 +236,7 @@ func TestRealisticMutantsBuildAndChangeBehaviour(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a program")
 	}
-	mutated, mutants, err := mutateSource("main.go", []byte(realisticSample), true)
-	require.NoError(t, err)
-	dir := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module sample\n\ngo 1.26\n"), 0o644))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.go"), []byte(mutated), 0o644))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "switch.go"), []byte(mutantSwitchFile), 0o644))
-	bin := filepath.Join(dir, "sample")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Dir = dir
-	out, err := build.CombinedOutput()
-	require.NoError(t, err, "the mutated source does not build:\n%s\n%s", out, mutated)
+	bin, mutants := buildMutated(t, realisticSample, true)
 
 	run := func(id int) string {
 		cmd := exec.Command(bin)
