@@ -72,6 +72,36 @@ func deliverNow(t *testing.T, c *connection, m *pb.ChatMessage, droppable bool) 
 	}
 }
 
+// publishConcurrently joins users to "lobby", empties their queues, then
+// has each publish n messages there at once, and returns their
+// connections.
+func publishConcurrently(t *testing.T, cfg Config, users []string, n int) []*connection {
+	t.Helper()
+	s := newTestHub(cfg)
+	var members []*connection
+	for _, u := range users {
+		c := member(t, s, u)
+		mustJoin(t, s, c, "lobby")
+		members = append(members, c)
+	}
+	for _, c := range members {
+		drain(c)
+	}
+	var wg sync.WaitGroup
+	for _, c := range members {
+		wg.Go(func() {
+			for i := range n {
+				if err := s.hub.publish(c, "lobby", fmt.Sprint(c.user, i)); err != nil {
+					t.Errorf("publish = %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return members
+}
+
 func TestDeliver(t *testing.T) {
 	t.Run("Queues_without_blocking", func(t *testing.T) {
 		c := newConnection("alice", 2)
@@ -179,28 +209,7 @@ func TestHub(t *testing.T) {
 	})
 
 	t.Run("Publish_reaches_every_member_in_one_order", func(t *testing.T) {
-		s := newTestHub(Config{QueueSize: 1000})
-		var members []*connection
-		for _, u := range []string{"alice", "bob", "carol"} {
-			c := member(t, s, u)
-			mustJoin(t, s, c, "lobby")
-			members = append(members, c)
-		}
-		for _, c := range members {
-			drain(c)
-		}
-		var wg sync.WaitGroup
-		for _, c := range members {
-			wg.Go(func() {
-				for i := range 100 {
-					if err := s.hub.publish(c, "lobby", fmt.Sprint(c.user, i)); err != nil {
-						t.Errorf("publish = %v", err)
-						return
-					}
-				}
-			})
-		}
-		wg.Wait()
+		members := publishConcurrently(t, Config{QueueSize: 1000}, []string{"alice", "bob", "carol"}, 100)
 		first := describe(drain(members[0]))
 		if len(first) != 300 {
 			t.Fatalf("alice received %d messages, want all 300, her own included", len(first))
@@ -390,28 +399,7 @@ func TestHub(t *testing.T) {
 		// Every member must receive a room's messages in the order the
 		// room numbered them: a message may not overtake an earlier one,
 		// which happens when the fan-out runs after the lock is released.
-		s := newTestHub(Config{QueueSize: 1000, MaxHistory: 1000})
-		var members []*connection
-		for _, u := range []string{"alice", "bob", "carol", "dave"} {
-			c := member(t, s, u)
-			mustJoin(t, s, c, "lobby")
-			members = append(members, c)
-		}
-		for _, c := range members {
-			drain(c)
-		}
-		var wg sync.WaitGroup
-		for _, c := range members {
-			wg.Go(func() {
-				for i := range 200 {
-					if err := s.hub.publish(c, "lobby", fmt.Sprint(c.user, i)); err != nil {
-						t.Errorf("publish = %v", err)
-						return
-					}
-				}
-			})
-		}
-		wg.Wait()
+		members := publishConcurrently(t, Config{QueueSize: 1000, MaxHistory: 1000}, []string{"alice", "bob", "carol", "dave"}, 200)
 		for _, c := range members {
 			got := drain(c)
 			if len(got) != 800 {

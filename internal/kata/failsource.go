@@ -52,14 +52,15 @@ func contractPlaces(d day, t task) []string {
 	lines, _ := readLines(filepath.Join(d.path, "main.go"))
 	var places []string
 	for _, fn := range t.Functions {
-		name := fn
-		if _, method, ok := strings.Cut(fn, "."); ok {
-			name = method
+		// F is declared as "func F(", T.M as "func (r *T) M(".
+		decl := `^func ` + regexp.QuoteMeta(fn) + `\(`
+		if typ, method, ok := strings.Cut(fn, "."); ok {
+			decl = `^func \(\w+ \*?` + regexp.QuoteMeta(typ) + `\) ` + regexp.QuoteMeta(method) + `\(`
 		}
-		decl := regexp.MustCompile(`^func (\([^)]*\) )?` + regexp.QuoteMeta(name) + `\(`)
+		declRE := regexp.MustCompile(decl)
 		place := fmt.Sprintf("the doc comment of %s in %s", fn, filepath.Join(d.dir, "main.go"))
 		for i, l := range lines {
-			if decl.MatchString(l) && (!strings.Contains(fn, ".") || strings.Contains(l, strings.Split(fn, ".")[0]+")")) {
+			if declRE.MatchString(l) {
 				place = fmt.Sprintf("the doc comment of %s, above %s:%d", fn, filepath.Join(d.dir, "main.go"), i+1)
 				break
 			}

@@ -22,7 +22,7 @@ import (
 type mutant struct {
 	id   int
 	line int
-	kind string // "boundary", "negation" or "error return removed"
+	kind string // one of the kind constants in mutate_realistic.go
 	desc string // what changed, as source: `n > max` -> `n >= max`
 	fn   string // the function it is in
 }
@@ -116,10 +116,10 @@ func mutateSource(filename string, src []byte, realistic bool) (string, []mutant
 			}
 			var alts []alt
 			if b, ok := boundary[op]; ok {
-				alts = append(alts, alt{add(be, name, "boundary", fmt.Sprintf("`%s` -> `%s %s %s`", raw(be), raw(x), b, raw(y))), b})
+				alts = append(alts, alt{add(be, name, kindBoundary, fmt.Sprintf("`%s` -> `%s %s %s`", raw(be), raw(x), b, raw(y))), b})
 			}
 			neg := negation[op]
-			alts = append(alts, alt{add(be, name, "negation", fmt.Sprintf("`%s` -> `%s %s %s`", raw(be), raw(x), neg, raw(y))), neg})
+			alts = append(alts, alt{add(be, name, kindNegation, fmt.Sprintf("`%s` -> `%s %s %s`", raw(be), raw(x), neg, raw(y))), neg})
 			sites = append(sites, site{start: off(be.Pos()), end: off(be.End()), render: func(text func(int, int) string) string {
 				xs, ys := text(off(x.Pos()), off(x.End())), text(off(y.Pos()), off(y.End()))
 				var b strings.Builder
@@ -177,7 +177,7 @@ func mutateSource(filename string, src []byte, realistic bool) (string, []mutant
 					if id, ok := last.(*ast.Ident); ok && id.Name == "nil" {
 						return
 					}
-					n := add(s, name, "error return removed", fmt.Sprintf("`%s` removed", firstLine(raw(s))))
+					n := add(s, name, kindErrorReturn, fmt.Sprintf("`%s` removed", firstLine(raw(s))))
 					sites = append(sites, site{start: off(s.Pos()), end: off(s.End()), render: func(text func(int, int) string) string {
 						return fmt.Sprintf("if kataMutantID != %d { %s }", n, text(off(s.Pos()), off(s.End())))
 					}})
