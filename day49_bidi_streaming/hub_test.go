@@ -399,11 +399,11 @@ func TestHub(t *testing.T) {
 		// Every member must receive a room's messages in the order the
 		// room numbered them: a message may not overtake an earlier one,
 		// which happens when the fan-out runs after the lock is released.
-		members := publishConcurrently(t, Config{QueueSize: 1000, MaxHistory: 1000}, []string{"alice", "bob", "carol", "dave"}, 200)
+		members := publishConcurrently(t, Config{QueueSize: 20000}, []string{"alice", "bob", "carol", "dave"}, 5000)
 		for _, c := range members {
 			got := drain(c)
-			if len(got) != 800 {
-				t.Fatalf("%s received %d messages, want all 800", c.user, len(got))
+			if len(got) != 20000 {
+				t.Fatalf("%s received %d messages, want all 20000", c.user, len(got))
 			}
 			for i, m := range got {
 				if want := fmt.Sprint("lobby-", i+1); m.GetMessageId() != want {
