@@ -62,7 +62,7 @@ func (c BatchConfig) withDefaults() BatchConfig {
 }
 
 // BatchServer implements pb.BatchServiceServer. Its handler is in
-// batch_main.go; this file holds the parts the lesson gives you. It needs
+// main.go; this file holds the parts the lesson gives you. It needs
 // AuthInterceptor in front of it: the caller's identity comes from there.
 type BatchServer struct {
 	pb.UnimplementedBatchServiceServer

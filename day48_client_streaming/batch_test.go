@@ -655,4 +655,6 @@ func TestBatchProcessing(t *testing.T) {
 			env.wantAbsent(t, key)
 		}
 	})
+
+	t.Run("Matches_its_model", testBatchMatchesItsModel)
 }

@@ -268,7 +268,7 @@ func TestDataCollection(t *testing.T) {
 		katatest.WantCode(t, err, codes.OK, "CollectDataPoints(300 points, second batch fails)")
 		wantCounts(t, res, 300, 200, 100)
 		require.NotEmpty(t, res.GetErrors(), "CollectDataPoints errors, want the failed batch reported")
-		assert.Contains(t, res.GetErrors()[0], "saving failed", "CollectDataPoints errors, want the failed batch reported")
+		assert.Contains(t, res.GetErrors()[0], "disk full (injected by the test)", "CollectDataPoints errors, want the failed batch reported with the store's error")
 	})
 
 	t.Run("Accepts_exactly_MaxPointsPerStream", func(t *testing.T) {
@@ -358,6 +358,8 @@ func TestDataCollection(t *testing.T) {
 		_, err = sendPoints(katatest.Context(t), env.client, invalid, invalid, point("web-07", 1), point("web-07", 2))
 		katatest.WantCode(t, err, codes.ResourceExhausted, "%s: every point received counts toward the cap, valid or not", call)
 	})
+
+	t.Run("Matches_its_model", testCollectionMatchesItsModel)
 }
 
 func sendPoints(ctx context.Context, client pb.DataCollectionServiceClient, points ...*pb.DataPoint) (*pb.CollectionResult, error) {

@@ -89,6 +89,18 @@ func TestLogAggregation(t *testing.T) {
 		}
 	})
 
+	t.Run("An_invalid_entry_below_MinLevel_is_an_error", func(t *testing.T) {
+		env := startCollectionServer(t, CollectionConfig{MinLevel: pb.LogLevel_LOG_LEVEL_WARN})
+		l := openLogs(t, katatest.Context(t), env)
+		l.send(
+			logEntry("", pb.LogLevel_LOG_LEVEL_DEBUG, "no application"),
+			logEntry("api", pb.LogLevel_LOG_LEVEL_DEBUG, "cache miss"),
+		)
+		res, err := l.stream.CloseAndRecv()
+		katatest.WantCode(t, err, codes.OK, "CollectLogs(an invalid DEBUG entry, a valid one, MinLevel WARN)")
+		require.Equal(t, logCounts{Received: 2, Filtered: 1, Errors: 1}, countsOf(res), "CollectLogs(an invalid DEBUG entry, a valid one, MinLevel WARN) result: the invalid entry is an error, the valid one filtered")
+	})
+
 	t.Run("Filtering_and_indexing", func(t *testing.T) {
 		env := startCollectionServer(t, CollectionConfig{MinLevel: pb.LogLevel_LOG_LEVEL_WARN})
 		ctx := katatest.Context(t)

@@ -46,7 +46,8 @@ func validateFileName(name string, allowedExtensions []string) error {
 // ResourceExhausted; an offset other than the bytes committed so far is
 // InvalidArgument naming both offsets; bytes beyond total_size are
 // ResourceExhausted; a checksum that is not 64 lowercase hex digits is
-// InvalidArgument. Write each chunk as it arrives (upload.write): never
+// InvalidArgument, and so is a checksum other than one an earlier chunk of
+// the stream declared (a chunk may also declare none). Write each chunk as it arrives (upload.write): never
 // hold the whole file in memory.
 //
 // The upload ends at is_last_chunk or io.EOF; after is_last_chunk the next
@@ -80,7 +81,9 @@ func (s *FileUploadServer) GetUploadStatus(ctx context.Context, req *pb.GetUploa
 // every chunk carries its offset; the last one sets is_last_chunk and the
 // hex SHA-256 of the whole file. Read the file a chunk at a time (memory
 // must not grow with the file), wait on c.limiter for each chunk's bytes
-// when it is not nil, and report progress after each Send: the base name
+// when it is not nil (a wait that cannot end before ctx's deadline fails
+// at once, as rate.Limiter.WaitN does: return it as DeadlineExceeded),
+// and report progress after each Send: the base name
 // on every report, Sent counting the file's bytes sent so far (with
 // UploadWithRetry, the prefix the server already had counts too), Total
 // the file's size. A file whose size is a multiple of c.chunkSize ends on
@@ -130,7 +133,8 @@ func (c *StreamingClient) UploadFilesConcurrently(ctx context.Context, paths []s
 // Choose a random upload_id once. Before each attempt ask GetUploadStatus
 // where the server stands (NotFound: start at 0; COMPLETED: the file was
 // stored but its answer lost, so send nothing and return a COMPLETED
-// result with its file id, name and size; any other error: that is the
+// result with its file id, name and size, and a checksum that is empty
+// (the status carries none) or the file's own; any other error: that is the
 // attempt's error) and send only
 // the rest. Retry only when IsRetryable, at most
 // c.retry.MaxAttempts attempts in all, waiting with c.sleep between them.
@@ -167,14 +171,17 @@ func validateDataPoint(p *pb.DataPoint, now time.Time, maxFutureSkew time.Durati
 // s.cfg.MaxErrorsReported, and the stream goes on. Collect valid points in
 // batches of s.cfg.BatchSize and save each full batch with
 // s.cfg.Store.SaveBatch; fold a saved batch into s.aggregates. A batch the
-// store refuses counts all its points as errors. More than
+// store refuses counts all its points as errors and adds one error, in
+// the same list, that includes the store's error text. More than
 // s.cfg.MaxPointsPerStream points end the stream with ResourceExhausted;
 // every point received counts toward that cap, valid or not.
 // Whenever the handler returns, the valid points it received are saved
 // first, on context.WithoutCancel(stream.Context()): it keeps the
 // stream's values and outlives a stream that broke. At io.EOF answer with
 // counts that add up: total_processed =
-// successful_count + error_count.
+// successful_count + error_count, and processing_time_ms, the time from
+// the handler's start to its answer in milliseconds by the server's clock
+// s.cfg.Now (never time.Now).
 func (s *DataCollectionServer) CollectDataPoints(stream pb.DataCollectionService_CollectDataPointsServer) error {
 	// TODO(task 9): receive, validate, batch, save, count, SendAndClose.
 	return status.Errorf(codes.Unimplemented, "CollectDataPoints: not implemented yet (see README, task 9)")
@@ -196,11 +203,13 @@ func (s *DataCollectionServer) CollectDataPoints(stream pb.DataCollectionService
 //   - More than s.cfg.MaxItemsPerStream items end the stream with
 //     ResourceExhausted naming the limit; every item received counts
 //     toward it, applied or refused.
-//   - Then decide the item's outcome; the stream goes on whatever it is.
-//     An empty item_id or one over maxItemIDBytes is InvalidArgument. An
+//   - Then decide the item's outcome with these checks, in this order;
+//     the first that fails decides it, and the stream goes on whatever it
+//     is. An empty item_id or one over maxItemIDBytes is InvalidArgument. An
 //     item_id seen earlier in this stream is AlreadyExists and is not
-//     applied again; an id is seen once it arrives, whether its item was
-//     then applied or refused. An unknown operation, a key keyOwner rejects, or a
+//     applied again; an id that passes its own checks is seen from then
+//     on, whether its item is then applied or refused (an empty or
+//     over-long id is never seen). An unknown operation, a key keyOwner rejects, or a
 //     payload over s.cfg.MaxPayloadBytes is InvalidArgument. WRITE and
 //     DELETE of a key whose owner is not the caller, and PURGE by a
 //     caller who is not Admin, are PermissionDenied. Otherwise apply it:
@@ -236,13 +245,15 @@ func (c *StreamingClient) ProcessBatch(ctx context.Context, token string, items 
 
 // CollectLogs receives a stream of log entries (task 12).
 //
-// An entry with an unknown level, an application that is empty or over
+// An entry whose level is not one of DEBUG, INFO, WARN, ERROR and FATAL
+// (LOG_LEVEL_UNSPECIFIED and numbers the enum does not name), an application that is empty or over
 // maxApplicationBytes, a message over s.cfg.MaxLogMessageBytes or not
 // UTF-8, more than maxLogFields fields, or a field whose key is over
 // maxLogFieldKeyBytes or whose value is over maxLogFieldValueBytes counts
 // as an error: an entry's size is bounded, so what the index keeps is.
-// These limits apply to the entry as it arrived, before redaction. An
-// entry below s.cfg.MinLevel counts as filtered. Every other entry is redacted
+// These limits apply to the entry as it arrived, before redaction. A
+// valid entry below s.cfg.MinLevel counts as filtered; an invalid one is
+// an error whatever its level. Every other entry is redacted
 // with redactEntry before anything stores or prints it, then buffered.
 //
 // One goroutine owns the buffer: it indexes it (s.logs.addBatch) when it

@@ -268,6 +268,8 @@ func TestUploadResume(t *testing.T) {
 		}
 		assert.Len(t, env.partialFiles(t), 1, "partial files, want only paused-0's")
 	})
+
+	t.Run("Staging_matches_its_model", testStagingMatchesItsModel)
 }
 
 func waitForState(t *testing.T, env *uploadEnv, id string, want pb.UploadState) {

@@ -47,6 +47,7 @@ func TestGame(t *testing.T) {
 		{"Leaving_player_is_gone_from_next_snapshot", testGameLeavingPlayerIsGoneFromNextSnapshot},
 		{"Shutdown_ends_live_streams_with_Unavailable", testGameShutdownEndsLiveStreamsWithUnavailable},
 		{"Everything_is_freed_when_streams_end", testGameEverythingIsFreedWhenStreamsEnd},
+		{"Matches_its_model", testGameMatchesItsModel},
 	} {
 		t.Run(tc.name, tc.run)
 	}

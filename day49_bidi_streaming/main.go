@@ -166,7 +166,8 @@ func (m *snapshotMailbox) take() []*sharedUpdate {
 // p.refuse(sequence, InvalidArgument naming the limit) and the player
 // stays; otherwise the player moves there. Either way the move is
 // processed: record its sequence in p.lastSequence. Empty the queue. Then
-// post one snapshot (s.snapshotLocked) to every player's mailbox: the same
+// post one snapshot (s.snapshotLocked) to the mailbox of every joined
+// player (s.players; a stream that has not joined gets none): the same
 // sharedUpdate to all, so it is marshalled once a tick. Never wait for a
 // player: posting does not block.
 func (s *GameServer) Tick() {
@@ -180,7 +181,8 @@ func (s *GameServer) Tick() {
 // ResourceExhausted; at cfg.FloodLimit refusals in a row return
 // ResourceExhausted instead, which ends the stream (that last refusal is
 // not answered in-band). An accepted input resets the
-// count. A join goes to s.join. A move, under s.mu: before joining is
+// count. A join goes to s.join. A move, under s.mu, is checked in this
+// order, the first check that fails deciding: before joining is
 // FailedPrecondition; without a target, or with a sequence not greater
 // than the last one queued or processed, InvalidArgument; with
 // cfg.MaxQueuedMoves already queued, ResourceExhausted naming the limit;
