@@ -77,7 +77,8 @@ func (s *FileUploadServer) GetUploadStatus(ctx context.Context, req *pb.GetUploa
 // UploadFile sends the file at path to the server in chunks of
 // c.chunkSize bytes and returns the server's result (task 4).
 //
-// The first chunk carries the base name of path and the file's size;
+// Open the file and close it before returning, whatever happens. The
+// first chunk carries the base name of path and the file's size;
 // every chunk carries its offset; the last one sets is_last_chunk and the
 // hex SHA-256 of the whole file. Read the file a chunk at a time (memory
 // must not grow with the file), wait on c.limiter for each chunk's bytes
@@ -91,7 +92,9 @@ func (s *FileUploadServer) GetUploadStatus(ctx context.Context, req *pb.GetUploa
 // empty chunk. If Send returns
 // io.EOF the server has ended the stream: its real status comes from
 // CloseAndRecv. When ctx ends, the upload stops promptly with its error
-// and sends nothing more. A path that is not a regular file, and a file
+// and sends nothing more. Whenever it gives up before CloseAndRecv, the
+// stream must end with it (open it on a context you cancel on return), so
+// the server's handler does not wait for chunks that never come. A path that is not a regular file, and a file
 // that ends before its size said (it shrank while being sent), are errors
 // too.
 func (c *StreamingClient) UploadFile(ctx context.Context, path string, opts ...UploadOption) (*pb.UploadResult, error) {

@@ -164,24 +164,36 @@ func TestClientUpload(t *testing.T) {
 		c := newClient(t, env.Server, WithChunkSize(testChunk))
 		path := writeTestFile(t, t.TempDir(), "shrinking.txt", randomBytes(t, 4*testChunk))
 		done := make(chan error, 1)
-		var cut atomic.Bool
+		firstSent, cut := make(chan struct{}), make(chan struct{})
 		go func() {
 			_, err := c.UploadFile(katatest.Context(t), path, WithProgress(func(p Progress) {
 				if p.Sent == testChunk {
-					cut.Store(os.Truncate(path, testChunk+10) == nil) // another program cuts the file short
+					close(firstSent)
+					<-cut // the test cuts the file short once the server's handler runs
 				}
 			}))
 			done <- err
 		}()
 		select {
+		case <-firstSent:
 		case err := <-done:
-			require.True(t, cut.Load(), "StreamingClient.UploadFile() = %v before reporting the progress of its first chunk, where the test cuts the file short", err)
+			t.Fatalf("StreamingClient.UploadFile() = %v before reporting the progress of its first chunk, where the test cuts the file short", err)
+		case <-time.After(katatest.WaitTimeout):
+			t.Fatalf("StreamingClient.UploadFile() reported no progress of its first chunk within %v", katatest.WaitTimeout)
+		}
+		started := env.WaitStartedUnless(t, uploadMethod, 1, nil)
+		require.True(t, started, "UploadFile handler started")
+		require.NoError(t, os.Truncate(path, testChunk+10), "cutting the file short, as another program would")
+		close(cut)
+		select {
+		case err := <-done:
 			require.Error(t, err, "StreamingClient.UploadFile() of a file cut from %d to %d bytes mid-upload", 4*testChunk, testChunk+10)
 		case <-time.After(katatest.WaitTimeout):
 			t.Fatalf("StreamingClient.UploadFile() of a file that shrank mid-upload did not return within %v, want an error once the file ends before its size", katatest.WaitTimeout)
 		}
 		// The client gave up before CloseAndRecv: its stream must end
-		// with it, so the server's handler returns too.
+		// with it (cancel the stream's context on return), so the server's
+		// handler, which has started, returns too.
 		env.WaitIdle(t)
 		env.requireNothingLeft(t)
 	})
@@ -209,6 +221,17 @@ func TestClientUpload(t *testing.T) {
 		_, err := c.UploadFile(katatest.Context(t), path, WithProgress(func(p Progress) { reports = append(reports, p) }))
 		katatest.WantCode(t, err, codes.Internal, "StreamingClient.UploadFile(a file name that is not UTF-8)")
 		assert.Empty(t, reports, "progress reported for chunks that Send did not send")
+	})
+
+	t.Run("Closes_the_file", func(t *testing.T) {
+		env := startUploadServer(t, Config{})
+		c := newClient(t, env.Server, WithChunkSize(testChunk))
+		path := writeTestFile(t, t.TempDir(), "closed.txt", randomBytes(t, 2*testChunk+1))
+		_, err := c.UploadFile(katatest.Context(t), path)
+		katatest.WantCode(t, err, codes.OK, "StreamingClient.UploadFile()")
+		if fds := openDescriptorsOf(t, path); len(fds) > 0 {
+			t.Fatalf("after StreamingClient.UploadFile() returned, this process still has %s open as file descriptor(s) %v, want it closed (defer f.Close())", path, fds)
+		}
 	})
 
 	t.Run("Reports_a_missing_file", func(t *testing.T) {
@@ -776,6 +799,42 @@ func TestUploadWithRetry(t *testing.T) {
 			env.WaitIdle(t)
 		}
 	})
+	t.Run("Cancel_during_a_resumed_attempt_stops_it", testCancelDuringAResumedAttemptStopsIt)
+}
+
+func testCancelDuringAResumedAttemptStopsIt(t *testing.T) {
+	// The first upload stream breaks after one chunk; every later one is
+	// held until its client goes away.
+	var streams atomic.Int32
+	hold := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		if info.FullMethod == uploadMethod && streams.Add(1) > 1 {
+			<-ss.Context().Done()
+			return ss.Context().Err()
+		}
+		return handler(srv, ss)
+	}
+	b := &streamBreaker{afterChunks: 1, breakFirst: 1}
+	env := startUploadServer(t, Config{}, katatest.WithStreamInterceptor(hold), katatest.WithStreamInterceptor(b.intercept))
+	c := newClient(t, env.Server, WithChunkSize(testChunk), WithRetryPolicy(RetryPolicy{MaxAttempts: 3, InitialBackoff: time.Millisecond, MaxBackoff: time.Millisecond, Multiplier: 2}))
+	c.sleep = (&sleepRecorder{}).sleep
+	path := writeTestFile(t, t.TempDir(), "resumed.txt", randomBytes(t, 3*testChunk))
+	ctx, cancel := context.WithCancel(katatest.Context(t))
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.UploadWithRetry(ctx, path)
+		done <- err
+	}()
+	if !env.WaitStartedUnless(t, uploadMethod, 2, nil) {
+		t.Fatal("UploadWithRetry did not resume after its first stream broke")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		katatest.WantCode(t, err, codes.Canceled, "UploadWithRetry() cancelled while the server holds the resumed upload")
+	case <-time.After(katatest.WaitTimeout):
+		t.Fatal("UploadWithRetry() did not return after cancel while the server held the resumed upload: the resumed stream, like the first, runs on the caller's context")
+	}
+	env.WaitIdle(t)
 }
 
 // reverseOrder holds the UploadFile handler of each file named in names
@@ -841,4 +900,21 @@ func writeTestFile(t *testing.T, dir, name string, data []byte) string {
 	path := filepath.Join(dir, name)
 	require.NoError(t, os.WriteFile(path, data, 0o600))
 	return path
+}
+
+// openDescriptorsOf returns the file descriptors of this process that
+// refer to path. It reads /proc/self/fd, so it needs Linux.
+func openDescriptorsOf(t *testing.T, path string) []string {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("cannot list this process's open files here (%v); the check needs Linux", err)
+	}
+	var fds []string
+	for _, e := range entries {
+		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && target == path {
+			fds = append(fds, e.Name())
+		}
+	}
+	return fds
 }

@@ -395,6 +395,32 @@ func TestHub(t *testing.T) {
 		katatest.WantMessage(t, err, "join(third room)")("2")
 	})
 
+	t.Run("A_join_between_disconnect_and_its_eviction_is_refused", func(t *testing.T) {
+		// A request still being handled (Chat's reader) may join c to a
+		// room while c disconnects. The test runs that join at the one
+		// moment it could do harm: inside evict, before c is marked, if
+		// the hub's lock is free then. Evicting under h.mu leaves no such
+		// moment; evicting after the unlock re-adds a member nobody will
+		// ever remove.
+		s := newTestHub(Config{})
+		c := member(t, s, "alice")
+		require.NoError(t, s.hub.join(c, "lobby"), "join(alice, lobby)")
+		var raced error
+		hook := func(e *eviction) {
+			if e != &c.eviction || !s.hub.mu.TryLock() {
+				return // disconnect holds the hub: nothing can come between
+			}
+			s.hub.mu.Unlock()
+			raced = s.hub.join(c, "games")
+		}
+		beforeEvict.Store(&hook)
+		t.Cleanup(func() { beforeEvict.Store(nil) })
+		s.hub.disconnect(c)
+		if rooms, memberships, _ := s.hub.counts(); rooms != 0 || memberships != 0 {
+			t.Fatalf("after disconnect(alice), with a join(alice, games) that returned %v between the hub's unlock and alice's eviction, the hub holds %d rooms and %d memberships, want none: evict under h.mu, before leaving the rooms", raced, rooms, memberships)
+		}
+	})
+
 	t.Run("Concurrent_publishers_reach_each_member_in_publish_order", func(t *testing.T) {
 		// Every member must receive a room's messages in the order the
 		// room numbered them: a message may not overtake an earlier one,

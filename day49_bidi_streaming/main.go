@@ -48,9 +48,10 @@ func (h *hub) leave(c *connection, roomID string) error {
 }
 
 // disconnect is called once when c's stream ends, however it ends (task
-// 2). Under h.mu: evict c (so a request still in flight cannot join it to
-// a room again), leave every room it is in (the others get USER_LEFT), and
-// h.unregisterLocked(c). Afterwards nothing in the hub refers to c.
+// 2). First evict c (so a request still in flight cannot join it to a
+// room again: evicting after the rooms are left, once h.mu is released,
+// leaves a moment in which it can), then under h.mu leave every room it
+// is in (the others get USER_LEFT) and h.unregisterLocked(c). Afterwards nothing in the hub refers to c.
 func (h *hub) disconnect(c *connection) {
 	// TODO(task 2)
 }

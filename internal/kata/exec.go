@@ -41,6 +41,8 @@ type runOpts struct {
 	quiet bool
 	// env, when not nil, is the command's whole environment.
 	env []string
+	// stdin, when not nil, is what the command reads.
+	stdin io.Reader
 }
 
 // run prints a command line and runs the command from the repository root,
@@ -63,6 +65,9 @@ func (r *repo) run(ctx context.Context, opts runOpts, name string, args ...strin
 	}
 	if cmd.Stderr == nil {
 		cmd.Stderr = os.Stderr
+	}
+	if opts.stdin != nil {
+		cmd.Stdin = opts.stdin
 	}
 	if opts.interactive {
 		cmd.Stdin = os.Stdin

@@ -157,8 +157,49 @@ func (r *repo) checkReadmeCommands(ctx context.Context, d day, blocks []checkedB
 	fmt.Printf("day%s: %d grpcurl commands in %s\n", d.num, len(commands), readme)
 	fmt.Printf("day%s: starting the server as %s:%d says, with the reference solutions: %s\n", d.num, readme, serverCmd.line, serverCmd.text)
 	return r.withReferenceServer(ctx, d, serverArgs, addr, grpcurl, func(srv *server) error {
-		return r.runCommands(ctx, d, readme, commands, srv)
+		if err := r.runCommands(ctx, d, readme, commands, srv); err != nil {
+			return err
+		}
+		return r.runPrintedCommands(ctx, d, srv)
 	})
+}
+
+// printedInput is what a command the server prints reads from its
+// standard input when the check runs it: one line, then the end.
+const printedInput = "hello from the check of printed commands\n"
+
+// runPrintedCommands runs, as printed, every "go run ./..." line the
+// running server has printed for its reader (the chat command of the
+// day 49 banner), with the reference solutions swapped in and one line on
+// standard input. Each must exit 0.
+func (r *repo) runPrintedCommands(ctx context.Context, d day, srv *server) error {
+	var printed []string
+	for line := range strings.Lines(srv.out.String()) {
+		if line = strings.TrimSpace(line); strings.HasPrefix(line, "go run ./") {
+			printed = append(printed, line)
+		}
+	}
+	if len(printed) == 0 {
+		fmt.Printf("day%s: the server printed no commands to run\n", d.num)
+		return nil
+	}
+	overlay, remove, err := referenceOverlay([]day{d})
+	if err != nil {
+		return err
+	}
+	defer remove()
+	env := append(os.Environ(), "GOFLAGS=-overlay="+overlay)
+	for _, c := range printed {
+		var out bytes.Buffer
+		err := r.run(ctx, runOpts{timeout: readmeCommandTimeout, stdout: &out, stderr: &out, env: env, stdin: strings.NewReader(printedInput),
+			display: c + "   # printed by the server; one line on stdin, the reference swapped in"}, "bash", "-c", c)
+		if err != nil {
+			srv.showOutput()
+			return fmt.Errorf("the server printed %q for its reader to run, and run as printed it failed: %w\n%s", c, err, quoteOutput(out.String()))
+		}
+		fmt.Printf("ok   printed by the server: %s\n", c)
+	}
+	return nil
 }
 
 // runCommands runs the checked commands against the running server.

@@ -104,7 +104,11 @@ func (r *repo) checkMutants(ctx context.Context, d day, how mutantRun) error {
 	if err != nil {
 		return err
 	}
-	mutated, all, err := mutateSource(file, src, true)
+	literals, err := r.literalTypes(ctx, d, file, src)
+	if err != nil {
+		return err
+	}
+	mutated, all, err := mutateSource(file, src, true, literals)
 	if err != nil {
 		return err
 	}

@@ -65,8 +65,9 @@ type site struct {
 // mutateSource returns src with every mutant compiled in behind the
 // kataMutantID switch, and the mutants: the classic operators' in source
 // order, then, with realistic, the realistic operators' (see
-// mutate_realistic.go).
-func mutateSource(filename string, src []byte, realistic bool) (string, []mutant, error) {
+// mutate_realistic.go). literals holds the types of the numeric literals
+// that are made one more and one less (see literalTypes); nil means none.
+func mutateSource(filename string, src []byte, realistic bool, literals map[int]string) (string, []mutant, error) {
 	fset := token.NewFileSet()
 	file, err := parser.ParseFile(fset, filename, src, parser.SkipObjectResolution)
 	if err != nil {
@@ -213,7 +214,7 @@ func mutateSource(filename string, src []byte, realistic bool) (string, []mutant
 	if realistic {
 		for _, decl := range file.Decls {
 			if fd, ok := decl.(*ast.FuncDecl); ok && fd.Body != nil {
-				rm := &realisticMutator{fn: funcName(fd), off: off, raw: raw, add: add, sites: &sites}
+				rm := &realisticMutator{fn: funcName(fd), off: off, raw: raw, add: add, sites: &sites, literals: literals}
 				rm.mutate(fd.Body)
 			}
 		}

@@ -31,6 +31,7 @@ const (
 	kindConditionTrue  = "condition made true"
 	kindConditionFalse = "condition made false"
 	kindOffByOne       = "off by one"
+	kindLiteral        = "literal off by one"
 )
 
 // needsRace reports whether a mutant changes how code synchronises
@@ -65,7 +66,7 @@ func kataCtx(id int, ctx context.Context) context.Context {
 }
 
 // kataOff is v, or v plus or minus one when mutant up or down is chosen.
-func kataOff[T ~int | ~int8 | ~int16 | ~int32 | ~int64 | ~uint | ~uint8 | ~uint16 | ~uint32 | ~uint64](up, down int, v T) T {
+func kataOff[T ~int | ~int8 | ~int16 | ~int32 | ~int64 | ~uint | ~uint8 | ~uint16 | ~uint32 | ~uint64 | ~float32 | ~float64](up, down int, v T) T {
 	switch kataMutantID {
 	case up:
 		return v + 1
@@ -84,10 +85,16 @@ type realisticMutator struct {
 	raw   func(ast.Node) string
 	add   func(n ast.Node, fn, kind, desc string) int
 	sites *[]site
+	// literals holds the type of each numeric literal that can be
+	// mutated, by offset (see literalTypes); nil means none.
+	literals map[int]string
 	// roomy names the channels the function makes with a buffer and
 	// sends to once: that send never blocks, so making it non-blocking
 	// changes nothing.
 	roomy map[string]bool
+	// roomySizes are the buffer sizes in those channels' make calls: one
+	// more slot for the one send is never used.
+	roomySizes map[*ast.BasicLit]bool
 }
 
 // neverBlocks reports whether send is the one send to a buffered channel
@@ -98,9 +105,9 @@ func (rm *realisticMutator) neverBlocks(send *ast.SendStmt) bool {
 }
 
 // roomyChannels finds the channels made in body with make(chan T, n),
-// n > 0 a literal, that body sends to exactly once.
-func roomyChannels(body *ast.BlockStmt) map[string]bool {
-	buffered := map[string]bool{}
+// n > 0 a literal, that body sends to exactly once, and those literals.
+func roomyChannels(body *ast.BlockStmt) (map[string]bool, map[*ast.BasicLit]bool) {
+	buffered := map[string]*ast.BasicLit{}
 	sends := map[string]int{}
 	ast.Inspect(body, func(n ast.Node) bool {
 		switch n := n.(type) {
@@ -114,7 +121,7 @@ func roomyChannels(body *ast.BlockStmt) map[string]bool {
 				_, isChan := call.Args[0].(*ast.ChanType)
 				size, isLit := call.Args[1].(*ast.BasicLit)
 				if id, isIdent := n.Lhs[i].(*ast.Ident); ok && fn.Name == "make" && isChan && isLit && size.Value != "0" && isIdent {
-					buffered[id.Name] = true
+					buffered[id.Name] = size
 				}
 			}
 		case *ast.SendStmt:
@@ -124,13 +131,14 @@ func roomyChannels(body *ast.BlockStmt) map[string]bool {
 		}
 		return true
 	})
-	roomy := map[string]bool{}
-	for name := range buffered {
+	roomy, sizes := map[string]bool{}, map[*ast.BasicLit]bool{}
+	for name, size := range buffered {
 		if sends[name] == 1 {
 			roomy[name] = true
+			sizes[size] = true
 		}
 	}
-	return roomy
+	return roomy, sizes
 }
 
 // wrap adds a site that keeps n's rendered text whole and puts code
@@ -144,7 +152,7 @@ func (rm *realisticMutator) wrap(n ast.Node, render func(inner string) string) {
 
 // mutate walks the function body once and adds every realistic mutant.
 func (rm *realisticMutator) mutate(body *ast.BlockStmt) {
-	rm.roomy = roomyChannels(body)
+	rm.roomy, rm.roomySizes = roomyChannels(body)
 	ast.Inspect(body, func(n ast.Node) bool {
 		switch n := n.(type) {
 		case *ast.BlockStmt:
@@ -174,6 +182,8 @@ func (rm *realisticMutator) mutate(body *ast.BlockStmt) {
 		case *ast.SliceExpr:
 			rm.offByOne(n.Low)
 			rm.offByOne(n.High)
+		case *ast.BasicLit:
+			rm.literal(n)
 		}
 		return true
 	})

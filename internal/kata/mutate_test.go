@@ -58,7 +58,7 @@ func main() {
 `
 
 func TestMutateSourceFindsEverySite(t *testing.T) {
-	mutated, mutants, err := mutateSource("main.go", []byte(mutateSample), false)
+	mutated, mutants, err := mutateSource("main.go", []byte(mutateSample), false, nil)
 	require.NoError(t, err)
 	var got []string
 	for _, m := range mutants {
@@ -85,7 +85,7 @@ func TestMutateSourceFindsEverySite(t *testing.T) {
 // the program and its mutants.
 func buildMutated(t *testing.T, src string, realistic bool) (bin string, mutants []mutant) {
 	t.Helper()
-	mutated, mutants, err := mutateSource("main.go", []byte(src), realistic)
+	mutated, mutants, err := mutateSource("main.go", []byte(src), realistic, nil)
 	require.NoError(t, err)
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module sample\n\ngo 1.26\n"), 0o644))
@@ -255,4 +255,51 @@ func TestRealisticMutantsBuildAndChangeBehaviour(t *testing.T) {
 	for _, kind := range []string{kindStatement, kindSwap, kindBackground, kindLock, kindNonBlocking, kindBlocking, kindLogic, kindConditionTrue, kindConditionFalse, kindOffByOne} {
 		assert.Positive(t, changedByKind[kind], "mutants of kind %q that change the sample's output", kind)
 	}
+}
+
+func TestLiteralTypes(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "day01_sample")
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, ".solution"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(root, "go.mod"), []byte("module sample\n\ngo 1.26\n"), 0o644))
+	ref := `package main
+
+import (
+	"fmt"
+	tm "time"
+)
+
+type level int32
+
+const limit = 3
+
+func wait(d tm.Duration) {}
+
+func main() {
+	var buf [4]byte
+	n := 64
+	wait(2 * tm.Second)
+	var l level = 5
+	x := int64(1) << 20
+	f := 0.5
+	fmt.Println(buf, n, l, x, f, limit)
+}
+`
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.go"), []byte("package main\n\nfunc main() {}\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, ".solution", "main.go"), []byte(ref), 0o644))
+	r := &repo{root: root}
+	got, err := r.literalTypes(t.Context(), day{dir: "day01_sample", path: dir, num: "01"}, "main.go", []byte(ref))
+	require.NoError(t, err)
+	byText := map[string]string{}
+	for off, typ := range got {
+		end := off
+		for end < len(ref) && strings.ContainsRune("0123456789.", rune(ref[end])) {
+			end++
+		}
+		byText[ref[off:end]] = typ
+	}
+	// The array length and the constant shift's count stay untyped
+	// constants, left out; each other literal takes the type it is used
+	// as, spelled with the file's import name.
+	require.Equal(t, map[string]string{"64": "int", "2": "tm.Duration", "5": "level", "1": "int64", "0.5": "float64"}, byText)
 }
