@@ -91,14 +91,14 @@ func run(o options) error {
 	}
 	defer stopDebug()
 	logUnary, logStream := serving.LogCalls(slog.Default())
-	srv := grpc.NewServer(append(serving.ServerOptions(serving.Limits{}),
-		grpc.ChainUnaryInterceptor(logUnary),
-		grpc.ChainStreamInterceptor(logStream, AuthInterceptor(tokens, time.Now), serving.StreamLimits{}.Interceptor(bearer.User)))...)
-	chat := NewChatServer(Config{})
-	pb.RegisterChatServiceServer(srv, chat)
 	documents := NewMemoryStore()
 	documents.Create(demoDocument, demoDocumentText)
 	editor := NewEditorServer(EditorConfig{}, documents)
+	srv := grpc.NewServer(append(serving.ServerOptions(serving.Limits{}),
+		grpc.ChainUnaryInterceptor(logUnary),
+		grpc.ChainStreamInterceptor(logStream, AuthInterceptor(tokens, time.Now), serving.StreamLimits{}.Interceptor(bearer.User), editor.PaceInterceptor()))...)
+	chat := NewChatServer(Config{})
+	pb.RegisterChatServiceServer(srv, chat)
 	pb.RegisterEditorServiceServer(srv, editor)
 	game := NewGameServer(GameConfig{})
 	pb.RegisterGameServiceServer(srv, game)

@@ -8,9 +8,11 @@ import (
 	"sync"
 	"unicode/utf8"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/quota"
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
 )
 
@@ -30,6 +32,12 @@ type EditorConfig struct {
 	// QueueSize bounds each editor's outbound queue; an editor whose queue
 	// is full is evicted, as a slow chat member is. Default 256.
 	QueueSize int
+	// OpsPerSecond and OpsBurst pace each user's edit requests over all
+	// of the user's streams, where the server installs PaceInterceptor:
+	// one user's operations on a large document cannot take a core from
+	// everybody else. Defaults 200 and 200.
+	OpsPerSecond float64
+	OpsBurst     int
 }
 
 func (c EditorConfig) withDefaults() EditorConfig {
@@ -44,6 +52,12 @@ func (c EditorConfig) withDefaults() EditorConfig {
 	}
 	if c.QueueSize == 0 {
 		c.QueueSize = 256
+	}
+	if c.OpsPerSecond == 0 {
+		c.OpsPerSecond = 200
+	}
+	if c.OpsBurst == 0 {
+		c.OpsBurst = 200
 	}
 	return c
 }
@@ -237,6 +251,43 @@ func NewEditorServer(cfg EditorConfig, store DocumentStore) *EditorServer {
 		docs:    make(map[string]*document),
 		editors: make(map[*editor]bool),
 	}
+}
+
+// PaceInterceptor paces the Edit streams of each user with
+// cfg.OpsPerSecond and cfg.OpsBurst: each stream waits for the user's pace
+// before it receives a request, so a flood waits in its client and in the
+// transport's flow control, not in this process, and the pace, which
+// outlives the user's streams, cannot be reset by reconnecting. It needs
+// the caller's identity: chain it after AuthInterceptor. The lesson's
+// tests run Edit without it; the server and the abuse suite use it.
+func (s *EditorServer) PaceInterceptor() grpc.StreamServerInterceptor {
+	limits := quota.New(s.cfg.OpsPerSecond, s.cfg.OpsBurst, nil)
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		caller, ok := identityFrom(ss.Context())
+		if info.FullMethod != pb.EditorService_Edit_FullMethodName || !ok {
+			return handler(srv, ss)
+		}
+		return handler(srv, pacedStream{ServerStream: ss, limits: limits, user: caller.User, perSecond: s.cfg.OpsPerSecond})
+	}
+}
+
+// pacedStream waits for its user's pace before each receive.
+type pacedStream struct {
+	grpc.ServerStream
+	limits    *quota.Limiters
+	user      string
+	perSecond float64
+}
+
+func (p pacedStream) RecvMsg(m any) error {
+	ctx := p.Context()
+	if err := p.limits.Wait(ctx, p.user); err != nil {
+		if ctx.Err() != nil {
+			return status.FromContextError(ctx.Err()).Err()
+		}
+		return status.Errorf(codes.DeadlineExceeded, "the next edit cannot be received before the stream's deadline at %v edits a second: %v", p.perSecond, err)
+	}
+	return p.ServerStream.RecvMsg(m)
 }
 
 // document is a loaded document: its text, its revision and the

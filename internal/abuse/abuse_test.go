@@ -985,6 +985,50 @@ func TestDay49(t *testing.T) {
 		healthy(t, conn)
 	})
 
+	t.Run("An_editor_flood_is_paced_per_user_across_connections", func(t *testing.T) {
+		// dave floods edits on two connections at once; the server paces
+		// dave, not each stream, at the editor's default of 200 edits a
+		// second after a burst of 200. bob edits the same document
+		// meanwhile and is answered.
+		conn, b := attack(t, "49")
+		second := dial(t, "ABUSE_ADDR_49")
+		ctx := attackContext(t)
+		const perStream, perSecond, burst = 500, 200, 200
+		start := time.Now()
+		results := make(chan error, 2)
+		for i, c := range []*grpc.ClientConn{conn, second} {
+			go func() { results <- floodEdits(ctx, c, "dave-demo-token", fmt.Sprint("flood-", i, "-"), perStream) }()
+		}
+		other, err := pb.NewEditorServiceClient(conn).Edit(bearer.WithToken(ctx, "bob-demo-token"))
+		require.NoError(t, err)
+		require.NoError(t, other.Send(&pb.EditRequest{Request: &pb.EditRequest_Open{Open: &pb.OpenDocument{DocumentId: "groceries"}}}))
+		ev, err := other.Recv()
+		require.NoError(t, err, "bob opening the document during the flood")
+		require.NoError(t, other.Send(&pb.EditRequest{Request: &pb.EditRequest_Submit{Submit: &pb.SubmitOperation{BaseRevision: ev.GetSnapshot().GetRevision(), ClientOpId: "bob-1",
+			Operation: &pb.Operation{Kind: &pb.Operation_Insert{Insert: &pb.Insert{Position: 0, Text: "b"}}}}}}))
+		for ev.GetAck().GetClientOpId() != "bob-1" {
+			ev, err = other.Recv()
+			require.NoError(t, err, "bob's edit during the flood")
+		}
+		require.NoError(t, other.CloseSend())
+		for range 2 {
+			require.NoError(t, <-results, "dave's flood")
+		}
+		took := time.Since(start)
+		// Each stream's open is received too: 2*(perStream+1) requests.
+		want := time.Duration(float64(2*(perStream+1)-burst) / perSecond * float64(time.Second))
+		require.GreaterOrEqual(t, took, want, "dave's %d edits on two connections were all received in %v, want at least %v at %d a second after a burst of %d: the pace is per user", 2*perStream, took, want, perSecond, burst)
+		for {
+			if _, err := other.Recv(); err != nil {
+				break
+			}
+		}
+		second.Close() // its streams are done; the report counts the server's goroutines
+		report(t, b, "paced per user at 200 edits a second after a burst of 200, across connections; another editor is answered meanwhile",
+			fmt.Sprintf("%d edits on two connections took %.1fs (at least %.1fs); bob's edit acked during the flood", 2*perStream, took.Seconds(), want.Seconds()), "nothing")
+		healthy(t, conn)
+	})
+
 	t.Run("Editor_document_stays_openable", func(t *testing.T) {
 		conn, b := attack(t, "49")
 		client := pb.NewEditorServiceClient(conn)
@@ -1042,6 +1086,52 @@ func TestDay49(t *testing.T) {
 		healthy(t, conn)
 		report(t, b, "refused (16 KiB header limit)", fmt.Sprintf("refused: %v", status.Code(err)), "nothing: the same connection serves the next call")
 	})
+}
+
+// floodEdits opens the demo's document as token's user and sends n
+// inserts without waiting, while it reads the acks, until all n are
+// acked.
+func floodEdits(ctx context.Context, conn *grpc.ClientConn, token, prefix string, n int) error {
+	e, err := pb.NewEditorServiceClient(conn).Edit(bearer.WithToken(ctx, token))
+	if err != nil {
+		return err
+	}
+	if err := e.Send(&pb.EditRequest{Request: &pb.EditRequest_Open{Open: &pb.OpenDocument{DocumentId: "groceries"}}}); err != nil {
+		return err
+	}
+	ev, err := e.Recv()
+	if err != nil {
+		return err
+	}
+	base := ev.GetSnapshot().GetRevision()
+	sent := make(chan error, 1)
+	go func() {
+		for i := range n {
+			if err := e.Send(&pb.EditRequest{Request: &pb.EditRequest_Submit{Submit: &pb.SubmitOperation{BaseRevision: base, ClientOpId: fmt.Sprint(prefix, i),
+				Operation: &pb.Operation{Kind: &pb.Operation_Insert{Insert: &pb.Insert{Position: 0, Text: "d"}}}}}}); err != nil {
+				sent <- err
+				return
+			}
+		}
+		sent <- e.CloseSend()
+	}()
+	for acked := 0; acked < n; {
+		ev, err := e.Recv()
+		if err != nil {
+			return fmt.Errorf("after %d of %d acks: %w", acked, n, err)
+		}
+		if ev.GetAck() != nil {
+			acked++
+		}
+	}
+	if err := <-sent; err != nil {
+		return err
+	}
+	for {
+		if _, err := e.Recv(); err != nil {
+			return nil
+		}
+	}
 }
 
 // waitFor receives on a chat stream until done says so.

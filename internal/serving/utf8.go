@@ -3,8 +3,6 @@ package serving
 import (
 	"context"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"unicode/utf8"
 
 	"google.golang.org/grpc"
@@ -24,23 +22,25 @@ import (
 // lost for one bad message.
 //
 // utf8Codec decodes such a message anyway, with the invalid bytes of each
-// bad string replaced by U+FFFD, and remembers which field was bad; the
-// interceptors of rejectInvalidUTF8 then turn the received message into an
-// InvalidArgument error naming the field. The message never reaches a
+// bad string replaced by U+FFFD, and records which field was bad in the
+// message itself, as an unknown field (badStringField); the interceptors of
+// InvalidUTF8Options then turn the received message into an
+// InvalidArgument error naming the field. The record lives and dies with
+// the message: a call that ends before an interceptor looks (a reset, an
+// oversized next message, an interceptor that refuses it first) leaves
+// nothing behind anywhere else. The message never reaches a
 // handler, and the stream itself is intact: a handler that gets this
 // error from Recv may answer it and go on receiving.
 type utf8Codec struct {
 	encoding.CodecV2 // grpc-go's proto codec, for everything else
 }
 
-// badStrings maps a decoded message to the path of its first string field
-// that was not UTF-8, from decoding until an interceptor takes it.
-// pendingBad counts its entries, so that receiving a good message, the
-// common case, costs one atomic load instead of a map lookup.
-var (
-	badStrings sync.Map // proto.Message -> string
-	pendingBad atomic.Int64
-)
+// badStringField is the unknown field in which the codec records the path
+// of a decoded message's first string field that was not UTF-8: the
+// highest field number, which no message of ours declares. A client that
+// sends it itself is told that the field it names is not UTF-8, which
+// harms nobody but that client.
+const badStringField = protowire.MaxValidNumber
 
 func (c utf8Codec) Unmarshal(data mem.BufferSlice, v any) error {
 	err := c.CodecV2.Unmarshal(data, v)
@@ -54,12 +54,8 @@ func (c utf8Codec) Unmarshal(data mem.BufferSlice, v any) error {
 	if field == "" {
 		return err // not a string this codec can point at: keep grpc-go's answer
 	}
-	if err := proto.Unmarshal(fixed, msg); err != nil {
-		return err
-	}
-	pendingBad.Add(1)
-	badStrings.Store(msg, field)
-	return nil
+	fixed = protowire.AppendBytes(protowire.AppendTag(fixed, badStringField, protowire.BytesType), []byte(field))
+	return proto.Unmarshal(fixed, msg)
 }
 
 // replaceInvalidStrings returns the wire message b with the invalid UTF-8
@@ -110,17 +106,30 @@ func replaceInvalidStrings(b []byte, md protoreflect.MessageDescriptor, prefix s
 	return out, first
 }
 
-// takeBadString reports, once, the bad field the codec found in m.
+// takeBadString reports the bad field the codec recorded in m. A good
+// message, the common case, has no unknown fields: one length check.
 func takeBadString(m any) (string, bool) {
-	if pendingBad.Load() == 0 {
-		return "", false
-	}
-	field, ok := badStrings.LoadAndDelete(m)
+	pm, ok := m.(proto.Message)
 	if !ok {
 		return "", false
 	}
-	pendingBad.Add(-1)
-	return field.(string), true
+	for b := pm.ProtoReflect().GetUnknown(); len(b) > 0; {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return "", false
+		}
+		b = b[n:]
+		if num == badStringField && typ == protowire.BytesType {
+			field, n := protowire.ConsumeBytes(b)
+			return string(field), n >= 0
+		}
+		n = protowire.ConsumeFieldValue(num, typ, b)
+		if n < 0 {
+			return "", false
+		}
+		b = b[n:]
+	}
+	return "", false
 }
 
 func invalidUTF8(field string) error {

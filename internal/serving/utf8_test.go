@@ -2,13 +2,18 @@ package serving
 
 import (
 	"errors"
+	"runtime"
 	"strings"
 	"testing"
+	"weak"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/encoding"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/katatest"
@@ -90,6 +95,43 @@ func TestInvalidUTF8(t *testing.T) {
 			if IsInvalidUTF8(err) {
 				t.Fatalf("IsInvalidUTF8(%v) = true", err)
 			}
+		}
+	})
+
+	t.Run("A_message_nobody_checks_is_not_kept", func(t *testing.T) {
+		// A call can end between decoding and the interceptor that would
+		// look at the message: a reset, an oversized next message, an
+		// interceptor that refuses the call first. Whatever the codec
+		// recorded must then go with the message.
+		codec := utf8Codec{encoding.GetCodecV2("proto")}
+		msg := &healthpb.HealthCheckRequest{}
+		if err := codec.Unmarshal(mem.BufferSlice{mem.SliceBuffer(badRequest.B)}, msg); err != nil {
+			t.Fatalf("Unmarshal(service = 0xff) = %v, want the message decoded with its bad string recorded", err)
+		}
+		if field, bad := takeBadString(msg); !bad || field != "service" {
+			t.Fatalf("takeBadString(the decoded message) = %q, %v; want \"service\", true", field, bad)
+		}
+		kept := weak.Make(msg)
+		msg = nil
+		runtime.GC()
+		if kept.Value() != nil {
+			t.Fatal("a decoded message with a bad string is still reachable after the call dropped it and a full GC, want nothing keeping it")
+		}
+	})
+
+	t.Run("A_client_cannot_hide_the_record_in_a_good_message", func(t *testing.T) {
+		// The record is an unknown field; a good message that carries it
+		// is refused naming what it says, and nothing else is.
+		_, _, conn := start(t, nil, ServerOptions(Limits{})...)
+		forged := protowire.AppendBytes(protowire.AppendTag(nil, badStringField, protowire.BytesType), []byte("forged"))
+		err := conn.Invoke(katatest.Context(t), "/grpc.health.v1.Health/Check", &katatest.RawMessage{B: forged}, &katatest.RawMessage{}, grpc.ForceCodecV2(katatest.RawCodec{}))
+		if status.Code(err) != codes.InvalidArgument {
+			t.Fatalf("Check(carrying the record field) = %v, want InvalidArgument", err)
+		}
+		other := protowire.AppendBytes(protowire.AppendTag(nil, 99, protowire.BytesType), []byte("x"))
+		err = conn.Invoke(katatest.Context(t), "/grpc.health.v1.Health/Check", &katatest.RawMessage{B: other}, &katatest.RawMessage{}, grpc.ForceCodecV2(katatest.RawCodec{}))
+		if status.Code(err) != codes.OK {
+			t.Fatalf("Check(with an unknown field 99) = %v, want OK: unknown fields are allowed", err)
 		}
 	})
 }
