@@ -36,6 +36,18 @@ const (
 	demoAdminToken  = "root-demo-token"
 )
 
+// serverLimits size the transport for this lesson's messages. The largest
+// message received is an upload chunk: MaxChunkSize (1 MiB) of data and
+// a few hundred bytes of metadata; a batch item is at most 64 KiB and a
+// log entry about 43 KiB. Eight streams a connection are plenty for a
+// client uploading four files at once. So one connection can make the
+// server hold at most 8 x (1 MiB + 16 KiB) while messages arrive; see
+// RELIABILITY.md for the whole bound.
+var serverLimits = serving.Limits{
+	MaxRecvBytes:         1<<20 + 16<<10,
+	MaxConcurrentStreams: 8,
+}
+
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "address to serve on (port 0 picks a free port)")
 	once := flag.Bool("once", false, "run the demo, then exit instead of serving")
@@ -98,13 +110,14 @@ func run(o options) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", o.addr, err)
 	}
+	lis = serving.LimitListener(lis, serving.ConnLimits{}, slog.Default())
 	stopDebug, err := serving.StartDebug(o.debugAddr) // "" serves nothing
 	if err != nil {
 		return err
 	}
 	defer stopDebug()
 	logUnary, logStream := serving.LogCalls(slog.Default())
-	srv := grpc.NewServer(append(serving.ServerOptions(serving.Limits{}),
+	srv := grpc.NewServer(append(serving.ServerOptions(serverLimits),
 		grpc.ChainUnaryInterceptor(logUnary, AuthUnaryInterceptor(tokens, time.Now)),
 		grpc.ChainStreamInterceptor(logStream, AuthInterceptor(tokens, time.Now), serving.StreamLimits{Idle: o.streamIdle}.Interceptor(bearer.User)))...)
 	pb.RegisterFileUploadServiceServer(srv, uploads)

@@ -38,6 +38,19 @@ var demoUsers = []string{"alice", "bob", "carol", "dave", "mallory"}
 
 func demoToken(user string) string { return user + "-demo-token" }
 
+// serverLimits size the transport for this lesson's messages, which are
+// small: the largest received is an insert of at most 10,000 characters
+// (40,000 bytes of UTF-8). What the server sends can be larger (a snapshot
+// of a 1 MiB document) and keeps the default send limit. So one stream
+// can make the server hold at most 64 KiB while messages arrive, and one
+// connection 16 times that; see RELIABILITY.md for the whole bound.
+var serverLimits = serving.Limits{
+	MaxRecvBytes:         64 << 10,
+	MaxConcurrentStreams: 16,
+	StreamWindowBytes:    64 << 10,
+	ConnWindowBytes:      1 << 20,
+}
+
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "chat" {
 		if err := runChat(os.Args[2:]); err != nil {
@@ -85,6 +98,7 @@ func run(o options) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", o.addr, err)
 	}
+	lis = serving.LimitListener(lis, serving.ConnLimits{}, slog.Default())
 	stopDebug, err := serving.StartDebug(o.debugAddr) // "" serves nothing
 	if err != nil {
 		return err
@@ -94,7 +108,7 @@ func run(o options) error {
 	documents := NewMemoryStore()
 	documents.Create(demoDocument, demoDocumentText)
 	editor := NewEditorServer(EditorConfig{}, documents)
-	srv := grpc.NewServer(append(serving.ServerOptions(serving.Limits{}),
+	srv := grpc.NewServer(append(serving.ServerOptions(serverLimits),
 		grpc.ChainUnaryInterceptor(logUnary),
 		grpc.ChainStreamInterceptor(logStream, AuthInterceptor(tokens, time.Now), serving.StreamLimits{}.Interceptor(bearer.User), editor.PaceInterceptor()))...)
 	chat := NewChatServer(Config{})
@@ -275,19 +289,43 @@ func runChat(args []string) error {
 		}
 	}()
 	fmt.Printf("Connected to %s as %s. Type a message and press Enter; Ctrl+D leaves.\n", *addr, *user)
-	err = client.Run(ctx, *room, lines, func(m *pb.ChatMessage) {
-		// The terminal already shows what this user typed; the server's
-		// echo of it would print the line a second time.
-		if m.GetType() == pb.MessageType_MESSAGE_TYPE_CHAT && m.GetUserId() == *user {
-			return
+	// The server closes every connection after a while (see
+	// serving.ServerKeepalive) and may restart: then the stream ends with
+	// Unavailable, and the client reconnects and joins again, a few times
+	// in a row at most. The room's recent history, sent on every join,
+	// shows what was said meanwhile.
+	for failures := 0; ; {
+		heard := false
+		err = client.Run(ctx, *room, lines, func(m *pb.ChatMessage) {
+			heard = true
+			// The terminal already shows what this user typed; the
+			// server's echo of it would print the line a second time.
+			if m.GetType() == pb.MessageType_MESSAGE_TYPE_CHAT && m.GetUserId() == *user {
+				return
+			}
+			fmt.Println(formatMessage(m))
+		})
+		if heard {
+			failures = 0
 		}
-		fmt.Println(formatMessage(m))
-	})
-	if status.Code(err) == codes.Canceled {
-		return nil // Ctrl+C
+		if status.Code(err) == codes.Canceled {
+			return nil // Ctrl+C
+		}
+		if failures++; status.Code(err) != codes.Unavailable || ctx.Err() != nil || failures > chatReconnects {
+			return err
+		}
+		fmt.Printf("* the connection ended (%s); reconnecting ...\n", status.Convert(err).Message())
+		select {
+		case <-time.After(time.Duration(failures) * time.Second):
+		case <-ctx.Done():
+			return nil
+		}
 	}
-	return err
 }
+
+// chatReconnects is how many times in a row the terminal chat reconnects
+// without hearing from the server before it gives up.
+const chatReconnects = 5
 
 // formatMessage renders a message for a terminal.
 func formatMessage(m *pb.ChatMessage) string {

@@ -99,7 +99,8 @@ func (r *repo) runAbuseSuite(ctx context.Context, env []string, pattern string) 
 		fmt.Println(row)
 	}
 	if strings.Contains(out.String(), "--- SKIP") {
-		return fmt.Errorf("abuse suite: some attacks were skipped: their server was not started")
+		fmt.Print(out.String())
+		return fmt.Errorf("abuse suite: some attacks were skipped (their reasons are above)")
 	}
 	return nil
 }

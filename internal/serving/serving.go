@@ -20,10 +20,16 @@ import (
 // Limits are a server's transport limits. The zero value of a field means
 // its default.
 type Limits struct {
-	// MaxMessageBytes bounds one received or sent message. Default 4 MiB,
-	// which is grpc-go's own default, stated here so that a lesson's
-	// largest message (an upload chunk of at most 1 MiB) visibly fits.
-	MaxMessageBytes int
+	// MaxRecvBytes bounds one received message. It is also the most one
+	// stream can make the server hold while a message arrives: grpc-go
+	// opens a stream's flow-control window to a declared message's whole
+	// length, so a client that declares a message and stalls one byte
+	// short pins that much, whatever StreamWindowBytes says. Each lesson
+	// sizes it from its largest legitimate message. Default 4 MiB,
+	// grpc-go's own.
+	MaxRecvBytes int
+	// MaxSendBytes bounds one sent message. Default 4 MiB.
+	MaxSendBytes int
 	// MaxConcurrentStreams bounds the streams one client connection may
 	// have open at once; more wait until one ends. Default 100.
 	MaxConcurrentStreams uint32
@@ -46,8 +52,11 @@ type Limits struct {
 }
 
 func (l Limits) withDefaults() Limits {
-	if l.MaxMessageBytes == 0 {
-		l.MaxMessageBytes = 4 << 20
+	if l.MaxRecvBytes == 0 {
+		l.MaxRecvBytes = 4 << 20
+	}
+	if l.MaxSendBytes == 0 {
+		l.MaxSendBytes = 4 << 20
 	}
 	if l.MaxConcurrentStreams == 0 {
 		l.MaxConcurrentStreams = 100
@@ -78,6 +87,17 @@ var (
 		// A connection without a call for this long is closed (GOAWAY),
 		// so connections opened and left empty do not pile up.
 		MaxConnectionIdle: 5 * time.Minute,
+		// Every connection is closed after MaxConnectionAge (grpc-go adds
+		// up to 10% of jitter), its calls given MaxConnectionAgeGrace to
+		// finish. It is the last resort against what no handler can see:
+		// a message stalled one byte short of its declared length, and
+		// answers a client never takes (a zero flow-control window),
+		// which a client that answers pings would otherwise hold for
+		// ever. It costs a long-lived stream (a chat, an editing
+		// session) a reconnect every quarter of an hour; the lessons'
+		// terminal clients reconnect and rejoin by themselves.
+		MaxConnectionAge:      15 * time.Minute,
+		MaxConnectionAgeGrace: 30 * time.Second,
 	}
 	KeepaliveEnforcement = keepalive.EnforcementPolicy{
 		MinTime:             15 * time.Second,
@@ -96,8 +116,8 @@ var (
 func ServerOptions(l Limits) []grpc.ServerOption {
 	l = l.withDefaults()
 	return append(InvalidUTF8Options(),
-		grpc.MaxRecvMsgSize(l.MaxMessageBytes),
-		grpc.MaxSendMsgSize(l.MaxMessageBytes),
+		grpc.MaxRecvMsgSize(l.MaxRecvBytes),
+		grpc.MaxSendMsgSize(l.MaxSendBytes),
 		grpc.MaxConcurrentStreams(l.MaxConcurrentStreams),
 		grpc.MaxHeaderListSize(l.MaxHeaderBytes),
 		grpc.InitialWindowSize(l.StreamWindowBytes),

@@ -48,10 +48,10 @@ func start(t *testing.T, unknown grpc.StreamHandler, opts ...grpc.ServerOption) 
 
 func TestServerOptions(t *testing.T) {
 	t.Run("Oversized_message_is_ResourceExhausted", func(t *testing.T) {
-		_, client, _ := start(t, nil, ServerOptions(Limits{MaxMessageBytes: 1024})...)
+		_, client, _ := start(t, nil, ServerOptions(Limits{MaxRecvBytes: 1024})...)
 		_, err := client.Check(katatest.Context(t), &healthpb.HealthCheckRequest{Service: strings.Repeat("x", 2048)})
 		if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "1024") {
-			t.Fatalf("Check(2 KiB request) with MaxMessageBytes 1024 = %v, want ResourceExhausted naming the limit", err)
+			t.Fatalf("Check(2 KiB request) with MaxRecvBytes 1024 = %v, want ResourceExhausted naming the limit", err)
 		}
 	})
 

@@ -1,0 +1,350 @@
+package abuse
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"testing"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// h2Client speaks raw HTTP/2 to a server, below gRPC: it opens streams
+// and sends frames as a hostile client would, while keeping to the
+// protocol (flow control, PING and SETTINGS acknowledgements), so that
+// the server's own defences against protocol errors do not end the
+// attack early.
+type h2Client struct {
+	conn net.Conn
+	fr   *http2.Framer
+	addr string
+
+	wmu  sync.Mutex // one frame written at a time
+	hbuf bytes.Buffer
+	henc *hpack.Encoder
+
+	mu         sync.Mutex
+	changed    chan struct{} // closed and replaced on every change below
+	settled    bool          // the server's first SETTINGS arrived
+	closed     error         // why reading stopped, once it has
+	initialWin int64
+	connWin    int64
+	streamWin  map[uint32]int64
+	reset      map[uint32]bool
+	nextID     uint32
+}
+
+// dialH2 opens a connection from the loopback address from (the whole
+// 127.0.0.0/8 is loopback on Linux) and sends the client preface and
+// settings. It fails only when no connection could be made.
+func dialH2(ctx context.Context, addr, from string, settings ...http2.Setting) (*h2Client, error) {
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	c := &h2Client{conn: conn, fr: http2.NewFramer(conn, conn), addr: addr, changed: make(chan struct{}),
+		initialWin: 65535, connWin: 65535, streamWin: map[uint32]int64{}, reset: map[uint32]bool{}, nextID: 1}
+	c.henc = hpack.NewEncoder(&c.hbuf)
+	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	// A server that refuses the connection closes it at once, which a
+	// write may find first: the client is then returned already closed,
+	// and accepted says so.
+	_, err = conn.Write([]byte(http2.ClientPreface))
+	if err == nil {
+		err = c.write(func() error { return c.fr.WriteSettings(settings...) })
+	}
+	if err != nil {
+		c.closed = fmt.Errorf("the server closed the connection: %w", err)
+		return c, nil
+	}
+	go c.readLoop()
+	return c, nil
+}
+
+func (c *h2Client) write(f func() error) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return f()
+}
+
+// update changes the client's state under its lock and wakes waiters.
+func (c *h2Client) update(change func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	change()
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// waitFor waits until ready holds or ctx ends.
+func (c *h2Client) waitFor(ctx context.Context, ready func() bool) error {
+	for {
+		c.mu.Lock()
+		ok, changed, closed := ready(), c.changed, c.closed
+		c.mu.Unlock()
+		switch {
+		case ok:
+			return nil
+		case closed != nil:
+			return closed
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (c *h2Client) readLoop() {
+	for {
+		f, err := c.fr.ReadFrame()
+		if err != nil {
+			c.update(func() { c.closed = fmt.Errorf("the server closed the connection: %w", err) })
+			return
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if f.IsAck() {
+				continue
+			}
+			c.update(func() {
+				f.ForeachSetting(func(s http2.Setting) error {
+					if s.ID == http2.SettingInitialWindowSize {
+						delta := int64(s.Val) - c.initialWin
+						for id := range c.streamWin {
+							c.streamWin[id] += delta
+						}
+						c.initialWin = int64(s.Val)
+					}
+					return nil
+				})
+				c.settled = true
+			})
+			c.write(c.fr.WriteSettingsAck)
+		case *http2.PingFrame:
+			if !f.IsAck() {
+				c.write(func() error { return c.fr.WritePing(true, f.Data) })
+			}
+		case *http2.WindowUpdateFrame:
+			c.update(func() {
+				if f.StreamID == 0 {
+					c.connWin += int64(f.Increment)
+				} else {
+					c.streamWin[f.StreamID] += int64(f.Increment)
+				}
+			})
+		case *http2.RSTStreamFrame:
+			c.update(func() { c.reset[f.StreamID] = true })
+		case *http2.MetaHeadersFrame:
+			if f.StreamEnded() {
+				c.update(func() { c.reset[f.StreamID] = true }) // trailers: the call is over
+			}
+		}
+	}
+}
+
+// accepted waits until the server has sent its settings (it accepted the
+// connection) or closed it; it reports which.
+func (c *h2Client) accepted(ctx context.Context) bool {
+	return c.waitFor(ctx, func() bool { return c.settled }) == nil
+}
+
+// open starts a gRPC call of method, with token when not empty, and
+// returns its stream id.
+func (c *h2Client) open(method, token string) (uint32, error) {
+	c.mu.Lock()
+	id := c.nextID
+	c.nextID += 2
+	c.streamWin[id] = c.initialWin
+	c.mu.Unlock()
+	return id, c.write(func() error {
+		c.hbuf.Reset()
+		fields := [][2]string{{":method", "POST"}, {":scheme", "http"}, {":path", method}, {":authority", c.addr},
+			{"content-type", "application/grpc"}, {"te", "trailers"}}
+		if token != "" {
+			fields = append(fields, [2]string{"authorization", "Bearer " + token})
+		}
+		for _, f := range fields {
+			c.henc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+		}
+		return c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: c.hbuf.Bytes(), EndHeaders: true})
+	})
+}
+
+// errStreamEnded says the server ended a stream before all of its data
+// was sent.
+var errStreamEnded = errors.New("the server ended the stream")
+
+// send writes data on stream id as flow control allows.
+func (c *h2Client) send(ctx context.Context, id uint32, data []byte) error {
+	for len(data) > 0 {
+		var n int64
+		err := c.waitFor(ctx, func() bool {
+			n = min(c.connWin, c.streamWin[id], int64(len(data)), 16<<10)
+			return n > 0 || c.reset[id]
+		})
+		if err != nil {
+			return err
+		}
+		c.mu.Lock()
+		if c.reset[id] {
+			c.mu.Unlock()
+			return errStreamEnded
+		}
+		c.connWin -= n
+		c.streamWin[id] -= n
+		c.mu.Unlock()
+		if err := c.write(func() error { return c.fr.WriteData(id, false, data[:n]) }); err != nil {
+			return err
+		}
+		data = data[n:]
+	}
+	return nil
+}
+
+// stallPrefix sends a gRPC message prefix that declares declared bytes,
+// then all of them but the last: the server waits for that byte.
+func (c *h2Client) stallPrefix(ctx context.Context, id uint32, declared int) error {
+	msg := make([]byte, 5+declared-1)
+	binary.BigEndian.PutUint32(msg[1:5], uint32(declared))
+	return c.send(ctx, id, msg)
+}
+
+// ended reports whether the server has ended stream id.
+func (c *h2Client) ended(id uint32) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reset[id]
+}
+
+func (c *h2Client) Close() error { return c.conn.Close() }
+
+// transportLimits are the limits each day's server states (see the
+// serverLimits of its demo.go and serving.ConnLimits).
+var transportLimits = map[string]struct {
+	maxRecv, streams, perAddress int
+}{
+	"48": {maxRecv: 1<<20 + 16<<10, streams: 8, perAddress: 16},
+	"49": {maxRecv: 64 << 10, streams: 16, perAddress: 16},
+}
+
+// stalledCalls are, per day, the methods whose handlers a stalled message
+// holds: a unary call (grpc-go reads its whole request before any
+// handler), and a streaming call whose handler waits in Recv.
+var stalledCalls = map[string][][2]string{
+	"48": {{"/grpc.health.v1.Health/Check", ""}, {"/streaming.v1.DataCollectionService/CollectDataPoints", ""}, {"/streaming.v1.BatchService/ProcessBatch", "mallory-demo-token"}},
+	"49": {{"/grpc.health.v1.Health/Check", ""}, {"/streaming.v1.GameService/Play", "mallory-demo-token"}, {"/streaming.v1.EditorService/Edit", "mallory-demo-token"}},
+}
+
+// testStalledPrefixes opens, on each of conns connections, more streams
+// than the server allows at once, and on each stream declares a message
+// of the receive limit and sends all of it but its last byte. The server
+// may hold at most conns x streams x the receive limit for it; a good
+// client is served while it waits, and nothing is left once the attacker
+// goes.
+func testStalledPrefixes(t *testing.T, day string) {
+	conn, b := attack(t, day)
+	ctx := attackContext(t)
+	limits := transportLimits[day]
+	const conns = 4
+	var attackers []*h2Client
+	defer func() {
+		for _, a := range attackers {
+			a.Close()
+		}
+	}()
+	held := 0
+	for range conns {
+		a, err := dialH2(ctx, os.Getenv("ABUSE_ADDR_"+day), "127.0.0.1")
+		if err != nil {
+			t.Fatalf("dialing: %v", err)
+		}
+		attackers = append(attackers, a)
+		if !a.accepted(ctx) {
+			t.Fatal("the server refused one of 4 connections")
+		}
+		var ids []uint32
+		for i := range limits.streams + 4 {
+			call := stalledCalls[day][i%len(stalledCalls[day])]
+			id, err := a.open(call[0], call[1])
+			if err != nil {
+				t.Fatalf("opening a stream: %v", err)
+			}
+			ids = append(ids, id)
+		}
+		for _, id := range ids {
+			switch err := a.stallPrefix(ctx, id, limits.maxRecv); {
+			case errors.Is(err, errStreamEnded):
+			case err != nil:
+				t.Fatalf("stalling a message on stream %d: %v", id, err)
+			default:
+				held++
+			}
+		}
+	}
+	during := serverState(t, day)
+	healthy(t, conn) // served while the attack holds its streams
+	grew := int64(during.HeapLiveBytes) - int64(b.state.HeapLiveBytes)
+	bound := int64(conns * limits.streams * limits.maxRecv)
+	if held > conns*limits.streams {
+		t.Fatalf("%d stalled messages held on %d connections, want at most %d streams a connection", held, conns, limits.streams)
+	}
+	if grew > bound+heapSlack {
+		t.Fatalf("the server's live heap grew by %.1f MiB while %d stalled messages waited, want at most %d x %d x %.2f MiB = %.1f MiB (plus %d MiB)",
+			float64(grew)/(1<<20), held, conns, limits.streams, float64(limits.maxRecv)/(1<<20), float64(bound)/(1<<20), heapSlack>>20)
+	}
+	for _, a := range attackers {
+		a.Close()
+	}
+	report(t, b, fmt.Sprintf("at most %d streams a connection; each holds at most the receive limit (%d KiB), so 4 connections hold at most %.1f MiB; others served", limits.streams, limits.maxRecv>>10, float64(bound)/(1<<20)),
+		fmt.Sprintf("%d messages stalled one byte short on 4 connections; live heap %+.1f MiB during; a health check served meanwhile", held, float64(grew)/(1<<20)),
+		"nothing once the attacker disconnects")
+	healthy(t, conn)
+}
+
+// testManyConnections opens more connections from one address than the
+// server accepts from it; the rest are closed at once, and a client from
+// another address is served throughout.
+func testManyConnections(t *testing.T, day string) {
+	// The good client comes from 127.0.0.1; the attacker from 127.0.0.3.
+	conn, b := attack(t, day)
+	ctx := attackContext(t)
+	limits := transportLimits[day]
+	var attackers []*h2Client
+	defer func() {
+		for _, a := range attackers {
+			a.Close()
+		}
+	}()
+	accepted := 0
+	for range limits.perAddress + 8 {
+		a, err := dialH2(ctx, os.Getenv("ABUSE_ADDR_"+day), "127.0.0.3")
+		if err != nil {
+			t.Skipf("cannot dial from 127.0.0.3 here (%v): the attack needs the whole 127.0.0.0/8 on loopback, as Linux has", err)
+		}
+		attackers = append(attackers, a)
+		if a.accepted(ctx) {
+			accepted++
+		}
+	}
+	during := serverState(t, day)
+	healthy(t, conn)
+	if accepted != limits.perAddress {
+		t.Fatalf("the server accepted %d of %d connections from one address, want exactly %d", accepted, limits.perAddress+8, limits.perAddress)
+	}
+	for _, a := range attackers {
+		a.Close()
+	}
+	report(t, b, fmt.Sprintf("%d accepted from one address, the rest closed at once and logged; a client from another address served", limits.perAddress),
+		fmt.Sprintf("%d of %d accepted; goroutines %d during; a health check served meanwhile", accepted, limits.perAddress+8, during.Goroutines),
+		"nothing once the attacker disconnects")
+	healthy(t, conn)
+}
