@@ -126,7 +126,6 @@ func (o Op) apply(text []rune) ([]rune, error) {
 	return text, nil
 }
 
-// applyString is apply for strings, for tests and clients.
 // encodedSize is the size of text in UTF-8, the encoding of a snapshot's
 // content on the wire.
 func encodedSize(text []rune) int {
@@ -137,6 +136,7 @@ func encodedSize(text []rune) int {
 	return n
 }
 
+// applyString is apply for strings, for tests and clients.
 func (o Op) applyString(text string) (string, error) {
 	r, err := o.apply([]rune(text))
 	return string(r), err

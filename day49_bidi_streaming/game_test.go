@@ -48,6 +48,7 @@ func TestGame(t *testing.T) {
 		{"Shutdown_ends_live_streams_with_Unavailable", testGameShutdownEndsLiveStreamsWithUnavailable},
 		{"Everything_is_freed_when_streams_end", testGameEverythingIsFreedWhenStreamsEnd},
 		{"Matches_its_model", testGameMatchesItsModel},
+		{"Moves_handled_while_the_game_ticks", testGameMovesHandledWhileTheGameTicks},
 	} {
 		t.Run(tc.name, tc.run)
 	}

@@ -244,73 +244,76 @@ func TestGameTick(t *testing.T) {
 		}
 	})
 
-	t.Run("Moves_handled_while_the_game_ticks", func(t *testing.T) {
-		// handle queues moves while Tick applies them, as the stream's
-		// reader and the ticker do; run with -race. Every move is
-		// processed exactly once, in order.
-		const moves = 400
-		s := newTestGame(GameConfig{MovesPerSecond: 1, Burst: moves + 1, MaxQueuedMoves: moves})
-		p := newPlayer("alice", s.cfg)
-		s.register(p)
-		require.NoError(t, s.handle(p, &pb.PlayerInput{Input: &pb.PlayerInput_Join{Join: &pb.JoinGame{Name: "Alice"}}}), "handle(join)")
-		// The ticker ticks without pause. The moves start once it has
-		// ticked, and it stops only after two more ticks that followed
-		// the last move: ticks and moves overlap on every run, and only
-		// the game's lock orders them. A writer takes the mailbox as
-		// Play's does, keeping any errors.
-		var refused []string
-		writerDone, stopWriter := make(chan struct{}), make(chan struct{})
-		go func() {
-			defer close(writerDone)
-			for {
-				select {
-				case <-p.mailbox.ready:
-					for _, u := range p.mailbox.take() {
-						if e := u.Message().GetError(); e != nil {
-							refused = append(refused, fmt.Sprint(e.GetSequence(), " ", codes.Code(e.GetCode())))
-						}
+}
+
+// testGameMovesHandledWhileTheGameTicks is a test of task 7: handle
+// queues moves while Tick applies them.
+func testGameMovesHandledWhileTheGameTicks(t *testing.T) {
+	// handle queues moves while Tick applies them, as the stream's
+	// reader and the ticker do; run with -race. Every move is
+	// processed exactly once, in order.
+	const moves = 400
+	s := newTestGame(GameConfig{MovesPerSecond: 1, Burst: moves + 1, MaxQueuedMoves: moves})
+	p := newPlayer("alice", s.cfg)
+	s.register(p)
+	require.NoError(t, s.handle(p, &pb.PlayerInput{Input: &pb.PlayerInput_Join{Join: &pb.JoinGame{Name: "Alice"}}}), "handle(join)")
+	// The ticker ticks without pause. The moves start once it has
+	// ticked, and it stops only after two more ticks that followed
+	// the last move: ticks and moves overlap on every run, and only
+	// the game's lock orders them. A writer takes the mailbox as
+	// Play's does, keeping any errors.
+	var refused []string
+	writerDone, stopWriter := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		for {
+			select {
+			case <-p.mailbox.ready:
+				for _, u := range p.mailbox.take() {
+					if e := u.Message().GetError(); e != nil {
+						refused = append(refused, fmt.Sprint(e.GetSequence(), " ", codes.Code(e.GetCode())))
 					}
-				case <-stopWriter:
-					return
 				}
+			case <-stopWriter:
+				return
 			}
-		}()
-		ticked := make(chan struct{})
-		stop := make(chan struct{})
-		var ticks atomic.Int64
-		go func() {
-			defer close(ticked)
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-					s.Tick()
-					ticks.Add(1)
-				}
+		}
+	}()
+	ticked := make(chan struct{})
+	stop := make(chan struct{})
+	var ticks atomic.Int64
+	go func() {
+		defer close(ticked)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				s.Tick()
+				ticks.Add(1)
 			}
-		}()
-		for ticks.Load() == 0 {
-			runtime.Gosched()
 		}
-		for i := range int64(moves) {
-			target := &pb.Position{X: 500 + int32(i%2), Y: 500}
-			require.NoError(t, s.handle(p, &pb.PlayerInput{Input: &pb.PlayerInput_Move{Move: &pb.PlayerMove{Sequence: i + 1, Target: target}}}), "handle(move %d)", i+1)
-		}
-		for after := ticks.Load() + 2; ticks.Load() < after; {
-			runtime.Gosched()
-		}
-		close(stop)
-		<-ticked
-		close(stopWriter)
-		<-writerDone
-		require.Empty(t, refused, "moves refused while ticking, want none of %d valid moves refused", moves)
-		p.mailbox.take()
-		tickNow(t, s)
-		errs, snap := tookSnapshot(t, p)
-		require.Empty(t, errs, "errors for %d valid moves handled while ticking", moves)
-		if got, want := describePlayers(snap), []string{fmt.Sprintf("alice Alice (501, 500) #%d", moves)}; !slices.Equal(got, want) {
-			t.Fatalf("snapshot after %d moves handled while ticking = %q, want %q: every move processed", moves, got, want)
-		}
-	})
+	}()
+	for ticks.Load() == 0 {
+		runtime.Gosched()
+	}
+	for i := range int64(moves) {
+		target := &pb.Position{X: 500 + int32(i%2), Y: 500}
+		require.NoError(t, s.handle(p, &pb.PlayerInput{Input: &pb.PlayerInput_Move{Move: &pb.PlayerMove{Sequence: i + 1, Target: target}}}), "handle(move %d)", i+1)
+	}
+	for after := ticks.Load() + 2; ticks.Load() < after; {
+		runtime.Gosched()
+	}
+	close(stop)
+	<-ticked
+	close(stopWriter)
+	<-writerDone
+	require.Empty(t, refused, "moves refused while ticking, want none of %d valid moves refused", moves)
+	p.mailbox.take()
+	tickNow(t, s)
+	errs, snap := tookSnapshot(t, p)
+	require.Empty(t, errs, "errors for %d valid moves handled while ticking", moves)
+	if got, want := describePlayers(snap), []string{fmt.Sprintf("alice Alice (501, 500) #%d", moves)}; !slices.Equal(got, want) {
+		t.Fatalf("snapshot after %d moves handled while ticking = %q, want %q: every move processed", moves, got, want)
+	}
 }

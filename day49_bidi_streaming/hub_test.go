@@ -334,6 +334,23 @@ func TestHub(t *testing.T) {
 		}
 	})
 
+	t.Run("Typing_to_a_full_queue_is_dropped_not_evicted", func(t *testing.T) {
+		// A typing indicator is droppable: a member whose queue is full
+		// misses it and stays, as the contract of typing says.
+		s := newTestHub(Config{QueueSize: 2})
+		alice, bob := member(t, s, "alice"), member(t, s, "bob")
+		mustJoin(t, s, alice, "lobby")
+		mustJoin(t, s, bob, "lobby")
+		drain(alice)
+		drain(bob)
+		require.NoError(t, s.hub.publish(alice, "lobby", "one"), "publish")
+		require.NoError(t, s.hub.publish(alice, "lobby", "two"), "publish") // bob's queue of 2 is now full
+		drain(alice)
+		require.NoError(t, s.hub.typing(alice, "lobby"), "typing to bob, whose queue is full")
+		require.False(t, bob.evicted(), "bob was evicted by a typing indicator that found his queue full, want it dropped: deliver it as droppable")
+		require.Equal(t, []string{"CHAT alice: one", "CHAT alice: two"}, describe(drain(bob)), "what bob's full queue held after the typing indicator")
+	})
+
 	t.Run("Slow_member_is_evicted_and_others_get_everything", func(t *testing.T) {
 		s := newTestHub(Config{QueueSize: 4})
 		alice, bob, slow := member(t, s, "alice"), member(t, s, "bob"), member(t, s, "slow")

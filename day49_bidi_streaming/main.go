@@ -164,8 +164,9 @@ func (m *snapshotMailbox) take() []*sharedUpdate {
 // straight line, from where the player began this tick (compare squared
 // distances as int64: exact at the limit, where a float square root is
 // not, and no overflow for int32 coordinates) is refused with
-// p.refuse(sequence, InvalidArgument naming the limit) and the player
-// stays; otherwise the player moves there. Either way the move is
+// p.refuse(sequence, InvalidArgument naming the limit: the world's last
+// coordinate, cfg.WorldSize-1, for a target outside it, cfg.MaxSpeed for
+// one too far) and the player stays; otherwise the player moves there. Either way the move is
 // processed: record its sequence in p.lastSequence. Empty the queue. Then
 // post one snapshot (s.snapshotLocked) to the mailbox of every joined
 // player (s.players; a stream that has not joined gets none): the same
@@ -179,7 +180,7 @@ func (s *GameServer) Tick() {
 //
 // First the rate limit (p.limiter with the time cfg.Now): over it, count
 // the refusal in p.refusedInARow and answer in-band with
-// ResourceExhausted; at cfg.FloodLimit refusals in a row return
+// ResourceExhausted (p.refuse with the move's sequence, or 0); at cfg.FloodLimit refusals in a row return
 // ResourceExhausted instead, which ends the stream (that last refusal is
 // not answered in-band). An accepted input resets the
 // count. A join goes to s.join. A move, under s.mu, is checked in this

@@ -427,6 +427,10 @@ func (p *gamePlayer) snapshot(tick int64) ([]*pb.GameError, *pb.GameSnapshot) {
 	var errs []*pb.GameError
 	for {
 		u := p.Next()
+		if s := u.GetSnapshot(); s != nil && s.GetTick() == 0 {
+			// Waiting on would wait out the timeout in every test.
+			p.T().Fatalf("%s: received a snapshot of tick 0, want every snapshot to carry its tick (1 for the first): Tick counts the tick (s.tick++) before it builds the snapshot", p.label)
+		}
 		if s := u.GetSnapshot(); s != nil && s.GetTick() >= tick {
 			return errs, s
 		}
