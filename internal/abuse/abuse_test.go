@@ -198,6 +198,7 @@ func healthy(t *testing.T, conn *grpc.ClientConn) {
 func TestDay48(t *testing.T) {
 	t.Run("Messages_stalled_one_byte_short_are_bounded", func(t *testing.T) { testStalledPrefixes(t, "48") })
 	t.Run("Connections_from_one_address_are_bounded", func(t *testing.T) { testManyConnections(t, "48") })
+	t.Run("Answers_to_a_client_whose_window_never_opens_are_bounded", testZeroWindow)
 	t.Run("Oversized_metadata_is_refused", func(t *testing.T) {
 		conn, b := attack(t, "48")
 		ctx := metadata.AppendToOutgoingContext(attackContext(t), "x-junk", strings.Repeat("j", 1<<20))

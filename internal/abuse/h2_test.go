@@ -8,11 +8,17 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"sync"
+	"time"
 	"testing"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
 )
 
 // h2Client speaks raw HTTP/2 to a server, below gRPC: it opens streams
@@ -183,6 +189,21 @@ func (c *h2Client) open(method, token string) (uint32, error) {
 // was sent.
 var errStreamEnded = errors.New("the server ended the stream")
 
+// call sends one whole gRPC request message on stream id and ends the
+// client's side of it.
+func (c *h2Client) call(ctx context.Context, id uint32, req proto.Message) error {
+	b, err := proto.Marshal(req)
+	if err != nil {
+		return err
+	}
+	msg := make([]byte, 5, 5+len(b))
+	binary.BigEndian.PutUint32(msg[1:5], uint32(len(b)))
+	if err := c.send(ctx, id, append(msg, b...)); err != nil {
+		return err
+	}
+	return c.write(func() error { return c.fr.WriteData(id, true, nil) })
+}
+
 // send writes data on stream id as flow control allows.
 func (c *h2Client) send(ctx context.Context, id uint32, data []byte) error {
 	for len(data) > 0 {
@@ -345,6 +366,86 @@ func testManyConnections(t *testing.T, day string) {
 	}
 	report(t, b, fmt.Sprintf("%d accepted from one address, the rest closed at once and logged; a client from another address served", limits.perAddress),
 		fmt.Sprintf("%d of %d accepted; goroutines %d during; a health check served meanwhile", accepted, limits.perAddress+8, during.Goroutines),
+		"nothing once the attacker disconnects")
+	healthy(t, conn)
+}
+
+// testZeroWindow fills the log index with entries a search answers with
+// about 1 MiB, then, on a connection whose flow-control window is zero and
+// never opens, asks that search on every stream the connection may have:
+// the answers wait in the server for a window that never comes. The
+// server may hold at most a connection's streams x the largest answer
+// (the search's 1 MiB cap) for it; a good client is served meanwhile, and
+// nothing is left once the attacker goes.
+func testZeroWindow(t *testing.T) {
+	conn, b := attack(t, "48")
+	ctx := attackContext(t)
+	limits := transportLimits["48"]
+	app := fmt.Sprint("zero-window-", time.Now().UnixNano()%1000000)
+	logs, err := pb.NewDataCollectionServiceClient(conn).CollectLogs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields := map[string]string{}
+	for f := range 10 {
+		fields[fmt.Sprint("f", f)] = strings.Repeat("v", 1000)
+	}
+	for i := range 80 {
+		if err := logs.Send(&pb.LogEntry{Application: app, Level: pb.LogLevel_LOG_LEVEL_INFO, Timestamp: timestamppb.Now(),
+			Message: fmt.Sprintf("%04d %s", i, strings.Repeat("z", 7995)), Fields: fields}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := logs.CloseAndRecv(); err != nil {
+		t.Fatal(err)
+	}
+	before := serverState(t, "48")
+
+	const conns = 4
+	var attackers []*h2Client
+	defer func() {
+		for _, a := range attackers {
+			a.Close()
+		}
+	}()
+	asked := 0
+	for range conns {
+		a, err := dialH2(ctx, os.Getenv("ABUSE_ADDR_48"), "127.0.0.1", http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
+		if err != nil {
+			t.Fatal(err)
+		}
+		attackers = append(attackers, a)
+		if !a.accepted(ctx) {
+			t.Fatal("the server refused one of the attacker's 4 connections")
+		}
+		for range limits.streams + 4 {
+			id, err := a.open("/streaming.v1.DataCollectionService/SearchLogs", "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch err := a.call(ctx, id, &pb.SearchLogsRequest{Application: app, Limit: 1000}); {
+			case errors.Is(err, errStreamEnded):
+			case err != nil:
+				t.Fatalf("asking a search on stream %d: %v", id, err)
+			default:
+				asked++
+			}
+		}
+	}
+	// Every handler answers at once; the answers then wait.
+	healthy(t, conn)
+	during := serverState(t, "48")
+	grew := int64(during.HeapLiveBytes) - int64(before.HeapLiveBytes)
+	bound := int64(conns*limits.streams) << 20
+	if grew > bound+heapSlack {
+		t.Fatalf("the server's live heap grew by %.1f MiB while %d answers on %d connections waited for a window that never opens, want at most %d x %d streams x 1 MiB (plus %d MiB)",
+			float64(grew)/(1<<20), asked, conns, conns, limits.streams, heapSlack>>20)
+	}
+	for _, a := range attackers {
+		a.Close()
+	}
+	report(t, b, fmt.Sprintf("at most %d answers of at most 1 MiB wait for the window: %d MiB a connection, until the attacker goes or the connection's age runs out; others served", limits.streams, limits.streams),
+		fmt.Sprintf("%d searches asked on 4 connections with a zero window; live heap %+.1f MiB while their answers waited; a health check served meanwhile", asked, float64(grew)/(1<<20)),
 		"nothing once the attacker disconnects")
 	healthy(t, conn)
 }

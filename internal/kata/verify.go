@@ -310,6 +310,22 @@ func cmdAntipatterns(ctx context.Context, r *repo, inv invocation) error {
 	if only != "" && len(jobs) == 0 {
 		return fmt.Errorf("no antipattern named %q", only)
 	}
+	// A whole day's mistakes share a build where they can (see
+	// mistakes_shared.go); one mistake alone is quicker built alone.
+	shared := map[string]*sharedMistakes{}
+	if only == "" {
+		for _, d := range days {
+			var list []antipattern
+			for _, j := range jobs {
+				if j.d.dir == d.dir {
+					list = append(list, j.ap)
+				}
+			}
+			s, remove := r.buildSharedMistakes(ctx, d, list)
+			defer remove()
+			shared[d.dir] = s
+		}
+	}
 	fmt.Printf("checking %d planted mistakes, %d at a time, each named test run %d times\n", len(jobs), antipatternWorkers, antipatternRuns)
 	// Jobs start in order, so reports come out as they finish.
 	go func() {
@@ -325,7 +341,7 @@ func cmdAntipatterns(ctx context.Context, r *repo, inv invocation) error {
 			go func() {
 				defer func() { <-slots }()
 				defer close(j.done)
-				j.caught, j.slowest, j.err = r.checkAntipattern(ctx, j.d, j.ap)
+				j.caught, j.slowest, j.err = r.checkAntipattern(ctx, j.d, j.ap, shared[j.d.dir])
 			}()
 		}
 	}()
@@ -352,34 +368,58 @@ func cmdAntipatterns(ctx context.Context, r *repo, inv invocation) error {
 // checkAntipattern builds the day with one antipattern planted in its
 // reference and runs the tests named in caught_by. It returns those tests
 // when all of them failed.
-func (r *repo) checkAntipattern(ctx context.Context, d day, ap antipattern) (caught []string, slowest float64, err error) {
-	original, err := os.ReadFile(filepath.Join(d.solutionDir(), ap.File))
+func (r *repo) checkAntipattern(ctx context.Context, d day, ap antipattern, shared *sharedMistakes) (caught []string, slowest float64, err error) {
+	var run *testRun
+	if shared != nil && shared.ids[ap.Name] > 0 {
+		run, err = r.runShared(ctx, d, shared, ap)
+	} else {
+		run, err = r.runPlanted(ctx, d, ap)
+	}
 	if err != nil {
 		return nil, 0, err
+	}
+	if problems := checkCaught(run, ap.CaughtBy, antipatternRuns); len(problems) > 0 {
+		return nil, 0, errors.New(strings.Join(problems, "; "))
+	}
+	if problem := checkSymptom(run, ap); problem != "" {
+		return nil, 0, errors.New(problem)
+	}
+	for _, name := range ap.CaughtBy {
+		slowest = max(slowest, run.slowest[name])
+	}
+	return ap.CaughtBy, slowest, nil
+}
+
+// runPlanted builds the day with ap planted in its reference, alone, and
+// runs the tests named in its caught_by.
+func (r *repo) runPlanted(ctx context.Context, d day, ap antipattern) (*testRun, error) {
+	original, err := os.ReadFile(filepath.Join(d.solutionDir(), ap.File))
+	if err != nil {
+		return nil, err
 	}
 	planted, err := applyEdits(string(original), ap.Edits)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	tmp, err := os.MkdirTemp("", "kata-antipattern-*")
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	defer os.RemoveAll(tmp)
 	plantedPath := filepath.Join(tmp, filepath.Base(ap.File))
 	if err := os.WriteFile(plantedPath, []byte(planted), 0o644); err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 
 	files, err := solutionFiles(d)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	replace := maps.Clone(overlayFor(d.path, files))
 	replace[filepath.Join(d.path, ap.File)] = plantedPath
 	overlay, remove, err := writeTempOverlay(replace)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	defer remove()
 
@@ -395,7 +435,7 @@ func (r *repo) checkAntipattern(ctx context.Context, d day, ap antipattern) (cau
 	for range processes {
 		one, err := r.goTestJSONOpts(ctx, true, args...)
 		if err != nil {
-			return nil, 0, err
+			return nil, err
 		}
 		run = run.merge(one)
 	}
@@ -408,16 +448,7 @@ func (r *repo) checkAntipattern(ctx context.Context, d day, ap antipattern) (cau
 			run.buildOutput[i] = strings.ReplaceAll(line, plantedPath, edited)
 		}
 	}
-	if problems := checkCaught(run, ap.CaughtBy, antipatternRuns); len(problems) > 0 {
-		return nil, 0, errors.New(strings.Join(problems, "; "))
-	}
-	if problem := checkSymptom(run, ap); problem != "" {
-		return nil, 0, errors.New(problem)
-	}
-	for _, name := range ap.CaughtBy {
-		slowest = max(slowest, run.slowest[name])
-	}
-	return ap.CaughtBy, slowest, nil
+	return run, nil
 }
 
 // runPattern is a -run pattern selecting the top-level tests of names:
