@@ -445,7 +445,7 @@ func testZeroWindow(t *testing.T) {
 		a.Close()
 	}
 	report(t, b, fmt.Sprintf("at most %d answers of at most 1 MiB wait for the window: %d MiB a connection, until the attacker goes or the connection's age runs out; others served", limits.streams, limits.streams),
-		fmt.Sprintf("%d searches asked on 4 connections with a zero window; live heap %+.1f MiB while their answers waited; a health check served meanwhile", asked, float64(grew)/(1<<20)),
+		fmt.Sprintf("%d searches sent on 4 connections with a zero window (the server takes 8 a connection); live heap %+.1f MiB while their answers waited; a health check served meanwhile", asked, float64(grew)/(1<<20)),
 		"nothing once the attacker disconnects")
 	healthy(t, conn)
 }
