@@ -451,17 +451,34 @@ func (r *repo) runPlanted(ctx context.Context, d day, ap antipattern) (*testRun,
 	return run, nil
 }
 
-// runPattern is a -run pattern selecting the top-level tests of names:
-// ^(TestA|TestB)$ for TestA/Sub and TestB.
+// runPattern is a -run pattern selecting the tests of names: their
+// top-level tests, ^(TestA|TestB)$ for TestA/Sub and TestB, and, when
+// every name is a subtest, only those subtests, ^(TestA)$/^(Sub|Other)$,
+// so that a planted mistake's runs do not also run the siblings of the
+// tests that catch it.
 func runPattern(names []string) string {
-	var tops []string
-	for _, name := range names {
-		top := regexp.QuoteMeta(topLevelName(name))
-		if !slices.Contains(tops, top) {
-			tops = append(tops, top)
+	var tops, subs []string
+	add := func(list *[]string, name string) {
+		if q := regexp.QuoteMeta(name); !slices.Contains(*list, q) {
+			*list = append(*list, q)
 		}
 	}
-	return "^(" + strings.Join(tops, "|") + ")$"
+	allSubtests := true
+	for _, name := range names {
+		top, rest, isSub := strings.Cut(name, "/")
+		add(&tops, top)
+		if !isSub {
+			allSubtests = false
+			continue
+		}
+		sub, _, _ := strings.Cut(rest, "/")
+		add(&subs, sub)
+	}
+	pattern := "^(" + strings.Join(tops, "|") + ")$"
+	if allSubtests {
+		pattern += "/^(" + strings.Join(subs, "|") + ")$"
+	}
+	return pattern
 }
 
 // A planted mistake must fail its named tests on every one of

@@ -216,6 +216,7 @@ func TestRunPattern(t *testing.T) {
 		{[]string{"TestValidate"}, "^(TestValidate)$"},
 		{[]string{"TestUpload/Rejects_path_traversal", "TestValidate", "TestUpload/Small"}, "^(TestUpload|TestValidate)$"},
 		{[]string{"TestA.B"}, `^(TestA\.B)$`},
+		{[]string{"TestUpload/Rejects_path_traversal", "TestChat/Small/Deeper", "TestUpload/Small"}, "^(TestUpload|TestChat)$/^(Rejects_path_traversal|Small)$"},
 	}
 	for _, tc := range tests {
 		if got := runPattern(tc.names); got != tc.want {
