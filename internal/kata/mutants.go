@@ -31,7 +31,7 @@ var mutantWorkers = 3 * runtime.NumCPU()
 // mutantResult is the outcome of the tests against one mutant.
 type mutantResult struct {
 	mutant
-	killed   bool
+	killed bool
 	// unsteady, when set, says in how many runs a mutant that was not
 	// killed every time was killed: a verdict that depends on timing.
 	unsteady string
