@@ -198,6 +198,8 @@ func healthy(t *testing.T, conn *grpc.ClientConn) {
 func TestDay48(t *testing.T) {
 	t.Run("Messages_stalled_one_byte_short_are_bounded", func(t *testing.T) { testStalledPrefixes(t, "48") })
 	t.Run("Connections_from_one_address_are_bounded", func(t *testing.T) { testManyConnections(t, "48") })
+	t.Run("Calls_reset_as_fast_as_they_open_are_bounded", func(t *testing.T) { testRapidReset(t, "48") })
+	t.Run("A_CONTINUATION_flood_stops_at_the_header_limit", func(t *testing.T) { testContinuationFlood(t, "48") })
 	t.Run("Answers_to_a_client_whose_window_never_opens_are_bounded", testZeroWindow)
 	t.Run("Oversized_metadata_is_refused", func(t *testing.T) {
 		conn, b := attack(t, "48")
@@ -692,6 +694,8 @@ func TestDay48(t *testing.T) {
 func TestDay49(t *testing.T) {
 	t.Run("Messages_stalled_one_byte_short_are_bounded", func(t *testing.T) { testStalledPrefixes(t, "49") })
 	t.Run("Connections_from_one_address_are_bounded", func(t *testing.T) { testManyConnections(t, "49") })
+	t.Run("Calls_reset_as_fast_as_they_open_are_bounded", func(t *testing.T) { testRapidReset(t, "49") })
+	t.Run("A_CONTINUATION_flood_stops_at_the_header_limit", func(t *testing.T) { testContinuationFlood(t, "49") })
 	t.Run("Chat_reconnect_loop_keeps_its_rate_limit", func(t *testing.T) {
 		conn, b := attack(t, "49")
 		client := pb.NewChatServiceClient(conn)

@@ -449,3 +449,94 @@ func testZeroWindow(t *testing.T) {
 		"nothing once the attacker disconnects")
 	healthy(t, conn)
 }
+
+// testRapidReset opens calls and resets each at once, as fast as the
+// connection takes them (the attack of CVE-2023-44487): grpc-go bounds
+// the handlers it runs for them. A good client is served meanwhile, and
+// nothing is left once the attacker goes.
+func testRapidReset(t *testing.T, day string) {
+	conn, b := attack(t, day)
+	ctx := attackContext(t)
+	a, err := dialH2(ctx, os.Getenv("ABUSE_ADDR_"+day), "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if !a.accepted(ctx) {
+		t.Fatal("the server refused the attacker's connection")
+	}
+	const resets = 5000
+	sent := 0
+	for range resets {
+		id, err := a.open("/grpc.health.v1.Health/Check", "")
+		if err == nil {
+			err = a.write(func() error { return a.fr.WriteRSTStream(id, http2.ErrCodeCancel) })
+		}
+		if err != nil {
+			break // the server closed the connection: that is a defence too
+		}
+		sent++
+	}
+	during := serverState(t, day)
+	healthy(t, conn)
+	limits := transportLimits[day]
+	if extra := during.Goroutines - b.state.Goroutines; extra > limits.streams+goroutineSlack+4 {
+		t.Fatalf("the server ran %d more goroutines while %d calls were opened and reset at once, want at most its %d streams a connection and the connection's own", extra, sent, limits.streams)
+	}
+	a.Close()
+	report(t, b, fmt.Sprintf("grpc-go runs at most %d handlers a connection however fast calls are reset; others served", limits.streams),
+		fmt.Sprintf("%d calls opened and reset; goroutines %d during (%d before); a health check served meanwhile", sent, during.Goroutines, b.state.Goroutines),
+		"nothing once the attacker disconnects")
+	healthy(t, conn)
+}
+
+// testContinuationFlood sends one call's headers as a HEADERS frame
+// followed by CONTINUATION frames that never end, each full of header
+// fields: the server must stop reading them at its 16 KiB limit on a
+// call's metadata, not buffer them. A good client is served meanwhile.
+func testContinuationFlood(t *testing.T, day string) {
+	conn, b := attack(t, day)
+	ctx := attackContext(t)
+	a, err := dialH2(ctx, os.Getenv("ABUSE_ADDR_"+day), "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if !a.accepted(ctx) {
+		t.Fatal("the server refused the attacker's connection")
+	}
+	var block bytes.Buffer
+	enc := hpack.NewEncoder(&block)
+	for _, f := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":path", "/grpc.health.v1.Health/Check"}, {":authority", a.addr}, {"content-type", "application/grpc"}} {
+		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	junk := bytes.Buffer{}
+	jenc := hpack.NewEncoder(&junk)
+	jenc.WriteField(hpack.HeaderField{Name: "x-junk", Value: strings.Repeat("j", 8000), Sensitive: true})
+	const frames = 2000 // 16 MB of headers if the server read them all
+	sent := 0
+	a.conn.SetWriteDeadline(time.Now().Add(10 * time.Second)) // a server that stops reading ends the flood too
+	err = a.write(func() error {
+		return a.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block.Bytes(), EndHeaders: false})
+	})
+	for ; err == nil && sent < frames; sent++ {
+		err = a.write(func() error { return a.fr.WriteContinuation(1, false, junk.Bytes()) })
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	closed := a.waitFor(waitCtx, func() bool { return a.reset[1] }) // nil once the stream is refused; an error once the connection closes
+	during := serverState(t, day)
+	healthy(t, conn)
+	if errors.Is(closed, context.DeadlineExceeded) {
+		t.Fatalf("the server took %d CONTINUATION frames of 8 KB for one call and neither refused the call nor closed the connection within 5s", sent)
+	}
+	grew := int64(during.HeapLiveBytes) - int64(b.state.HeapLiveBytes)
+	if grew > heapSlack {
+		t.Fatalf("the server's live heap grew by %.1f MiB during a CONTINUATION flood, want it to stop reading at its 16 KiB header limit", float64(grew)/(1<<20))
+	}
+	a.Close()
+	report(t, b, "the call's metadata stops at 16 KiB: the connection is closed long before the flood ends; others served",
+		fmt.Sprintf("%d of %d frames of 8 KB written before the server closed the connection; live heap %+.1f MiB during; a health check served meanwhile", sent, frames, float64(grew)/(1<<20)),
+		"nothing once the attacker disconnects")
+	healthy(t, conn)
+}
