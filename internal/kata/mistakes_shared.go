@@ -123,29 +123,36 @@ func plantShared(name, src string, list []antipattern) (string, map[string]int) 
 	return out.String(), ids
 }
 
-// declTexts returns the source text of each top-level declaration of f.
-func declTexts(fset *token.FileSet, f *ast.File, src string) []string {
-	texts := make([]string, len(f.Decls))
+// decl is a top-level declaration's source text; for a function with a
+// body, head is the text before the body.
+type decl struct{ text, head string }
+
+// declTexts returns the top-level declarations of f.
+func declTexts(fset *token.FileSet, f *ast.File, src string) []decl {
+	decls := make([]decl, len(f.Decls))
 	for i, d := range f.Decls {
-		texts[i] = src[fset.Position(d.Pos()).Offset:fset.Position(d.End()).Offset]
+		start := fset.Position(d.Pos()).Offset
+		decls[i].text = src[start:fset.Position(d.End()).Offset]
+		if fd, ok := d.(*ast.FuncDecl); ok && fd.Body != nil {
+			decls[i].head = src[start:fset.Position(fd.Body.Lbrace).Offset]
+		}
 	}
-	return texts
+	return decls
 }
 
 // changedFuncs returns the indexes of the declarations that differ,
-// when they are all function bodies: the same declarations in the same
-// order, each with the same text up to its body.
-func changedFuncs(orig, planted []string) ([]int, bool) {
+// when only function bodies do: the same declarations in the same order,
+// each changed one a function with the same signature.
+func changedFuncs(orig, planted []decl) ([]int, bool) {
 	if len(orig) != len(planted) {
 		return nil, false
 	}
 	var changed []int
 	for i := range orig {
-		if orig[i] == planted[i] {
+		if orig[i].text == planted[i].text {
 			continue
 		}
-		o, p := strings.Index(orig[i], "{"), strings.Index(planted[i], "{")
-		if !strings.HasPrefix(orig[i], "func ") || o < 0 || o != p || orig[i][:o] != planted[i][:p] {
+		if orig[i].head == "" || orig[i].head != planted[i].head {
 			return nil, false
 		}
 		changed = append(changed, i)

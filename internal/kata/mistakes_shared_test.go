@@ -28,11 +28,13 @@ func half(n int) (int, bool) {
 
 func skip(_ int) int { return 1 }
 
+func size(m map[string]struct{}) int { return len(m) }
+
 func main() {
 	c := &counter{}
 	c.add(1, 2, 3)
 	h, even := half(c.n)
-	fmt.Println(c.n, h, even, skip(0))
+	fmt.Println(c.n, h, even, skip(0), size(nil))
 }
 `
 
@@ -46,6 +48,7 @@ func TestPlantShared(t *testing.T) {
 		{Name: "new_field", File: "main.go", Edits: []edit{{Find: "struct{ n int }", Replace: "struct{ n, m int }"}}},
 		{Name: "new_signature", File: "main.go", Edits: []edit{{Find: "func half(n int) (int, bool) {", Replace: "func half(n int64) (int, bool) {"}}},
 		{Name: "unnamed_parameter", File: "main.go", Edits: []edit{{Find: "return 1 }", Replace: "return 2 }"}}},
+		{Name: "result_after_a_brace", File: "main.go", Edits: []edit{{Find: "struct{}) int { return len(m) }", Replace: "struct{}) int64 { return int64(len(m)) }"}}},
 	}
 	shared, ids := plantShared("main.go", sharedSample, list)
 	require.Equal(t, map[string]int{"adds_twice": 1, "odd_halves": 2}, ids, "the mistakes that share the build")
