@@ -116,6 +116,7 @@ func TestLogAggregation(t *testing.T) {
 		res, err := l.stream.CloseAndRecv()
 		katatest.WantCode(t, err, codes.OK, "CollectLogs(6 entries, MinLevel WARN)")
 		require.Equal(t, logCounts{Received: 6, Indexed: 4, Filtered: 2}, countsOf(res), "CollectLogs(6 entries, MinLevel WARN) result")
+		require.Equal(t, "OK", res.GetStatus(), "CollectLogs(6 entries, MinLevel WARN) result's status")
 		found, err := env.client.SearchLogs(ctx, &pb.SearchLogsRequest{MinLevel: pb.LogLevel_LOG_LEVEL_ERROR, Term: "timeout"})
 		katatest.WantCode(t, err, codes.OK, "SearchLogs(ERROR, %q)", "timeout")
 		if found.GetTotalMatches() != 2 || found.GetEntries()[0].GetMessage() != "payment timeout" {

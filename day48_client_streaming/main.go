@@ -145,7 +145,11 @@ func (c *StreamingClient) UploadFilesConcurrently(ctx context.Context, paths []s
 // to the power n-1, capped at MaxBackoff; jitter keeps half of the base
 // and a random part of the other half: base/2 + c.jitter()*base/2. Wait
 // the longer of that backoff and the delay a RetryInfo asks for. Apply c.retry.AttemptTimeout to
-// each attempt. Stop as soon as ctx ends.
+// each attempt, its status query included. An attempt that ends with
+// DeadlineExceeded while ctx lives ran out of its own time, and is
+// wrapped in ErrAttemptTimeout: decide it that way, not by the attempt
+// context's own state, because the server sees the same deadline and may
+// answer a moment before that context expires. Stop as soon as ctx ends.
 func (c *StreamingClient) UploadWithRetry(ctx context.Context, path string, opts ...UploadOption) (*pb.UploadResult, error) {
 	// TODO(task 7): resume, retry, back off.
 	return nil, status.Errorf(codes.Unimplemented, "UploadWithRetry: not implemented yet (see README, task 7)")
@@ -264,7 +268,9 @@ func (c *StreamingClient) ProcessBatch(ctx context.Context, token string, items 
 // s.cfg.NewTicker(s.cfg.FlushInterval), and a last time when the stream
 // ends. The handler hands it entries over a bounded channel and waits for
 // it to finish before answering, so the final flush comes before
-// SendAndClose and the goroutine never outlives the stream.
+// SendAndClose and the goroutine never outlives the stream. The answer
+// counts what was received, indexed, filtered and refused as an error,
+// with status "OK".
 func (s *DataCollectionServer) CollectLogs(stream pb.DataCollectionService_CollectLogsServer) error {
 	// TODO(task 12): receive, filter, redact, hand over, flush, SendAndClose.
 	return status.Errorf(codes.Unimplemented, "CollectLogs: not implemented yet (see README, task 12)")

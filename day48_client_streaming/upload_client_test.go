@@ -211,6 +211,21 @@ func TestClientUpload(t *testing.T) {
 		katatest.WantCode(t, err, codes.DeadlineExceeded, "StreamingClient.UploadFile() at 1 byte/s with a %v deadline", katatest.WaitTimeout)
 	})
 
+	t.Run("Charges_the_limiter_each_chunks_own_bytes", func(t *testing.T) {
+		// A limiter that holds exactly the file's bytes and refills at a
+		// byte a second: charging the short last chunk as a full one
+		// needs more than it holds, which it cannot refill in time.
+		env := startUploadServer(t, Config{})
+		c := newClient(t, env.Server, WithChunkSize(testChunk), WithRateLimit(1))
+		size := 2*testChunk + testChunk/2
+		c.limiter = rate.NewLimiter(1, size)
+		path := writeTestFile(t, t.TempDir(), "exact.txt", randomBytes(t, size))
+		ctx, cancel := context.WithTimeout(katatest.Context(t), katatest.WaitTimeout)
+		defer cancel()
+		_, err := c.UploadFile(ctx, path)
+		katatest.WantCode(t, err, codes.OK, "StreamingClient.UploadFile(%d bytes) with a limiter holding exactly %d bytes: wait for each chunk's own bytes, the last chunk's %d included", size, size, testChunk/2)
+	})
+
 	t.Run("A_Send_that_fails_is_not_reported_as_progress", func(t *testing.T) {
 		env := startUploadServer(t, Config{})
 		c := newClient(t, env.Server, WithChunkSize(testChunk))
@@ -476,7 +491,11 @@ func TestUploadFilesConcurrently(t *testing.T) {
 		case <-time.After(katatest.NeverWindow):
 		}
 		close(release)
-		<-done
+		select {
+		case <-done:
+		case <-time.After(katatest.WaitTimeout):
+			t.Fatalf("UploadFilesConcurrently() did not return within %v of cancel and of its running uploads ending: it must give back only the slots it took, and wait for every upload it started", katatest.WaitTimeout)
+		}
 		assert.EqualValues(t, 2, finishedAtReturn, "uploads whose progress callback had returned when UploadFilesConcurrently returned after cancel, want both running ones: return only after every started upload ends")
 		joined, ok := err.(interface{ Unwrap() []error })
 		require.True(t, ok, "UploadFilesConcurrently error after cancel = %v, want errors.Join of one error per file", err)
