@@ -130,7 +130,9 @@ func TestClientUpload(t *testing.T) {
 			t.Fatal("StreamingClient.UploadFile() did not return after cancel while waiting for the rate limiter")
 		}
 		env.WaitIdle(t)
-		assert.LessOrEqual(t, len(b.received()), 1, "chunks the server received before the limiter allowed a second")
+		if n := len(b.received()); n > 1 {
+			t.Fatalf("StreamingClient.UploadFile() at %d bytes/s sent %d chunks before the limiter allowed a second, want 1: wait for the limiter before each chunk", testChunk/5, n)
+		}
 	})
 
 	t.Run("Refuses_what_is_not_a_regular_file", func(t *testing.T) {
@@ -699,6 +701,31 @@ func TestUploadWithRetry(t *testing.T) {
 		res, err := c.UploadWithRetry(katatest.Context(t), path)
 		katatest.WantCode(t, err, codes.OK, "UploadWithRetry(%q) whose first attempt hangs past AttemptTimeout", "hang.txt")
 		checkStored(t, env, res, "hang.txt", data)
+	})
+
+	t.Run("Retries_an_attempt_whose_status_query_times_out", func(t *testing.T) {
+		// The attempt's timeout covers its status query too: a query that
+		// hangs is cut off with the attempt, which is then retried.
+		var calls atomic.Int32
+		hang := grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+			if calls.Add(1) == 1 {
+				<-ctx.Done() // the first status query hangs until its deadline
+				return nil, ctx.Err()
+			}
+			return handler(ctx, req)
+		})
+		env := startUploadServer(t, Config{}, katatest.WithServerOptions(hang))
+		p := policy
+		p.AttemptTimeout = 200 * time.Millisecond
+		c := newClient(t, env.Server, WithRetryPolicy(p))
+		c.sleep = (&sleepRecorder{}).sleep
+		data := []byte("eventually")
+		path := writeTestFile(t, t.TempDir(), "query.txt", data)
+		ctx, cancel := context.WithTimeout(katatest.Context(t), katatest.WaitTimeout)
+		defer cancel()
+		res, err := c.UploadWithRetry(ctx, path)
+		katatest.WantCode(t, err, codes.OK, "UploadWithRetry(%q) whose first status query hangs past AttemptTimeout (%v): run the query on the attempt's context", "query.txt", p.AttemptTimeout)
+		checkStored(t, env, res, "query.txt", data)
 	})
 
 	t.Run("Progress_counts_the_prefix_the_server_already_has", func(t *testing.T) {
