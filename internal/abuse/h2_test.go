@@ -173,13 +173,8 @@ func (c *h2Client) open(method, token string) (uint32, error) {
 	c.mu.Unlock()
 	return id, c.write(func() error {
 		c.hbuf.Reset()
-		fields := [][2]string{{":method", "POST"}, {":scheme", "http"}, {":path", method}, {":authority", c.addr},
-			{"content-type", "application/grpc"}, {"te", "trailers"}}
-		if token != "" {
-			fields = append(fields, [2]string{"authorization", "Bearer " + token})
-		}
-		for _, f := range fields {
-			c.henc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+		for _, f := range grpcHeaders(c.addr, method, token) {
+			c.henc.WriteField(f)
 		}
 		return c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: c.hbuf.Bytes(), EndHeaders: true})
 	})
@@ -248,6 +243,40 @@ func (c *h2Client) ended(id uint32) bool {
 
 func (c *h2Client) Close() error { return c.conn.Close() }
 
+// attacker is one accepted connection to day's server from 127.0.0.1,
+// closed when the test ends if it has not been before.
+func attacker(ctx context.Context, t *testing.T, day string, settings ...http2.Setting) *h2Client {
+	t.Helper()
+	a, err := dialH2(ctx, os.Getenv("ABUSE_ADDR_"+day), "127.0.0.1", settings...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	if !a.accepted(ctx) {
+		t.Fatal("the server refused an attacker's connection")
+	}
+	return a
+}
+
+// closeAll closes the attacker's connections before the report measures
+// what they left behind.
+func closeAll(attackers []*h2Client) {
+	for _, a := range attackers {
+		a.Close()
+	}
+}
+
+// grpcHeaders are the header fields of a call of method, with token
+// when not empty.
+func grpcHeaders(authority, method, token string) []hpack.HeaderField {
+	fields := []hpack.HeaderField{{Name: ":method", Value: "POST"}, {Name: ":scheme", Value: "http"}, {Name: ":path", Value: method},
+		{Name: ":authority", Value: authority}, {Name: "content-type", Value: "application/grpc"}, {Name: "te", Value: "trailers"}}
+	if token != "" {
+		fields = append(fields, hpack.HeaderField{Name: "authorization", Value: "Bearer " + token})
+	}
+	return fields
+}
+
 // transportLimits are the limits each day's server states (see the
 // serverLimits of its demo.go and serving.ConnLimits).
 var transportLimits = map[string]struct {
@@ -277,21 +306,10 @@ func testStalledPrefixes(t *testing.T, day string) {
 	limits := transportLimits[day]
 	const conns = 4
 	var attackers []*h2Client
-	defer func() {
-		for _, a := range attackers {
-			a.Close()
-		}
-	}()
 	held := 0
 	for range conns {
-		a, err := dialH2(ctx, os.Getenv("ABUSE_ADDR_"+day), "127.0.0.1")
-		if err != nil {
-			t.Fatalf("dialing: %v", err)
-		}
+		a := attacker(ctx, t, day)
 		attackers = append(attackers, a)
-		if !a.accepted(ctx) {
-			t.Fatal("the server refused one of 4 connections")
-		}
 		var ids []uint32
 		for i := range limits.streams + 4 {
 			call := stalledCalls[day][i%len(stalledCalls[day])]
@@ -322,9 +340,7 @@ func testStalledPrefixes(t *testing.T, day string) {
 		t.Fatalf("the server's live heap grew by %.1f MiB while %d stalled messages waited, want at most %d x %d x %.2f MiB = %.1f MiB (plus %d MiB)",
 			float64(grew)/(1<<20), held, conns, limits.streams, float64(limits.maxRecv)/(1<<20), float64(bound)/(1<<20), heapSlack>>20)
 	}
-	for _, a := range attackers {
-		a.Close()
-	}
+	closeAll(attackers)
 	report(t, b, fmt.Sprintf("at most %d streams a connection; each holds at most the receive limit (%d KiB), so 4 connections hold at most %.1f MiB; others served", limits.streams, limits.maxRecv>>10, float64(bound)/(1<<20)),
 		fmt.Sprintf("%d messages stalled one byte short on 4 connections; live heap %+.1f MiB during; a health check served meanwhile", held, float64(grew)/(1<<20)),
 		"nothing once the attacker disconnects")
@@ -340,11 +356,7 @@ func testManyConnections(t *testing.T, day string) {
 	ctx := attackContext(t)
 	limits := transportLimits[day]
 	var attackers []*h2Client
-	defer func() {
-		for _, a := range attackers {
-			a.Close()
-		}
-	}()
+	defer func() { closeAll(attackers) }()
 	accepted := 0
 	for range limits.perAddress + 8 {
 		a, err := dialH2(ctx, os.Getenv("ABUSE_ADDR_"+day), "127.0.0.3")
@@ -361,9 +373,7 @@ func testManyConnections(t *testing.T, day string) {
 	if accepted != limits.perAddress {
 		t.Fatalf("the server accepted %d of %d connections from one address, want exactly %d", accepted, limits.perAddress+8, limits.perAddress)
 	}
-	for _, a := range attackers {
-		a.Close()
-	}
+	closeAll(attackers)
 	report(t, b, fmt.Sprintf("%d accepted from one address, the rest closed at once and logged; a client from another address served", limits.perAddress),
 		fmt.Sprintf("%d of %d accepted; goroutines %d during; a health check served meanwhile", accepted, limits.perAddress+8, during.Goroutines),
 		"nothing once the attacker disconnects")
@@ -403,21 +413,10 @@ func testZeroWindow(t *testing.T) {
 
 	const conns = 4
 	var attackers []*h2Client
-	defer func() {
-		for _, a := range attackers {
-			a.Close()
-		}
-	}()
 	asked := 0
 	for range conns {
-		a, err := dialH2(ctx, os.Getenv("ABUSE_ADDR_48"), "127.0.0.1", http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
-		if err != nil {
-			t.Fatal(err)
-		}
+		a := attacker(ctx, t, "48", http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
 		attackers = append(attackers, a)
-		if !a.accepted(ctx) {
-			t.Fatal("the server refused one of the attacker's 4 connections")
-		}
 		for range limits.streams + 4 {
 			id, err := a.open("/streaming.v1.DataCollectionService/SearchLogs", "")
 			if err != nil {
@@ -441,9 +440,7 @@ func testZeroWindow(t *testing.T) {
 		t.Fatalf("the server's live heap grew by %.1f MiB while %d answers on %d connections waited for a window that never opens, want at most %d x %d streams x 1 MiB (plus %d MiB)",
 			float64(grew)/(1<<20), asked, conns, conns, limits.streams, heapSlack>>20)
 	}
-	for _, a := range attackers {
-		a.Close()
-	}
+	closeAll(attackers)
 	report(t, b, fmt.Sprintf("at most %d answers of at most 1 MiB wait for the window: %d MiB a connection, until the attacker goes or the connection's age runs out; others served", limits.streams, limits.streams),
 		fmt.Sprintf("%d searches sent on 4 connections with a zero window (the server takes 8 a connection); live heap %+.1f MiB while their answers waited; a health check served meanwhile", asked, float64(grew)/(1<<20)),
 		"nothing once the attacker disconnects")
@@ -457,14 +454,7 @@ func testZeroWindow(t *testing.T) {
 func testRapidReset(t *testing.T, day string) {
 	conn, b := attack(t, day)
 	ctx := attackContext(t)
-	a, err := dialH2(ctx, os.Getenv("ABUSE_ADDR_"+day), "127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	if !a.accepted(ctx) {
-		t.Fatal("the server refused the attacker's connection")
-	}
+	a := attacker(ctx, t, day)
 	const resets = 5000
 	sent := 0
 	for range resets {
@@ -497,18 +487,11 @@ func testRapidReset(t *testing.T, day string) {
 func testContinuationFlood(t *testing.T, day string) {
 	conn, b := attack(t, day)
 	ctx := attackContext(t)
-	a, err := dialH2(ctx, os.Getenv("ABUSE_ADDR_"+day), "127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	if !a.accepted(ctx) {
-		t.Fatal("the server refused the attacker's connection")
-	}
+	a := attacker(ctx, t, day)
 	var block bytes.Buffer
 	enc := hpack.NewEncoder(&block)
-	for _, f := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":path", "/grpc.health.v1.Health/Check"}, {":authority", a.addr}, {"content-type", "application/grpc"}} {
-		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	for _, f := range grpcHeaders(a.addr, "/grpc.health.v1.Health/Check", "") {
+		enc.WriteField(f)
 	}
 	junk := bytes.Buffer{}
 	jenc := hpack.NewEncoder(&junk)
@@ -516,7 +499,7 @@ func testContinuationFlood(t *testing.T, day string) {
 	const frames = 2000 // 16 MB of headers if the server read them all
 	sent := 0
 	a.conn.SetWriteDeadline(time.Now().Add(10 * time.Second)) // a server that stops reading ends the flood too
-	err = a.write(func() error {
+	err := a.write(func() error {
 		return a.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block.Bytes(), EndHeaders: false})
 	})
 	for ; err == nil && sent < frames; sent++ {

@@ -264,10 +264,7 @@ func (r *repo) buildShared(ctx context.Context, d day, list []antipattern) (*sha
 // runShared runs the tests of ap in the shared build, with ap switched on,
 // as go test -json would report them.
 func (r *repo) runShared(ctx context.Context, d day, s *sharedMistakes, ap antipattern) (*testRun, error) {
-	processes, count := 1, antipatternRuns
-	if ap.SeparateRuns {
-		processes, count = antipatternRuns, 1
-	}
+	processes, count := ap.runs()
 	var run *testRun
 	for range processes {
 		ctx, cancel := context.WithTimeout(ctx, testTimeout)

@@ -423,12 +423,7 @@ func (r *repo) runPlanted(ctx context.Context, d day, ap antipattern) (*testRun,
 	}
 	defer remove()
 
-	// The runs share one test process, unless the mistake is one only
-	// the race detector sees: it reports each race once per process.
-	processes, count := 1, antipatternRuns
-	if ap.SeparateRuns {
-		processes, count = antipatternRuns, 1
-	}
+	processes, count := ap.runs()
 	args := append([]string{}, r.race(ctx)...)
 	args = append(args, fmt.Sprintf("-count=%d", count), "-timeout=300s", "-run", runPattern(ap.CaughtBy), "-overlay="+overlay, d.pkg())
 	var run *testRun
@@ -449,6 +444,17 @@ func (r *repo) runPlanted(ctx context.Context, d day, ap antipattern) (*testRun,
 		}
 	}
 	return run, nil
+}
+
+// runs says how ap's antipatternRuns runs are made: in how many test
+// processes, each running the tests how many times. They share one
+// process, unless the mistake is one only the race detector sees: it
+// reports each race once per process.
+func (ap antipattern) runs() (processes, count int) {
+	if ap.SeparateRuns {
+		return antipatternRuns, 1
+	}
+	return 1, antipatternRuns
 }
 
 // runPattern is a -run pattern selecting the tests of names: their
