@@ -338,6 +338,37 @@ func TestBatchProcessing(t *testing.T) {
 		env.wantAbsent(t, "alice/e4")
 	})
 
+	t.Run("An_expired_token_is_checked_before_the_item_cap", func(t *testing.T) {
+		// Two items fill the cap; the third waits on the pacer while the
+		// token expires. It ends the stream as Unauthenticated: the token
+		// is checked first, on every item, even one past the cap.
+		probe := newPacingProbe(2)
+		env := startPacedBatchServer(t, BatchConfig{MaxItemsPerStream: 2}, probe)
+		ctx := katatest.Context(t)
+		stream, err := env.client.ProcessBatch(WithToken(ctx, shortToken))
+		katatest.WantCode(t, err, codes.OK, "ProcessBatch(short-lived token)")
+		for i := range 3 {
+			if err := stream.Send(write(fmt.Sprint("c", i+1), fmt.Sprint("alice/c", i+1), "c")); err != nil {
+				break // the server has answered; CloseAndRecv says how
+			}
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_, err = stream.CloseAndRecv()
+		}()
+		if !probe.waitForWaits(t, 3, done) {
+			t.Fatalf("ProcessBatch(3 items) = %v before waiting on the pacer for the 3rd item, want a Wait before every Recv", err)
+		}
+		env.clock.Advance(2 * time.Minute)
+		close(probe.open)
+		<-done
+		katatest.WantCode(t, err, codes.Unauthenticated, "ProcessBatch(3 items, MaxItemsPerStream=2, token expired before the 3rd): re-check the token before the cap")
+		env.WaitIdle(t)
+		env.wantStored(t, "alice/c2", "c")
+		env.wantAbsent(t, "alice/c3")
+	})
+
 	t.Run("Denies_another_users_key", func(t *testing.T) {
 		env := startBatchServer(t, BatchConfig{})
 		ctx := katatest.Context(t)

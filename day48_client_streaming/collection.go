@@ -375,6 +375,10 @@ func valueEnd(text string, start int) int {
 // searches over them. Every change closes the notify channel, so tests
 // can wait for a flush without polling.
 type logIndex struct {
+	// beforeAdd, when a test sets it before the server serves, runs at
+	// the start of every addBatch. The server never sets it.
+	beforeAdd func()
+
 	mu       sync.Mutex
 	capacity int
 	entries  []*pb.LogEntry // oldest first
@@ -388,6 +392,9 @@ func newLogIndex(capacity int) *logIndex {
 
 // addBatch indexes a flushed buffer. The entries must already be redacted.
 func (x *logIndex) addBatch(entries []*pb.LogEntry) {
+	if x.beforeAdd != nil {
+		x.beforeAdd()
+	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.entries = append(x.entries, entries...)

@@ -114,25 +114,57 @@ func TestCollectionClient(t *testing.T) {
 }
 
 func TestMonitorConnection(t *testing.T) {
-	env := startCollectionServer(t, CollectionConfig{})
-	c := newClient(t, env.Server)
-	ctx, cancel := context.WithCancel(katatest.Context(t))
-	states := make(chan connectivity.State, 16)
-	done := make(chan error, 1)
-	go func() { done <- c.MonitorConnection(ctx, func(s connectivity.State) { states <- s }) }()
-	var seen []connectivity.State
-	for ready := false; !ready; {
+	t.Run("Connects_and_reports_until_cancelled", func(t *testing.T) {
+		env := startCollectionServer(t, CollectionConfig{})
+		c := newClient(t, env.Server)
+		ctx, cancel := context.WithCancel(katatest.Context(t))
+		states := make(chan connectivity.State, 16)
+		done := make(chan error, 1)
+		go func() { done <- c.MonitorConnection(ctx, func(s connectivity.State) { states <- s }) }()
+		var seen []connectivity.State
+		for ready := false; !ready; {
+			select {
+			case s := <-states:
+				seen = append(seen, s)
+				ready = s == connectivity.Ready
+			case err := <-done:
+				t.Fatalf("MonitorConnection() = %v after reporting %v, want it to report until cancelled", err, seen)
+			case <-ctx.Done():
+				t.Fatalf("MonitorConnection reported %v, want it to connect and report READY", seen)
+			}
+		}
+		cancel()
+		waitMonitorCancelled(t, done)
+	})
+
+	t.Run("Reports_the_state_it_starts_in", func(t *testing.T) {
+		// A connection that is already READY does not change: only a
+		// monitor that reports the current state first says anything.
+		env := startCollectionServer(t, CollectionConfig{})
+		c := newClient(t, env.Server)
+		_, err := c.collection.GetMetricsSummary(katatest.Context(t), &pb.GetMetricsSummaryRequest{Source: "web-01"})
+		katatest.WantCode(t, err, codes.NotFound, "GetMetricsSummary(%q) to make the connection READY", "web-01")
+		ctx, cancel := context.WithCancel(katatest.Context(t))
+		states := make(chan connectivity.State, 16)
+		done := make(chan error, 1)
+		go func() { done <- c.MonitorConnection(ctx, func(s connectivity.State) { states <- s }) }()
 		select {
 		case s := <-states:
-			seen = append(seen, s)
-			ready = s == connectivity.Ready
+			if s != connectivity.Ready {
+				t.Fatalf("MonitorConnection on a READY connection first reported %v, want READY", s)
+			}
 		case err := <-done:
-			t.Fatalf("MonitorConnection() = %v after reporting %v, want it to report until cancelled", err, seen)
-		case <-ctx.Done():
-			t.Fatalf("MonitorConnection reported %v, want it to connect and report READY", seen)
+			t.Fatalf("MonitorConnection() = %v before reporting anything, want it to report until cancelled", err)
+		case <-time.After(katatest.WaitTimeout):
+			t.Fatalf("MonitorConnection on a READY connection reported nothing within %v: call onChange with the current state first, then with each change", katatest.WaitTimeout)
 		}
-	}
-	cancel()
+		cancel()
+		waitMonitorCancelled(t, done)
+	})
+}
+
+func waitMonitorCancelled(t *testing.T, done <-chan error) {
+	t.Helper()
 	select {
 	case err := <-done:
 		if !errors.Is(err, context.Canceled) {

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/katatest"
@@ -138,6 +139,11 @@ func TestDataCollection(t *testing.T) {
 		katatest.WantCode(t, err, codes.OK, "CollectDataPoints(1000 valid points)")
 		wantCounts(t, res, 1000, 1000, 0)
 		assert.Equal(t, slices.Repeat([]int{100}, 10), env.store.savedSizes(), "sizes of the batches the store saved")
+		for i, p := range env.store.savedPoints() {
+			if !proto.Equal(p, points[i]) {
+				t.Fatalf("the store holds %v as point %d, want %v: a slice given to SaveBatch changed after it returned; start a new slice after each save, the store may keep the old one", p, i, points[i])
+			}
+		}
 		sum, err := env.client.GetMetricsSummary(ctx, &pb.GetMetricsSummaryRequest{Source: "web-01"})
 		katatest.WantCode(t, err, codes.OK, "GetMetricsSummary(%q)", "web-01")
 		require.NotEmpty(t, sum.GetMetrics(), "GetMetricsSummary(web-01) metrics")

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"maps"
 	"strings"
 	"testing"
@@ -88,6 +87,8 @@ func TestLogAggregation(t *testing.T) {
 			t.Fatalf("index holds %d entries from %d flushes when the result arrives, want 2500 from 3 (the final flush before SendAndClose)", n, flushes)
 		}
 	})
+
+	t.Run("Answers_after_the_final_flush_and_stops_its_ticker", testFinalFlushBeforeTheAnswer)
 
 	t.Run("An_invalid_entry_below_MinLevel_is_an_error", func(t *testing.T) {
 		env := startCollectionServer(t, CollectionConfig{MinLevel: pb.LogLevel_LOG_LEVEL_WARN})
@@ -279,8 +280,8 @@ func TestLogAggregation(t *testing.T) {
 		}}
 		err := runHandler(t, "CollectLogs(fake stream)", func() error { return env.srv.CollectLogs(stream) })
 		katatest.WantCode(t, err, codes.OK, "CollectLogs(a message that is not UTF-8, then a good one)")
-		require.NotNil(t, stream.result, "CollectLogs returned OK without SendAndClose")
-		assert.Equal(t, logCounts{Received: 2, Indexed: 1, Errors: 1}, countsOf(stream.result), "CollectLogs result, want the message that is not UTF-8 counted as an error")
+		require.NotNil(t, stream.answer(), "CollectLogs returned OK without SendAndClose")
+		assert.Equal(t, logCounts{Received: 2, Indexed: 1, Errors: 1}, countsOf(stream.answer()), "CollectLogs result, want the message that is not UTF-8 counted as an error")
 	})
 
 	t.Run("Oversized_entry_ends_the_stream_with_ResourceExhausted", func(t *testing.T) {
@@ -463,31 +464,6 @@ func TestLogAggregation(t *testing.T) {
 		katatest.WantCode(t, err, codes.OK, "%s", call)
 		assert.Equal(t, logCounts{Received: 3, Indexed: 1, Errors: 2}, countsOf(res), "%s result, want the two entries over a limit counted as errors: validate what arrived, then redact", call)
 	})
-}
-
-// fakeLogStream is a CollectLogs server stream in the test's hands: it
-// hands out entries, then io.EOF, and keeps what SendAndClose is given.
-type fakeLogStream struct {
-	grpc.ServerStream // nil: only the methods below are called
-	ctx               context.Context
-	entries           []*pb.LogEntry
-	result            *pb.LogCollectionResult
-}
-
-func (f *fakeLogStream) Context() context.Context { return f.ctx }
-
-func (f *fakeLogStream) Recv() (*pb.LogEntry, error) {
-	if len(f.entries) == 0 {
-		return nil, io.EOF
-	}
-	e := f.entries[0]
-	f.entries = f.entries[1:]
-	return e, nil
-}
-
-func (f *fakeLogStream) SendAndClose(res *pb.LogCollectionResult) error {
-	f.result = res
-	return nil
 }
 
 // runHandler calls a handler directly and returns its result, failing the

@@ -177,7 +177,8 @@ func validateDataPoint(p *pb.DataPoint, now time.Time, maxFutureSkew time.Durati
 // an error, reported as "point <index>: <reason>" through an errorList of
 // s.cfg.MaxErrorsReported, and the stream goes on. Collect valid points in
 // batches of s.cfg.BatchSize and save each full batch with
-// s.cfg.Store.SaveBatch; fold a saved batch into s.aggregates. A batch the
+// s.cfg.Store.SaveBatch, then start a new slice: the store may keep the
+// one it was given. Fold a saved batch into s.aggregates. A batch the
 // store refuses counts all its points as errors and adds one error, in
 // the same list, that includes the store's error text. More than
 // s.cfg.MaxPointsPerStream points end the stream with ResourceExhausted;
@@ -202,11 +203,11 @@ func (s *DataCollectionServer) CollectDataPoints(stream pb.DataCollectionService
 // sends it. Get the caller's pacer with s.newPacer(caller.User) (it is the
 // user's, shared by all of the user's streams) and wait on it before
 // every Recv, so a fast client is slowed down by flow control instead of
-// being buffered. For each item received:
+// being buffered. For each item received, in this order:
 //
 //   - Re-check the token with checkTokenFresh(ctx, s.cfg.Now); an expired
-//     token ends the stream with its Unauthenticated error. Items applied
-//     before stay applied.
+//     token ends the stream with its Unauthenticated error, even on an
+//     item past the cap. Items applied before stay applied.
 //   - More than s.cfg.MaxItemsPerStream items end the stream with
 //     ResourceExhausted naming the limit; every item received counts
 //     toward it, applied or refused.
@@ -266,9 +267,10 @@ func (c *StreamingClient) ProcessBatch(ctx context.Context, token string, items 
 // One goroutine owns the buffer: it indexes it (s.logs.addBatch) when it
 // holds s.cfg.LogBufferSize entries, on every tick of a ticker from
 // s.cfg.NewTicker(s.cfg.FlushInterval), and a last time when the stream
-// ends. The handler hands it entries over a bounded channel and waits for
-// it to finish before answering, so the final flush comes before
-// SendAndClose and the goroutine never outlives the stream. The answer
+// ends; it stops the ticker when it returns. The handler hands it entries
+// over a bounded channel and waits for it to finish before answering, so
+// the final flush comes before SendAndClose, the indexed count is the one
+// the goroutine returns, and the goroutine never outlives the stream. The answer
 // counts what was received, indexed, filtered and refused as an error,
 // with status "OK".
 func (s *DataCollectionServer) CollectLogs(stream pb.DataCollectionService_CollectLogsServer) error {
@@ -294,8 +296,9 @@ func (c *StreamingClient) SendLogs(ctx context.Context, entries <-chan *pb.LogEn
 }
 
 // MonitorConnection calls onChange with the connection's state, first the
-// current one and then each change, until ctx ends; it then returns ctx's
-// error (task 14). It asks an idle connection to connect.
+// current one (a READY connection reports READY at once) and then each
+// change, until ctx ends; it then returns ctx's error (task 14). It asks
+// an idle connection to connect.
 func (c *StreamingClient) MonitorConnection(ctx context.Context, onChange func(connectivity.State)) error {
 	// TODO(task 14): Connect, GetState, WaitForStateChange.
 	return status.Errorf(codes.Unimplemented, "MonitorConnection: not implemented yet (see README, task 14)")

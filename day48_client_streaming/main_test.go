@@ -432,6 +432,14 @@ func (r *recordingStore) contextErrors() []error {
 	return slices.Clone(r.ctxErrs)
 }
 
+// savedPoints returns the points of every saved batch, in order, read from
+// the slices SaveBatch was given: the store keeps them, as a real one may.
+func (r *recordingStore) savedPoints() []*pb.DataPoint {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Concat(r.batches...)
+}
+
 func (r *recordingStore) savedSizes() []int {
 	r.mu.Lock()
 	defer r.mu.Unlock()

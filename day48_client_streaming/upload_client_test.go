@@ -208,8 +208,17 @@ func TestClientUpload(t *testing.T) {
 		path := writeTestFile(t, t.TempDir(), "slow.txt", randomBytes(t, 3*testChunk))
 		ctx, cancel := context.WithTimeout(katatest.Context(t), katatest.WaitTimeout)
 		defer cancel()
-		_, err := c.UploadFile(ctx, path)
-		require.NoError(t, ctx.Err(), "StreamingClient.UploadFile() = %v only when the deadline passed, want it at once: rate.Limiter.WaitN fails when the wait would outlast the deadline", err)
+		done := make(chan error, 1)
+		go func() {
+			_, err := c.UploadFile(ctx, path)
+			done <- err
+		}()
+		var err error
+		select {
+		case err = <-done:
+		case <-ctx.Done(): // a wait that ignores ctx would last 18 hours
+		}
+		require.NoError(t, ctx.Err(), "StreamingClient.UploadFile() had not failed when its deadline passed, want DeadlineExceeded at once: rate.Limiter.WaitN(ctx, n) fails when the wait would outlast ctx's deadline")
 		katatest.WantCode(t, err, codes.DeadlineExceeded, "StreamingClient.UploadFile() at 1 byte/s with a %v deadline", katatest.WaitTimeout)
 	})
 
@@ -643,8 +652,13 @@ func TestUploadWithRetry(t *testing.T) {
 		ctx, cancel := context.WithCancel(katatest.Context(t))
 		sleeps := &sleepRecorder{onSleep: func(ctx context.Context) error {
 			cancel()
-			<-ctx.Done()
-			return ctx.Err()
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(katatest.WaitTimeout):
+				t.Errorf("the context c.sleep got was still live %v after UploadWithRetry's was cancelled: back off on the caller's ctx, never context.Background()", katatest.WaitTimeout)
+				return errors.New("gave up waiting for the backoff's context to end")
+			}
 		}}
 		c.sleep = sleeps.sleep
 		path := writeTestFile(t, t.TempDir(), "stop.txt", []byte("s"))

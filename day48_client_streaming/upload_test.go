@@ -34,6 +34,8 @@ func TestValidateFileName(t *testing.T) {
 			{"bad\x07name.txt", "U+0007 at byte 3"},
 			{"invoice\u202efdp.txt", "U+202E at byte 7"},
 			{"日\x1f.txt", "U+001F at byte 3"},
+			{"a\x01b\x02.txt", "U+0001 at byte 1"},     // the first of two
+			{"x\u202ay\u202e.txt", "U+202A at byte 1"}, // the first of two
 		} {
 			err := validateFileName(tc.name, allowed)
 			katatest.WantCode(t, err, codes.InvalidArgument, "validateFileName(%q)", tc.name)
