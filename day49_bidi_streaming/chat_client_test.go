@@ -29,6 +29,50 @@ func TestChatClient(t *testing.T) {
 		return c
 	}
 
+	t.Run("After_CloseSend_waits_for_the_server_to_end_the_stream", func(t *testing.T) {
+		// The server's sends are held: its echoes and its final status
+		// cannot leave it, so a Run that waits for the server's end is
+		// still running after its half-close, and one that returns at
+		// CloseSend has returned.
+		gate := newSendGate()
+		env := startChat(t, Config{}, katatest.WithStreamInterceptor(gate.intercept))
+		c := newClient(t, env, "alice-token")
+		lines := make(chan string, 1)
+		lines <- "only line"
+		close(lines)
+		gate.hold()
+		var received atomic.Int32
+		done := make(chan error, 1)
+		go func() {
+			done <- c.Run(katatest.Context(t), "lobby", lines, func(*pb.ChatMessage) { received.Add(1) })
+		}()
+		early := func(err error) {
+			t.Fatalf("ChatClient.Run() = %v after its half-close, while the server had not yet sent anything: after CloseSend keep receiving until the server ends the stream, then return its status", err)
+		}
+		select {
+		case err := <-done:
+			early(err)
+		case <-gate.halfClosed:
+			select {
+			case err := <-done:
+				early(err)
+			case <-time.After(katatest.NeverWindow):
+			}
+		case <-time.After(katatest.WaitTimeout):
+			t.Fatalf("ChatClient.Run(1 line, then end of input) neither half-closed nor returned within %v", katatest.WaitTimeout)
+		}
+		gate.open()
+		select {
+		case err := <-done:
+			katatest.WantCode(t, err, codes.OK, "ChatClient.Run(1 line, then end of input) once the server's sends were let go")
+		case <-time.After(katatest.WaitTimeout):
+			t.Fatalf("ChatClient.Run() did not return within %v of the server ending the stream", katatest.WaitTimeout)
+		}
+		if n := received.Load(); n != 2 {
+			t.Fatalf("Run passed %d messages to onMessage, want 2: the confirmation of alice's JOIN_ROOM and the echo of her line, sent by the server after her half-close", n)
+		}
+	})
+
 	t.Run("Sends_lines_then_half_closes_and_returns_OK", func(t *testing.T) {
 		env := startChat(t, Config{})
 		bob := env.open(t, "bob")

@@ -286,6 +286,33 @@ func TestChat(t *testing.T) {
 		alice.expectError(codes.ResourceExhausted, "a message over the rate limit")
 	})
 
+	t.Run("Invalid_messages_use_the_rate_limit_and_count_toward_a_flood", func(t *testing.T) {
+		// The rate limit comes before every other check: a client sending
+		// nothing but invalid messages is slowed and cut off like any other.
+		env := startChat(t, Config{MessagesPerSecond: 1, Burst: 2, FloodLimit: 3})
+		mallory := env.open(t, "mallory")
+		invalid := []*pb.ChatMessage{
+			{Type: pb.MessageType_MESSAGE_TYPE_JOIN_ROOM, RoomId: "Not A Room"},
+			{Type: pb.MessageType_MESSAGE_TYPE_CHAT, RoomId: "lobby"},
+			{Type: pb.MessageType_MESSAGE_TYPE_USER_JOINED, RoomId: "lobby"},
+			{Type: pb.MessageType_MESSAGE_TYPE_JOIN_ROOM, RoomId: "Not A Room"},
+			{Type: pb.MessageType_MESSAGE_TYPE_CHAT, RoomId: "lobby"},
+		}
+		for i, m := range invalid[:4] {
+			mallory.Send(m)
+			if i < 2 {
+				mallory.expectError(codes.InvalidArgument, fmt.Sprintf("invalid message %d, within the burst of 2", i+1))
+			} else {
+				mallory.expectError(codes.ResourceExhausted, fmt.Sprintf("invalid message %d, over the rate limit (check the rate limit first)", i+1))
+			}
+		}
+		mallory.Send(invalid[4])
+		if m, ended := mallory.NextOrEnd(); !ended {
+			t.Fatalf("Chat(mallory) answered %v to a 3rd invalid message in a row over the rate limit, want the stream ended: FloodLimit=3 counts every refusal by the rate limit, valid message or not", m)
+		}
+		katatest.WantCode(t, mallory.Status(), codes.ResourceExhausted, "Chat(mallory) after FloodLimit=3 invalid messages in a row over the rate limit")
+	})
+
 	t.Run("Flood_ends_the_stream", func(t *testing.T) {
 		env := startChat(t, Config{Burst: 2, FloodLimit: 5})
 		mallory := env.open(t, "mallory")

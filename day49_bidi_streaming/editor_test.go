@@ -164,7 +164,7 @@ func (s *editStream) wantRemote(revision int64, author string, op Op) {
 // with code for the operation id.
 func (s *editStream) wantError(id string, code codes.Code, what string) *pb.EditError {
 	s.T().Helper()
-	ev := s.next()
+	ev := s.NextFor(fmt.Sprintf("an in-band %v error for %s", code, what))
 	e := ev.GetError()
 	if e == nil || codes.Code(e.GetCode()) != code || e.GetClientOpId() != id {
 		s.T().Fatalf("%s: %s answered with %v, want an in-band %v error for %q", s.user, what, ev, code, id)
@@ -234,24 +234,24 @@ func TestEditStream(t *testing.T) {
 	})
 
 	t.Run("Editor_that_pipelines_a_burst_and_reads_is_not_evicted", func(t *testing.T) {
-		// alice sends 40 operations at once into a queue of 8 while her
+		// alice sends 40 requests at once into a queue of 8 while her
 		// writer is held: a reader without backpressure answers them all,
 		// overflows her own queue and evicts her. Released, the writer
-		// drains and every operation is acknowledged.
+		// drains and every request is answered. The requests are empty, so
+		// each answer is a refusal and no commit is needed.
 		gate := newSendGate()
 		env := startEditor(t, EditorConfig{QueueSize: 8}, "", katatest.WithStreamInterceptor(gate.intercept))
 		alice := env.open(t, "alice")
 		gate.hold()
-		var ids []string
-		for i := range 40 {
-			ids = append(ids, alice.submit(int64(i), Insert(0, "x")))
+		for range 40 {
+			alice.Send(&pb.EditRequest{})
 		}
 		<-time.After(katatest.NeverWindow) // time for a reader without backpressure to overflow
 		gate.open()
-		for i, id := range ids {
-			alice.wantAck(id, int64(i+1))
+		for i := range 40 {
+			alice.wantError("", codes.InvalidArgument, fmt.Sprintf("empty request %d of 40, pipelined", i+1))
 		}
-		katatest.WantCode(t, alice.Finish(), codes.OK, "alice's stream after 40 pipelined operations, all acknowledged")
+		katatest.WantCode(t, alice.Finish(), codes.OK, "alice's stream after 40 pipelined requests, all answered")
 	})
 
 	t.Run("Handler_refuses_a_stream_without_an_identity", func(t *testing.T) {
@@ -267,23 +267,23 @@ func TestEditStream(t *testing.T) {
 
 	t.Run("Half_close_delivers_every_queued_event", func(t *testing.T) {
 		// As in TestStreamErrors/Half_close_delivers_every_queued_reply:
-		// the writer is held in its first Send while 19 more acks queue
-		// up behind it and the reader ends.
+		// the writer is held in its first Send while 19 more answers
+		// (refusals of empty requests) queue up behind it and the reader
+		// ends.
 		gate := newSendGate()
 		env := startEditor(t, EditorConfig{QueueSize: 64}, "", katatest.WithStreamInterceptor(gate.intercept))
 		alice := env.open(t, "alice")
 		gate.hold()
-		var ids []string
-		for i := range 20 {
-			ids = append(ids, alice.submit(int64(i), Insert(0, "x")))
+		for range 20 {
+			alice.Send(&pb.EditRequest{})
 		}
 		alice.CloseSend()
 		gate.waitHalfClosed(t)
 		gate.open()
-		for i, id := range ids {
-			alice.wantAck(id, int64(i+1))
+		for i := range 20 {
+			alice.wantError("", codes.InvalidArgument, fmt.Sprintf("empty request %d of 20, before the half-close", i+1))
 		}
-		katatest.WantCode(t, alice.Status(), codes.OK, "alice's stream after her half-close, with every ack delivered")
+		katatest.WantCode(t, alice.Status(), codes.OK, "alice's stream after her half-close, with every answer delivered")
 	})
 
 	t.Run("Disconnect_leaves_nothing_behind", func(t *testing.T) {
@@ -310,9 +310,14 @@ func TestEditStream(t *testing.T) {
 		alice := env.open(t, "alice")
 		alice.Send(&pb.EditRequest{})
 		alice.wantError("", codes.InvalidArgument, "an empty request")
-		alice.wantAck(alice.submit(0, Insert(5, "!")), 1)
+		alice.Send(&pb.EditRequest{Request: &pb.EditRequest_Open{Open: &pb.OpenDocument{DocumentId: "notes"}}})
+		alice.wantError("", codes.FailedPrecondition, "a second open, after the refused empty request: the stream goes on")
+		katatest.WantCode(t, alice.Finish(), codes.OK, "alice's stream after a refused empty request")
 	})
 
+}
+
+func TestEditCommit(t *testing.T) {
 	t.Run("The_store_is_called_with_the_streams_context", func(t *testing.T) {
 		env := startEditor(t, EditorConfig{}, "hello")
 		alice := env.open(t, "alice")
@@ -327,9 +332,6 @@ func TestEditStream(t *testing.T) {
 		}
 	})
 
-}
-
-func TestEditCommit(t *testing.T) {
 	t.Run("Ack_to_the_author_and_the_operation_to_the_others", func(t *testing.T) {
 		env := startEditor(t, EditorConfig{}, "hello")
 		alice, bob := env.open(t, "alice"), env.open(t, "bob")

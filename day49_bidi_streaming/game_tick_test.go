@@ -170,6 +170,18 @@ func TestGameTick(t *testing.T) {
 		}
 	})
 
+	t.Run("A_stream_that_has_not_joined_gets_no_snapshot", func(t *testing.T) {
+		s := newTestGame(GameConfig{})
+		alice := joined(t, s, "alice")
+		lurker := newPlayer("lurker", s.cfg)
+		s.register(lurker) // an open Play stream that has sent no join yet
+		tickNow(t, s)
+		tookSnapshot(t, alice)
+		if got := lurker.mailbox.take(); len(got) != 0 {
+			t.Fatalf("after Tick() lurker, whose stream is open but has not joined, has %q in its mailbox, want nothing: post to the joined players (s.players), not to every open stream (s.streams) (task 6)", describeUpdates(got))
+		}
+	})
+
 	t.Run("Never_waits_for_a_player_that_does_not_read", func(t *testing.T) {
 		s := newTestGame(GameConfig{})
 		silent := joined(t, s, "silent")

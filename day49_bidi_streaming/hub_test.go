@@ -434,7 +434,7 @@ func TestHub(t *testing.T) {
 		t.Cleanup(func() { beforeEvict.Store(nil) })
 		s.hub.disconnect(c)
 		if rooms, memberships, _ := s.hub.counts(); rooms != 0 || memberships != 0 {
-			t.Fatalf("after disconnect(alice), with a join(alice, games) that returned %v between the hub's unlock and alice's eviction, the hub holds %d rooms and %d memberships, want none: evict under h.mu, before leaving the rooms", raced, rooms, memberships)
+			t.Fatalf("after disconnect(alice), with a join(alice, games) that returned %v between the hub's unlock and alice's eviction, the hub holds %d rooms and %d memberships, want none: evict c first, before leaving its rooms (before taking h.mu or under it, never after the unlock)", raced, rooms, memberships)
 		}
 	})
 

@@ -57,6 +57,24 @@ func TestSnapshotMailbox(t *testing.T) {
 		}
 	})
 
+	t.Run("What_take_returns_stays_as_it_was", func(t *testing.T) {
+		// The writer sends what take returned after unlocking, while
+		// posts go on: the slice is the writer's, and a later post must
+		// not write into it.
+		m := newSnapshotMailbox(4)
+		postNow(t, m, errorUpdate(1))
+		postNow(t, m, errorUpdate(2))
+		taken := m.take()
+		postNow(t, m, errorUpdate(3))
+		postNow(t, m, snapshotUpdate(1))
+		if got, want := describeUpdates(taken), []string{"error 1", "error 2"}; !slices.Equal(got, want) {
+			t.Fatalf("what take() returned became %q after two more posts, want %q: hand the slice over and start a new one (m.errors = nil), never reuse its array (task 5)", got, want)
+		}
+		if got, want := describeUpdates(m.take()), []string{"error 3", "snapshot 1"}; !slices.Equal(got, want) {
+			t.Fatalf("the second take() = %q, want %q (task 5)", got, want)
+		}
+	})
+
 	t.Run("Errors_are_bounded", func(t *testing.T) {
 		m := newSnapshotMailbox(3)
 		for i := range 100 {

@@ -81,7 +81,9 @@ func (h *hub) typing(c *connection, roomID string) error {
 
 // handle acts on one request from c (task 3).
 //
-// First the rate limit (s.hub.allow): over it, count the refusal in
+// First the rate limit (s.hub.allow), before any other check, so an
+// invalid request uses the limit and counts toward a flood like any
+// other: over it, count the refusal in
 // c.refusedInARow and answer in-band with ResourceExhausted; at
 // cfg.FloodLimit refusals in a row return ResourceExhausted instead, which
 // ends the stream (that last refusal is not answered in-band: the stream's
@@ -150,7 +152,9 @@ func (m *snapshotMailbox) post(u *sharedUpdate) {
 
 // take empties the mailbox and returns what it held (task 5): the waiting
 // errors, oldest first, then the snapshot, if any. The stream's writer
-// calls it each time m.ready signals, and sends the result in order.
+// calls it each time m.ready signals, and sends the result in order. The
+// slice returned is the caller's from then on: the mailbox starts a new
+// one, so a later post never writes into what the writer is sending.
 func (m *snapshotMailbox) take() []*sharedUpdate {
 	// TODO(task 5)
 	return nil

@@ -146,8 +146,18 @@ func (s *session) next() *pb.ChatMessage {
 // content containing text) arrives.
 func (s *session) expect(t pb.MessageType, text string) *pb.ChatMessage {
 	s.T().Helper()
+	want := "a " + strings.TrimPrefix(t.String(), "MESSAGE_TYPE_") + " message"
+	if text != "" {
+		want += fmt.Sprintf(" containing %q", text)
+	}
+	return s.expectFor(t, text, want)
+}
+
+// expectFor is expect with want, what a failure says was awaited.
+func (s *session) expectFor(t pb.MessageType, text, want string) *pb.ChatMessage {
+	s.T().Helper()
 	for {
-		m := s.next()
+		m := s.NextFor(want)
 		if m.GetType() == t && strings.Contains(m.GetContent(), text) {
 			return m
 		}
@@ -160,7 +170,7 @@ func (s *session) expect(t pb.MessageType, text string) *pb.ChatMessage {
 // expectError receives until an in-band ERROR and checks its code.
 func (s *session) expectError(code codes.Code, what string) {
 	s.T().Helper()
-	m := s.expect(pb.MessageType_MESSAGE_TYPE_ERROR, "")
+	m := s.expectFor(pb.MessageType_MESSAGE_TYPE_ERROR, "", fmt.Sprintf("an in-band %v error for %s", code, what))
 	if codes.Code(m.GetErrorCode()) != code {
 		s.T().Fatalf("%s: %s answered in-band with %v %q, want %v", s.user, what, codes.Code(m.GetErrorCode()), m.GetContent(), code)
 	}
@@ -455,7 +465,7 @@ func (p *gamePlayer) players(tick int64) []string {
 func (p *gamePlayer) expectError(code codes.Code, what string) *pb.GameError {
 	p.T().Helper()
 	for {
-		if e := p.Next().GetError(); e != nil {
+		if e := p.NextFor(fmt.Sprintf("an in-band %v error for %s", code, what)).GetError(); e != nil {
 			if codes.Code(e.GetCode()) != code {
 				p.T().Fatalf("%s: %s answered in-band with %v %q, want %v", p.label, what, codes.Code(e.GetCode()), e.GetMessage(), code)
 			}

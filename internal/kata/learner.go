@@ -292,6 +292,13 @@ func (w *watchLoop) run(ctx context.Context) error {
 		if stamp, err = w.waitForSave(ctx, stamp); err != nil {
 			return err
 		}
+		if current == 0 {
+			// Every task passed: a save may have broken one, so the whole
+			// day runs again and the first failing task becomes current.
+			if current, err = w.nextTask(ctx); err != nil {
+				return err
+			}
+		}
 	}
 }
 

@@ -370,6 +370,20 @@ func TestWatch(t *testing.T) {
 		})
 	})
 
+	t.Run("After_every_task_passes_a_save_runs_the_day_again", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			f := &fakeRunner{files: "task1 fixed task2 fixed"}
+			out, stop := startWatch(t, d, f, 0)
+			synctest.Wait()
+			assert.Contains(t, out.String(), "every task passes")
+			f.save("task2 fixed, task 1 broken again")
+			time.Sleep(time.Second)
+			synctest.Wait()
+			assert.Contains(t, out.String(), "  [ ] 1 parse  \n      x_test.go:9: task failing\n", "a save after every task passed, breaking task 1")
+			require.ErrorIs(t, stop(), context.Canceled)
+		})
+	})
+
 	t.Run("A_burst_of_saves_runs_once", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			f := &fakeRunner{files: "v0"}

@@ -155,6 +155,20 @@ func (p *Peer[Req, Resp]) Next() *Resp {
 	return msg
 }
 
+// NextFor is Next for a message the test expects for a reason: want
+// says what it should be, and a failure quotes it.
+func (p *Peer[Req, Resp]) NextFor(want string) *Resp {
+	p.t.Helper()
+	msg, ok := p.take(WaitTimeout)
+	switch {
+	case !ok:
+		p.t.Fatalf("%s: no message within %v, want %s", p.Label, WaitTimeout, want)
+	case msg == nil:
+		p.t.Fatalf("%s: Recv() = %v, want %s", p.Label, describe(p.endErr), want)
+	}
+	return msg
+}
+
 // NextOrEnd returns the next message, or ended true once the stream has
 // ended (Status then says how); it fails the test if neither happens
 // within WaitTimeout.
