@@ -33,11 +33,21 @@ type EditorConfig struct {
 	// is full is evicted, as a slow chat member is. Default 256.
 	QueueSize int
 	// OpsPerSecond and OpsBurst pace each user's edit requests over all
-	// of the user's streams, where the server installs PaceInterceptor:
-	// one user's operations on a large document cannot take a core from
-	// everybody else. Defaults 200 and 200.
+	// of the user's streams, where the server installs PaceInterceptor.
+	// Defaults 200 and 200.
 	OpsPerSecond float64
 	OpsBurst     int
+	// CharsPerSecond and CharsBurst pace each user's operations by their
+	// cost, where the server installs PaceInterceptor: an operation
+	// costs the length, in characters, of the document it edits, since
+	// applying it copies the text. So one user's operations on a large
+	// document cannot take a core from everybody else, while operations on
+	// small ones are held back only by OpsPerSecond. Defaults 16Mi a
+	// second (16 operations a second on a document of a million
+	// characters) and 2Mi, which holds an operation on the largest
+	// document there can be.
+	CharsPerSecond float64
+	CharsBurst     int
 }
 
 func (c EditorConfig) withDefaults() EditorConfig {
@@ -58,6 +68,12 @@ func (c EditorConfig) withDefaults() EditorConfig {
 	}
 	if c.OpsBurst == 0 {
 		c.OpsBurst = 200
+	}
+	if c.CharsPerSecond == 0 {
+		c.CharsPerSecond = 16 << 20
+	}
+	if c.CharsBurst == 0 {
+		c.CharsBurst = max(2<<20, c.MaxDocumentBytes)
 	}
 	return c
 }
@@ -257,37 +273,67 @@ func NewEditorServer(cfg EditorConfig, store DocumentStore) *EditorServer {
 // cfg.OpsPerSecond and cfg.OpsBurst: each stream waits for the user's pace
 // before it receives a request, so a flood waits in its client and in the
 // transport's flow control, not in this process, and the pace, which
-// outlives the user's streams, cannot be reset by reconnecting. It needs
+// outlives the user's streams, cannot be reset by reconnecting. A submit,
+// once received, also waits for the user's cfg.CharsPerSecond: it costs
+// the length of the document the stream has open, so the work one user
+// makes the server do is bounded whatever the document's size. It needs
 // the caller's identity: chain it after AuthInterceptor. The lesson's
 // tests run Edit without it; the server and the abuse suite use it.
 func (s *EditorServer) PaceInterceptor() grpc.StreamServerInterceptor {
-	limits := quota.New(s.cfg.OpsPerSecond, s.cfg.OpsBurst, nil)
+	ops := quota.New(s.cfg.OpsPerSecond, s.cfg.OpsBurst, nil)
+	chars := quota.New(s.cfg.CharsPerSecond, s.cfg.CharsBurst, nil)
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		caller, ok := identityFrom(ss.Context())
 		if info.FullMethod != pb.EditorService_Edit_FullMethodName || !ok {
 			return handler(srv, ss)
 		}
-		return handler(srv, pacedStream{ServerStream: ss, limits: limits, user: caller.User, perSecond: s.cfg.OpsPerSecond})
+		return handler(srv, &pacedStream{ServerStream: ss, server: s, ops: ops, chars: chars, user: caller.User})
 	}
 }
 
-// pacedStream waits for its user's pace before each receive.
+// pacedStream waits for its user's pace before each receive, and for the
+// cost of each submit after it.
 type pacedStream struct {
 	grpc.ServerStream
-	limits    *quota.Limiters
-	user      string
-	perSecond float64
+	server     *EditorServer
+	ops, chars *quota.Limiters
+	user       string
+	document   string // the id of the stream's last open, "" before one
 }
 
-func (p pacedStream) RecvMsg(m any) error {
+func (p *pacedStream) RecvMsg(m any) error {
 	ctx := p.Context()
-	if err := p.limits.Wait(ctx, p.user); err != nil {
-		if ctx.Err() != nil {
-			return status.FromContextError(ctx.Err()).Err()
-		}
-		return status.Errorf(codes.DeadlineExceeded, "the next edit cannot be received before the stream's deadline at %v edits a second: %v", p.perSecond, err)
+	if err := p.ops.Wait(ctx, p.user); err != nil {
+		return p.paceFailed(ctx, err)
 	}
-	return p.ServerStream.RecvMsg(m)
+	if err := p.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	req, _ := m.(*pb.EditRequest)
+	switch r := req.GetRequest().(type) {
+	case *pb.EditRequest_Open:
+		if p.document == "" {
+			p.document = r.Open.GetDocumentId() // a second open is refused
+		}
+	case *pb.EditRequest_Submit:
+		if cost := min(p.server.documentLength(p.document), p.server.cfg.CharsBurst); cost > 0 {
+			if err := p.chars.WaitN(ctx, p.user, cost); err != nil {
+				return p.paceFailed(ctx, err)
+			}
+		}
+	}
+	return nil
+}
+
+// paceFailed is the stream's status when a wait for the pace failed: the
+// context's own, or DeadlineExceeded when the pace cannot be kept before
+// the stream's deadline.
+func (p *pacedStream) paceFailed(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return status.FromContextError(ctx.Err()).Err()
+	}
+	return status.Errorf(codes.DeadlineExceeded, "the next edit cannot be handled before the stream's deadline at %v edits and %v characters of document a second: %v",
+		p.server.cfg.OpsPerSecond, p.server.cfg.CharsPerSecond, err)
 }
 
 // document is a loaded document: its text, its revision and the
@@ -495,6 +541,20 @@ func (s *EditorServer) documentState(id string) (text string, revision int64, ok
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return string(d.text), d.revision, true
+}
+
+// documentLength returns how many characters the loaded document id
+// holds, 0 when it is not loaded.
+func (s *EditorServer) documentLength(id string) int {
+	s.mu.Lock()
+	d, ok := s.docs[id]
+	s.mu.Unlock()
+	if !ok {
+		return 0
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.text)
 }
 
 // editorCounts returns how many streams are open and how many editors the

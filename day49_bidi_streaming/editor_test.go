@@ -298,6 +298,8 @@ func TestEditStream(t *testing.T) {
 		}
 	})
 
+	t.Run("The_servers_pace_charges_each_operation_the_documents_length", testPaceChargesTheDocumentsLength)
+
 	t.Run("Shutdown_ends_live_streams_with_Unavailable", func(t *testing.T) {
 		env := startEditor(t, EditorConfig{}, "hello")
 		alice := env.open(t, "alice")

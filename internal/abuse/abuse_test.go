@@ -23,6 +23,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
@@ -1089,6 +1090,37 @@ func TestDay49(t *testing.T) {
 		require.NoError(t, err, "opening the filled document")
 		o.CloseSend()
 		report(t, b, "refused past 1 MiB encoded; the document still opens", fmt.Sprintf("refused at revision %d; a snapshot of %d bytes opens", revision, len(snap.GetSnapshot().GetContent())), "the document at its limit, which a new editor still opens")
+		healthy(t, conn)
+	})
+
+	t.Run("Edits_on_a_large_document_are_paced_by_its_size", func(t *testing.T) {
+		// The document is now at its limit (the test above): each edit
+		// copies it, so the server charges each one the document's length
+		// against dave's 16Mi characters a second, after a burst of 2Mi.
+		conn, b := attack(t, "49")
+		ctx := attackContext(t)
+		o, err := pb.NewEditorServiceClient(conn).Edit(bearer.WithToken(ctx, "bob-demo-token"))
+		require.NoError(t, err)
+		require.NoError(t, o.Send(&pb.EditRequest{Request: &pb.EditRequest_Open{Open: &pb.OpenDocument{DocumentId: "groceries"}}}))
+		snap, err := o.Recv()
+		require.NoError(t, err, "bob opening the document")
+		o.CloseSend()
+		chars := utf8.RuneCountInString(snap.GetSnapshot().GetContent())
+		const edits, perSecond, burst = 100, 16 << 20, 2 << 20
+		start := time.Now()
+		require.NoError(t, floodEdits(ctx, conn, "dave-demo-token", "large-", edits), "dave's edits on the large document")
+		took := time.Since(start)
+		// Each edit costs at least the length bob saw; dave's own inserts
+		// only add to it.
+		want := time.Duration(float64(edits*chars-burst) / perSecond * float64(time.Second))
+		require.GreaterOrEqual(t, took, want, "dave's %d edits on a document of %d characters took %v, want at least %v at %d characters a second after a burst of %d", edits, chars, took, want, perSecond, burst)
+		for {
+			if _, err := o.Recv(); err != nil {
+				break
+			}
+		}
+		report(t, b, "each edit charged the document's length: 16Mi characters a second per user, after a burst of 2Mi",
+			fmt.Sprintf("%d edits on a document of %d characters took %.1fs (at least %.1fs)", edits, chars, took.Seconds(), want.Seconds()), "nothing")
 		healthy(t, conn)
 	})
 

@@ -71,15 +71,21 @@ func (b Bucket) AllowN(now time.Time, n int) bool {
 // Waiters of one id share its bucket, so parallel streams get no more than
 // one stream would.
 func (l *Limiters) Wait(ctx context.Context, id string) error {
+	return l.WaitN(ctx, id, 1)
+}
+
+// WaitN is Wait for n events at once, as for work that costs n; n above
+// the burst is an error at once, since the bucket never holds that many.
+func (l *Limiters) WaitN(ctx context.Context, id string, n int) error {
 	l.mu.Lock()
 	now := l.now()
 	l.maybeSweepLocked(now)
-	// A reservation spends the token now, so the bucket is not full, and
-	// not forgotten, while this caller waits for it.
-	r := l.limiterLocked(id).ReserveN(now, 1)
+	// A reservation spends the tokens now, so the bucket is not full, and
+	// not forgotten, while this caller waits for them.
+	r := l.limiterLocked(id).ReserveN(now, n)
 	l.mu.Unlock()
 	if !r.OK() {
-		return fmt.Errorf("quota: a burst of %d cannot hold one event", l.burst)
+		return fmt.Errorf("quota: a burst of %d cannot hold %d events", l.burst, n)
 	}
 	delay := r.DelayFrom(now)
 	if delay == 0 {

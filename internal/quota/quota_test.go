@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.uber.org/goleak"
@@ -76,6 +77,20 @@ func TestLimiters(t *testing.T) {
 		case <-time.After(katatest.WaitTimeout):
 			t.Fatal("Wait did not return after its context was cancelled")
 		}
+	})
+
+	t.Run("WaitN_spends_n_and_waits_for_them", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			l := quota.New(100, 1000, nil) // 100 a second, bursts of 1000
+			start := time.Now()
+			require.NoError(t, l.WaitN(t.Context(), "alice", 1000), "WaitN(1000) on a full bucket of 1000")
+			assert.Zero(t, time.Since(start), "WaitN(1000) on a full bucket of 1000 waited")
+			require.NoError(t, l.WaitN(t.Context(), "alice", 250), "WaitN(250) on an empty bucket")
+			assert.Equal(t, 2500*time.Millisecond, time.Since(start), "WaitN(250) at 100 a second on an empty bucket, want 2.5s")
+			require.NoError(t, l.WaitN(t.Context(), "bob", 1000), "bob's WaitN(1000): his own bucket")
+			assert.Equal(t, 2500*time.Millisecond, time.Since(start), "bob waited on alice's bucket")
+			assert.Error(t, l.WaitN(t.Context(), "carol", 1001), "WaitN(1001) with bursts of 1000, want an error at once")
+		})
 	})
 
 	t.Run("Wait_waits_its_turn", func(t *testing.T) {
