@@ -1124,6 +1124,8 @@ func TestDay49(t *testing.T) {
 		healthy(t, conn)
 	})
 
+	t.Run("Answers_to_streams_whose_window_never_opens_are_bounded", testZeroWindowStreams)
+
 	t.Run("Oversized_metadata_is_refused", func(t *testing.T) {
 		conn, b := attack(t, "49")
 		ctx := metadata.AppendToOutgoingContext(attackContext(t), "x-junk", strings.Repeat("j", 1<<20))
