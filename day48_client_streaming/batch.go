@@ -16,7 +16,9 @@ import (
 type BatchConfig struct {
 	// MaxItemsPerStream is the most items one ProcessBatch stream may
 	// send. It also bounds the item ids a stream remembers to spot
-	// duplicates. Default 10000.
+	// duplicates, and the answer, which carries an outcome per item.
+	// Default 2000: at maxOutcomeBytes an outcome, the answer to a full
+	// stream stays under 1 MiB.
 	MaxItemsPerStream int
 	// MaxPayloadBytes is the largest payload one item may carry.
 	// Default 64 KiB.
@@ -32,7 +34,7 @@ type BatchConfig struct {
 }
 
 const (
-	defaultMaxItemsPerStream = 10_000
+	defaultMaxItemsPerStream = 2_000
 	defaultMaxPayloadBytes   = 64 << 10
 	defaultItemsPerSecond    = 1000
 	defaultBurst             = 100
@@ -40,6 +42,11 @@ const (
 	// stores per item, whatever the transport's message limit.
 	maxItemIDBytes = 128
 	maxKeyBytes    = 256
+	// maxOutcomeBytes bounds one outcome, encoded: its item_id (up to 131
+	// bytes with its framing), its code and its message. A message that
+	// quotes an id or a key quotes at most 40 characters of it (%.40q),
+	// since a key of 256 control bytes quoted whole is 1,026 bytes.
+	maxOutcomeBytes = 512
 )
 
 func (c BatchConfig) withDefaults() BatchConfig {
@@ -159,7 +166,7 @@ func keyOwner(key string) (string, error) {
 	case len(key) > maxKeyBytes:
 		return "", fmt.Errorf("key is %d bytes long, limit %d", len(key), maxKeyBytes)
 	case !found || owner == "" || name == "":
-		return "", fmt.Errorf("key %q is malformed: want \"<owner>/<name>\"", key)
+		return "", fmt.Errorf("key %.40q is malformed: want \"<owner>/<name>\"", key)
 	}
 	return owner, nil
 }

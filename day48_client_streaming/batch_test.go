@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/katatest"
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
@@ -367,6 +368,39 @@ func TestBatchProcessing(t *testing.T) {
 		env.WaitIdle(t)
 		env.wantStored(t, "alice/c2", "c")
 		env.wantAbsent(t, "alice/c3")
+	})
+
+	t.Run("Every_outcome_fits_in_maxOutcomeBytes", func(t *testing.T) {
+		// Ids and keys at their byte limits, made of control characters,
+		// which %q writes as 4 bytes each: an outcome that quotes one
+		// whole is twice the limit. With maxOutcomeBytes an outcome, the
+		// answer to a full stream stays under 1 MiB.
+		env := startBatchServer(t, BatchConfig{})
+		ctx := katatest.Context(t)
+		ctl := func(n int, tail string) string { return strings.Repeat("\x01", n-len(tail)) + tail }
+		dup := ctl(maxItemIDBytes, "")
+		items := []*pb.BatchItem{
+			write(dup, "alice/a", "x"),
+			write(dup, "alice/a", "x"),                                          // AlreadyExists
+			write(ctl(maxItemIDBytes, "1"), ctl(maxKeyBytes, ""), "x"),          // a malformed key
+			write(ctl(maxItemIDBytes, "2"), "bob/"+ctl(maxKeyBytes-4, ""), "x"), // another user's key
+			del(ctl(maxItemIDBytes, "3"), "bob/"+ctl(maxKeyBytes-4, "")),
+			purge(ctl(maxItemIDBytes, "4"), ctl(maxKeyBytes-2, "")+"/x"),      // PURGE by a non-admin
+			{ItemId: ctl(maxItemIDBytes, "5"), Operation: 99, Key: "alice/a"}, // an unknown operation
+			write(ctl(maxItemIDBytes, "6"), "alice/"+ctl(maxKeyBytes-6, ""), strings.Repeat("p", defaultMaxPayloadBytes+1)),
+			write(ctl(maxItemIDBytes, "7"), "alice/"+ctl(maxKeyBytes-6, ""), "x"), // applied
+		}
+		res, err := sendBatch(ctx, env.client, aliceToken, items...)
+		katatest.WantCode(t, err, codes.OK, "ProcessBatch(items with ids and keys of control characters at their limits)")
+		require.Len(t, res.GetOutcomes(), len(items), "outcomes")
+		for i, o := range res.GetOutcomes() {
+			if n := proto.Size(o); n > maxOutcomeBytes {
+				t.Fatalf("outcome %d (%v) is %d bytes encoded, want at most maxOutcomeBytes (%d): quote at most 40 characters of an id or a key in a message (%%.40q)", i+1, codes.Code(o.GetCode()), n, maxOutcomeBytes)
+			}
+		}
+		if n := proto.Size(res) / len(items) * defaultMaxItemsPerStream; n > 1<<20 {
+			t.Fatalf("at this size an outcome, the answer to a full stream of %d items would be %d bytes, want at most 1 MiB", defaultMaxItemsPerStream, n)
+		}
 	})
 
 	t.Run("Denies_another_users_key", func(t *testing.T) {

@@ -728,7 +728,7 @@ func (s *BatchServer) applyItem(caller Identity, item *pb.BatchItem, seen map[st
 	case len(id) > maxItemIDBytes:
 		return "", status.Errorf(codes.InvalidArgument, "item_id is %d bytes long, limit %d", len(id), maxItemIDBytes)
 	case seen[id]:
-		return "", status.Errorf(codes.AlreadyExists, "item_id %q was already sent on this stream; not applied again", id)
+		return "", status.Errorf(codes.AlreadyExists, "item_id %.40q was already sent on this stream; not applied again", id)
 	}
 	seen[id] = true
 
@@ -747,12 +747,12 @@ func (s *BatchServer) applyItem(caller Identity, item *pb.BatchItem, seen map[st
 
 	if op == pb.BatchOperation_BATCH_OPERATION_PURGE {
 		if !caller.Admin {
-			return "", status.Errorf(codes.PermissionDenied, "PURGE is for admins only, and user %q is not one", caller.User)
+			return "", status.Errorf(codes.PermissionDenied, "PURGE is for admins only, and user %.40q is not one", caller.User)
 		}
-		return fmt.Sprintf("purged every key of %q: %d removed", owner, s.store.purgeOwner(owner)), nil
+		return fmt.Sprintf("purged every key of %.40q: %d removed", owner, s.store.purgeOwner(owner)), nil
 	}
 	if owner != caller.User {
-		return "", status.Errorf(codes.PermissionDenied, "user %q may not touch key %q: only keys under %q are theirs", caller.User, key, caller.User+"/")
+		return "", status.Errorf(codes.PermissionDenied, "user %.40q may not touch key %.40q: only keys under %.40q are theirs", caller.User, key, caller.User+"/")
 	}
 	if op == pb.BatchOperation_BATCH_OPERATION_WRITE {
 		s.store.put(key, item.GetPayload())

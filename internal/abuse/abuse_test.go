@@ -202,6 +202,7 @@ func TestDay48(t *testing.T) {
 	t.Run("Calls_reset_as_fast_as_they_open_are_bounded", func(t *testing.T) { testRapidReset(t, "48") })
 	t.Run("A_CONTINUATION_flood_stops_at_the_header_limit", func(t *testing.T) { testContinuationFlood(t, "48") })
 	t.Run("Answers_to_a_client_whose_window_never_opens_are_bounded", testZeroWindow)
+	t.Run("Answers_to_client_streams_whose_window_never_opens_are_bounded", testZeroWindowClientStreams)
 	t.Run("Oversized_metadata_is_refused", func(t *testing.T) {
 		conn, b := attack(t, "48")
 		ctx := metadata.AppendToOutgoingContext(attackContext(t), "x-junk", strings.Repeat("j", 1<<20))

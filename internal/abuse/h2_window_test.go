@@ -2,8 +2,11 @@ package abuse
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -96,6 +99,90 @@ func testZeroWindowStreams(t *testing.T) {
 	report(t, b, fmt.Sprintf("each stream holds at most grpc-go's write quota (64 KiB) and one message: %.1f MiB for %d streams on %d connections; others served", float64(bound)/(1<<20), conns*limits.streams, conns),
 		fmt.Sprintf("%d editor, %d chat and %d game streams with a zero window; live heap +%.1f MiB at most during; a health check served meanwhile",
 			opened[zeroWindowStreams[0].method], opened[zeroWindowStreams[1].method], opened[zeroWindowStreams[2].method], float64(grew)/(1<<20)),
+		"nothing once the attacker disconnects")
+	healthy(t, conn)
+}
+
+// testZeroWindowClientStreams opens, on connections whose flow-control
+// window is zero and never opens, as many of Day 48's client-streaming
+// calls as each connection may have (an upload, a collection of points
+// and of logs, a batch whose every outcome quotes an id and a key at
+// their limits), sends each its messages and ends its side: every
+// handler answers once, and no answer can leave. The server may hold,
+// for each stream, its one answer: at most 1 MiB (a full batch's, by its
+// item cap and maxOutcomeBytes). A good client is served meanwhile, and
+// nothing is left once the attacker goes.
+func testZeroWindowClientStreams(t *testing.T) {
+	conn, b := attack(t, "48")
+	ctx := attackContext(t)
+	limits := transportLimits["48"]
+	ctl := func(n int, tail string) string { return strings.Repeat("\x01", n-len(tail)) + tail }
+	run := time.Now().UnixNano() % 1000000
+	calls := []struct {
+		method, token string
+		messages      func(stream int) []proto.Message
+	}{
+		{"/streaming.v1.FileUploadService/UploadFile", "alice-demo-token", func(s int) []proto.Message {
+			sum := sha256.Sum256([]byte("x"))
+			return []proto.Message{&pb.FileChunk{FileName: fmt.Sprintf("zero-window-%d-%d.txt", run, s), Data: []byte("x"), TotalSize: 1, IsLastChunk: true, Checksum: hex.EncodeToString(sum[:])}}
+		}},
+		{"/streaming.v1.DataCollectionService/CollectDataPoints", "", func(int) []proto.Message {
+			var points []proto.Message
+			for range 30 { // invalid: the answer lists the errors it may
+				points = append(points, &pb.DataPoint{Source: "Not A Source"})
+			}
+			return points
+		}},
+		{"/streaming.v1.DataCollectionService/CollectLogs", "", func(int) []proto.Message {
+			return []proto.Message{&pb.LogEntry{Application: "zero-window", Level: pb.LogLevel_LOG_LEVEL_INFO, Message: "stuck"}}
+		}},
+		{"/streaming.v1.BatchService/ProcessBatch", "alice-demo-token", func(s int) []proto.Message {
+			var items []proto.Message
+			for i := range 50 {
+				items = append(items, &pb.BatchItem{ItemId: ctl(128, fmt.Sprint(s, "-", i)), Operation: pb.BatchOperation_BATCH_OPERATION_WRITE,
+					Key: "root/" + ctl(251, ""), Payload: []byte("x")})
+			}
+			return items
+		}},
+	}
+	const conns = 4
+	var attackers []*h2Client
+	opened := map[string]int{}
+	for range conns {
+		a := attacker(ctx, t, "48", http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
+		attackers = append(attackers, a)
+		for s := range limits.streams {
+			call := calls[s%len(calls)]
+			id, err := a.open(call.method, call.token)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range call.messages(len(attackers)*100 + s) {
+				if err := a.message(ctx, id, m); err != nil {
+					t.Fatalf("sending on %s's stream %d: %v", call.method, id, err)
+				}
+			}
+			if err := a.write(func() error { return a.fr.WriteData(id, true, nil) }); err != nil {
+				t.Fatal(err)
+			}
+			opened[call.method]++
+		}
+	}
+	bound := int64(conns*limits.streams) << 20
+	var grew int64
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); {
+		healthy(t, conn)
+		st := serverState(t, "48")
+		grew = max(grew, int64(st.HeapLiveBytes)-int64(b.state.HeapLiveBytes))
+	}
+	if grew > bound+heapSlack {
+		t.Fatalf("the server's live heap grew by %.1f MiB while %v streams on %d connections could not take their answers, want at most %d x %d streams x 1 MiB plus %d MiB",
+			float64(grew)/(1<<20), opened, conns, conns, limits.streams, heapSlack>>20)
+	}
+	closeAll(attackers)
+	report(t, b, fmt.Sprintf("each stream holds at most its one answer, 1 MiB at most (a full batch's): %d MiB for %d streams on %d connections; others served", bound>>20, conns*limits.streams, conns),
+		fmt.Sprintf("%d uploads, %d point and %d log collections, %d batches with a zero window; live heap +%.1f MiB at most during; a health check served meanwhile",
+			opened[calls[0].method], opened[calls[1].method], opened[calls[2].method], opened[calls[3].method], float64(grew)/(1<<20)),
 		"nothing once the attacker disconnects")
 	healthy(t, conn)
 }
