@@ -48,6 +48,7 @@ var commands = []command{
 	{name: "stubs", args: "[DAY]", summary: "check that the untouched stubs compile and every test fails", takesDay: true, run: cmdStubs},
 	{name: "antipatterns", args: "[DAY] [-only NAME]", summary: "check that each known mistake is caught by its named tests", takesDay: true, valueFlags: []string{"only"}, run: cmdAntipatterns},
 	{name: "mutants", args: "[DAY] [-sample N] [-list] [-only N [-v]]", summary: "run the tests against systematic mutants of the reference; fails below 90% killed", takesDay: true, boolFlags: []string{"list", "v"}, valueFlags: []string{"sample", "only"}, run: cmdMutants},
+	{name: "plant", args: "DAY -name N -from FILE -mistake TEXT -caught-by TESTS [-symptom TEXT]", summary: "add a planted mistake from an edited copy of the reference: its edits, its check, its symptom, the tables", takesDay: true, valueFlags: []string{"name", "from", "mistake", "caught-by", "symptom", "file"}, run: cmdPlant},
 	{name: "tables", args: "[DAY]", summary: "write each README's common-mistakes table (antipatterns.json) and hints (kata.json)", takesDay: true, run: cmdTables},
 	{name: "demo", args: "[DAY] [-check] [-- demo args]", summary: "run the reference demo (-check: bounded run of reference and stub demos)", takesDay: true, boolFlags: []string{"check"}, takesExtra: true, run: cmdDemo},
 	{name: "grpcurl", args: "[DAY] [-build]", summary: "run the READMEs' grpcurl commands on the reference server (-build: only build .bin/grpcurl)", takesDay: true, boolFlags: []string{"build"}, run: cmdGrpcurl},

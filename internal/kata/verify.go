@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"time"
 )
 
 // cmdSolutions runs every test of each day against its reference solution.
@@ -285,21 +286,21 @@ func cmdAntipatterns(ctx context.Context, r *repo, inv invocation) error {
 			failed = append(failed, d.dir+" antipatterns.json")
 			continue
 		}
-		if only == "" {
-			if problems := checkDayMistakeTable(d, list); len(problems) > 0 {
-				fmt.Printf("day%s README common-mistakes table: FAILED, it disagrees with antipatterns.json:\n", d.num)
-				for _, p := range problems {
-					fmt.Println(bullet(p))
-				}
-				failed = append(failed, d.dir+" README table")
+		// The tables are checked even for one mistake (-only): they are
+		// quick, and a new mistake is not done until its row is written.
+		if problems := checkDayMistakeTable(d, list); len(problems) > 0 {
+			fmt.Printf("day%s README common-mistakes table: FAILED, it disagrees with antipatterns.json (to rewrite it: go run ./internal/kata tables %s):\n", d.num, d.num)
+			for _, p := range problems {
+				fmt.Println(bullet(p))
 			}
-			if problems := checkDayHints(d); len(problems) > 0 {
-				fmt.Printf("day%s README hints: FAILED, they disagree with kata.json:\n", d.num)
-				for _, p := range problems {
-					fmt.Println(bullet(p))
-				}
-				failed = append(failed, d.dir+" README hints")
+			failed = append(failed, d.dir+" README table")
+		}
+		if problems := checkDayHints(d); len(problems) > 0 {
+			fmt.Printf("day%s README hints: FAILED, they disagree with kata.json (to rewrite them: go run ./internal/kata tables %s):\n", d.num, d.num)
+			for _, p := range problems {
+				fmt.Println(bullet(p))
 			}
+			failed = append(failed, d.dir+" README hints")
 		}
 		for _, ap := range list {
 			if only == "" || ap.Name == only {
@@ -345,6 +346,8 @@ func cmdAntipatterns(ctx context.Context, r *repo, inv invocation) error {
 			}()
 		}
 	}()
+	start := time.Now()
+	caught := 0
 	for _, j := range jobs {
 		<-j.done
 		if j.err != nil {
@@ -355,10 +358,12 @@ func cmdAntipatterns(ctx context.Context, r *repo, inv invocation) error {
 			continue
 		}
 		fmt.Printf("day%s antipattern %s: caught by %s (%d of %d runs, slowest %.1fs)\n", j.d.num, j.ap.Name, strings.Join(j.caught, ", "), antipatternRuns, antipatternRuns, j.slowest)
+		caught++
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
+	fmt.Printf("planted mistakes: %d of %d caught, %d failed their check, in %s\n", caught, len(jobs), len(jobs)-caught, time.Since(start).Round(time.Second))
 	if len(failed) > 0 {
 		return fmt.Errorf("antipatterns check failed: %s", strings.Join(failed, ", "))
 	}

@@ -1,0 +1,225 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+)
+
+// cmdPlant turns an edited copy of a day's reference into a planted
+// mistake: it writes the smallest find/replace edits that make the
+// reference into the copy, runs the named tests against it, takes the
+// first failure a learner would see as the symptom (unless -symptom
+// gives one), adds the mistake to .solution/antipatterns.json, checks it
+// as `antipatterns -only` would, and rewrites the README's tables.
+//
+//	go run ./internal/kata plant 48 -name NAME -from EDITED.go -mistake "..." -caught-by TestX/Sub[,TestY]
+func cmdPlant(ctx context.Context, r *repo, inv invocation) error {
+	days, err := r.days(inv.day)
+	if err != nil || len(days) != 1 {
+		return errors.New("name one day: plant 48 -name ... (the day whose reference was edited)")
+	}
+	d := days[0]
+	file := inv.flags["file"]
+	if file == "" {
+		file = "main.go"
+	}
+	ap := antipattern{Name: inv.flags["name"], Mistake: inv.flags["mistake"], File: file, Symptom: inv.flags["symptom"]}
+	for _, name := range strings.Split(inv.flags["caught-by"], ",") {
+		if name = strings.TrimSpace(name); name != "" {
+			ap.CaughtBy = append(ap.CaughtBy, name)
+		}
+	}
+	switch {
+	case !antipatternName.MatchString(ap.Name):
+		return fmt.Errorf("-name %q: want letters, digits, _ or -", ap.Name)
+	case strings.TrimSpace(ap.Mistake) == "":
+		return errors.New("-mistake is empty: say, in a sentence a learner understands, what the planted code gets wrong")
+	case len(ap.CaughtBy) == 0:
+		return errors.New("-caught-by is empty: name the tests that must fail, as go test prints them (TestX/Sub_test)")
+	case inv.flags["from"] == "":
+		return errors.New("-from is empty: give the edited copy of " + filepath.Join(d.dir, ".solution", file))
+	}
+	list, err := loadAntipatterns(d)
+	if err != nil {
+		return err
+	}
+	for _, other := range list {
+		if other.Name == ap.Name {
+			return fmt.Errorf("day %s already has a planted mistake named %q", d.num, ap.Name)
+		}
+	}
+	reference, err := os.ReadFile(filepath.Join(d.solutionDir(), file))
+	if err != nil {
+		return err
+	}
+	edited, err := os.ReadFile(inv.flags["from"])
+	if err != nil {
+		return err
+	}
+	if ap.Edits, err = minimalEdits(string(reference), string(edited)); err != nil {
+		return err
+	}
+	fmt.Printf("%d edits make %s into %s\n", len(ap.Edits), filepath.Join(d.dir, ".solution", file), inv.flags["from"])
+
+	run, err := r.runPlanted(ctx, d, ap)
+	if err != nil {
+		return err
+	}
+	if problems := checkCaught(run, ap.CaughtBy, antipatternRuns); len(problems) > 0 {
+		return fmt.Errorf("not planted:\n%s", bullet(strings.Join(problems, "\n")))
+	}
+	shown := run.firstFailureOf(ap.CaughtBy[0])
+	fmt.Printf("the first failure of %s:\n%s\n", ap.CaughtBy[0], indent(strings.Join(shown, "\n"), "    "))
+	if ap.Symptom == "" {
+		if len(shown) == 0 {
+			return errors.New("no failure line to quote: give -symptom")
+		}
+		ap.Symptom = failureMessage(shown[0])
+		fmt.Printf("symptom (its message; shorten it with -symptom if part of it changes from run to run): %q\n", ap.Symptom)
+	}
+	if problem := checkSymptom(run, ap); problem != "" {
+		return errors.New(problem)
+	}
+	if err := writeAntipatterns(d, append(list, ap)); err != nil {
+		return err
+	}
+	fmt.Printf("added %s to %s\n", ap.Name, filepath.Join(d.dir, ".solution", "antipatterns.json"))
+	if err := cmdTables(ctx, r, invocation{day: d.num}); err != nil {
+		return err
+	}
+	fmt.Printf("next, the check make check runs, with the day's shared build: go run ./internal/kata antipatterns %s -only %s\n", d.num, ap.Name)
+	return nil
+}
+
+// testLinePrefix is how go test starts a failure line: "x_test.go:12: ".
+var testLinePrefix = regexp.MustCompile(`^\s*[\w.-]+_test\.go:\d+: `)
+
+// failureMessage is a failure line without its file and line, which move
+// whenever the test file changes.
+func failureMessage(line string) string {
+	return strings.TrimSpace(testLinePrefix.ReplaceAllString(line, ""))
+}
+
+// writeAntipatterns writes a day's antipatterns.json as the runner reads
+// it: two-space indents, HTML characters as they are.
+func writeAntipatterns(d day, list []antipattern) error {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(antipatternList{Antipatterns: list}); err != nil {
+		return err
+	}
+	if _, err := parseAntipatterns(b.Bytes()); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(d.solutionDir(), "antipatterns.json"), b.Bytes(), 0o644)
+}
+
+// minimalEdits returns find/replace edits, applied in order as the runner
+// applies them, that turn reference into edited: one per changed run of
+// lines, each with as few lines of context as make its find text occur
+// exactly once where it is applied.
+func minimalEdits(reference, edited string) ([]edit, error) {
+	if reference == edited {
+		return nil, errors.New("the edited copy is the reference: nothing to plant")
+	}
+	a, b := strings.SplitAfter(reference, "\n"), strings.SplitAfter(edited, "\n")
+	cur := append([]string{}, a...)
+	delta := 0
+	var edits []edit
+	for _, h := range diffLines(a, b) {
+		cs, ce := h.aStart+delta, h.aEnd+delta
+		e, ok := uniqueEdit(cur, cs, ce, b[h.bStart:h.bEnd])
+		if !ok {
+			return nil, errors.New("a change cannot be told apart from the rest of the file, even with the whole file as context")
+		}
+		edits = append(edits, e)
+		cur = append(append(append([]string{}, cur[:cs]...), b[h.bStart:h.bEnd]...), cur[ce:]...)
+		delta += (h.bEnd - h.bStart) - (h.aEnd - h.aStart)
+	}
+	if got, err := applyEdits(reference, edits); err != nil || got != edited {
+		return nil, fmt.Errorf("the edits do not reproduce the edited copy (%v): please report this", err)
+	}
+	return edits, nil
+}
+
+// uniqueEdit returns the edit that replaces cur[cs:ce] with lines, with
+// the fewest lines of context around it that make its find text occur
+// exactly once in cur.
+func uniqueEdit(cur []string, cs, ce int, lines []string) (edit, bool) {
+	text := strings.Join(cur, "")
+	for k := 0; k <= len(cur); k++ {
+		for down := 0; down <= k; down++ {
+			up := k - down
+			if cs-up < 0 || ce+down > len(cur) {
+				continue
+			}
+			find := strings.Join(cur[cs-up:ce+down], "")
+			if find != "" && occurrences(text, find) == 1 {
+				replace := strings.Join(cur[cs-up:cs], "") + strings.Join(lines, "") + strings.Join(cur[ce:ce+down], "")
+				return edit{Find: find, Replace: replace}, true
+			}
+		}
+	}
+	return edit{}, false
+}
+
+// hunk is a run of lines a[aStart:aEnd] that becomes b[bStart:bEnd].
+type hunk struct{ aStart, aEnd, bStart, bEnd int }
+
+// diffLines returns the hunks of a longest-common-subsequence diff of a
+// and b, in order.
+func diffLines(a, b []string) []hunk {
+	// lcs[i][j] is the length of the LCS of a[i:] and b[j:].
+	lcs := make([][]int32, len(a)+1)
+	for i := range lcs {
+		lcs[i] = make([]int32, len(b)+1)
+	}
+	for i := len(a) - 1; i >= 0; i-- {
+		for j := len(b) - 1; j >= 0; j-- {
+			if a[i] == b[j] {
+				lcs[i][j] = lcs[i+1][j+1] + 1
+			} else {
+				lcs[i][j] = max(lcs[i+1][j], lcs[i][j+1])
+			}
+		}
+	}
+	var hunks []hunk
+	open := false
+	var h hunk
+	i, j := 0, 0
+	for i < len(a) || j < len(b) {
+		if i < len(a) && j < len(b) && a[i] == b[j] {
+			if open {
+				h.aEnd, h.bEnd = i, j
+				hunks = append(hunks, h)
+				open = false
+			}
+			i++
+			j++
+			continue
+		}
+		if !open {
+			h = hunk{aStart: i, bStart: j}
+			open = true
+		}
+		if j < len(b) && (i == len(a) || lcs[i][j+1] >= lcs[i+1][j]) {
+			j++
+		} else {
+			i++
+		}
+	}
+	if open {
+		h.aEnd, h.bEnd = i, j
+		hunks = append(hunks, h)
+	}
+	return hunks
+}

@@ -1,0 +1,43 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestMinimalEdits(t *testing.T) {
+	ref := "func a() {\n\tx := 1\n\treturn x\n}\n\nfunc b() {\n\tx := 1\n\treturn x\n}\n"
+	for _, tc := range []struct {
+		name, edited string
+		edits        int
+		maxFindLines int // the longest find text, in lines
+	}{
+		{"A line that occurs twice gets context", strings.Replace(ref, "func b() {\n\tx := 1", "func b() {\n\tx := 2", 1), 1, 2},
+		{"A unique line needs none", strings.Replace(ref, "func a() {", "func a() { // changed", 1), 1, 1},
+		{"An inserted line", strings.Replace(ref, "func b() {\n", "func b() {\n\tpanic(0)\n", 1), 1, 1},
+		{"A deleted line", strings.Replace(ref, "func b() {\n\tx := 1\n", "func b() {\n", 1), 1, 2},
+		{"Two changes far apart", strings.Replace(strings.Replace(ref, "func a() {", "func a() { // 1", 1), "func b() {", "func b() { // 2", 1), 2, 1},
+	} {
+		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
+			edits, err := minimalEdits(ref, tc.edited)
+			require.NoError(t, err)
+			assert.Len(t, edits, tc.edits, "edits %q", edits)
+			got, err := applyEdits(ref, edits)
+			require.NoError(t, err, "applying the edits the way the runner does")
+			assert.Equal(t, tc.edited, got, "the reference with the edits applied")
+			for _, e := range edits {
+				assert.LessOrEqual(t, strings.Count(strings.TrimSuffix(e.Find, "\n"), "\n")+1, tc.maxFindLines, "find %q is longer than it needs to be", e.Find)
+			}
+		})
+	}
+	_, err := minimalEdits(ref, ref)
+	assert.Error(t, err, "an edited copy equal to the reference")
+}
+
+func TestFailureMessage(t *testing.T) {
+	assert.Equal(t, `handle(x) = nil, want code InvalidArgument`, failureMessage(`    chat_test.go:123: handle(x) = nil, want code InvalidArgument`))
+	assert.Equal(t, `panic: boom`, failureMessage(`panic: boom`))
+}
