@@ -78,10 +78,10 @@ func cmdPlant(ctx context.Context, r *repo, inv invocation) error {
 	shown := run.firstFailureOf(ap.CaughtBy[0])
 	fmt.Printf("the first failure of %s:\n%s\n", ap.CaughtBy[0], indent(strings.Join(shown, "\n"), "    "))
 	if ap.Symptom == "" {
-		if len(shown) == 0 {
+		if proposeSymptom(shown) == "" {
 			return errors.New("no failure line to quote: give -symptom")
 		}
-		ap.Symptom = failureMessage(shown[0])
+		ap.Symptom = proposeSymptom(shown)
 		fmt.Printf("symptom (its message; shorten it with -symptom if part of it changes from run to run): %q\n", ap.Symptom)
 	}
 	if problem := checkSymptom(run, ap); problem != "" {
@@ -105,6 +105,25 @@ var testLinePrefix = regexp.MustCompile(`^\s*[\w.-]+_test\.go:\d+: `)
 // whenever the test file changes.
 func failureMessage(line string) string {
 	return strings.TrimSpace(testLinePrefix.ReplaceAllString(line, ""))
+}
+
+// proposeSymptom picks the line of a failure to quote: its first line
+// with a message, without file and line; for testify's report, the text
+// of its "Error:" line rather than its trace.
+func proposeSymptom(lines []string) string {
+	for _, line := range lines {
+		msg := failureMessage(line)
+		switch {
+		case msg == "", strings.HasPrefix(msg, "Error Trace:"), strings.HasPrefix(msg, "/"):
+			continue
+		case strings.HasPrefix(msg, "Error:"):
+			if msg = strings.TrimSpace(strings.TrimPrefix(msg, "Error:")); msg == "" {
+				continue
+			}
+		}
+		return msg
+	}
+	return ""
 }
 
 // writeAntipatterns writes a day's antipatterns.json as the runner reads

@@ -40,4 +40,7 @@ func TestMinimalEdits(t *testing.T) {
 func TestFailureMessage(t *testing.T) {
 	assert.Equal(t, `handle(x) = nil, want code InvalidArgument`, failureMessage(`    chat_test.go:123: handle(x) = nil, want code InvalidArgument`))
 	assert.Equal(t, `panic: boom`, failureMessage(`panic: boom`))
+	testify := []string{"    upload_test.go:45: ", "        \tError Trace:\t/work/x/upload_test.go:45", "        \tError:      \tReceived unexpected error:", "        \t            \trpc error: code = InvalidArgument"}
+	assert.Equal(t, "Received unexpected error:", proposeSymptom(testify), "testify's report")
+	assert.Equal(t, "f() = 0, want 2", proposeSymptom([]string{"x_test.go:6: f() = 0, want 2"}))
 }
