@@ -33,7 +33,9 @@ type Config struct {
 	// user's connections. Defaults 5 and 10.
 	MessagesPerSecond float64
 	Burst             int
-	// FloodLimit ends a stream after this many refused messages in a row.
+	// FloodLimit ends a stream after this many messages in a row refused
+	// by the rate limit (a message refused for anything else does not
+	// count).
 	// Default 20.
 	FloodLimit int
 	// Now is the clock, for timestamps and the rate limiter. Default time.Now.

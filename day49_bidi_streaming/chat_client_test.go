@@ -102,6 +102,52 @@ func TestChatClient(t *testing.T) {
 		}
 	})
 
+	t.Run("A_failed_Send_returns_after_the_last_onMessage", func(t *testing.T) {
+		// onMessage holds the first message (the confirmation of the
+		// join) while a line that cannot be sent arrives: Send fails with
+		// an error that is not io.EOF. Run must end the stream and wait
+		// for its receiving goroutine, which is still in onMessage.
+		env := startChat(t, Config{})
+		c := newClient(t, env, "alice-token")
+		lines := make(chan string, 1)
+		entered, release := make(chan struct{}), make(chan struct{})
+		var inside atomic.Bool
+		var once sync.Once
+		done := make(chan error, 1)
+		go func() {
+			done <- c.Run(katatest.Context(t), "lobby", lines, func(*pb.ChatMessage) {
+				inside.Store(true)
+				defer inside.Store(false)
+				once.Do(func() { close(entered) })
+				select {
+				case <-release:
+				case <-time.After(katatest.WaitTimeout):
+				}
+			})
+		}()
+		select {
+		case <-entered:
+		case err := <-done:
+			t.Fatalf("ChatClient.Run() = %v before any message reached onMessage, want the confirmation of its join first", err)
+		case <-time.After(katatest.WaitTimeout):
+			t.Fatalf("no message reached onMessage within %v, want the confirmation of the join", katatest.WaitTimeout)
+		}
+		lines <- "caf\xe9" // not UTF-8: the client cannot marshal it, so Send fails
+		select {
+		case err := <-done:
+			t.Fatalf("ChatClient.Run() = %v while onMessage was still running: after a failed Send, end the stream and wait for the receiving goroutine, its last onMessage call included", err)
+		case <-time.After(katatest.NeverWindow):
+		}
+		close(release)
+		select {
+		case err := <-done:
+			require.Error(t, err, "ChatClient.Run() after a Send that failed")
+			require.False(t, inside.Load(), "ChatClient.Run() returned while onMessage was running")
+		case <-time.After(katatest.WaitTimeout):
+			t.Fatalf("ChatClient.Run() did not return within %v of a failed Send", katatest.WaitTimeout)
+		}
+	})
+
 	t.Run("Returns_the_server_status", func(t *testing.T) {
 		env := startChat(t, Config{})
 		c := newClient(t, env, "forged-token")

@@ -303,12 +303,12 @@ func TestChat(t *testing.T) {
 			if i < 2 {
 				mallory.expectError(codes.InvalidArgument, fmt.Sprintf("invalid message %d, within the burst of 2", i+1))
 			} else {
-				mallory.expectError(codes.ResourceExhausted, fmt.Sprintf("invalid message %d, over the rate limit (check the rate limit first)", i+1))
+				mallory.expectError(codes.ResourceExhausted, fmt.Sprintf("invalid message %d, over the rate limit (the rate limit comes before every other check)", i+1))
 			}
 		}
 		mallory.Send(invalid[4])
 		if m, ended := mallory.NextOrEnd(); !ended {
-			t.Fatalf("Chat(mallory) answered %v to a 3rd invalid message in a row over the rate limit, want the stream ended: FloodLimit=3 counts every refusal by the rate limit, valid message or not", m)
+			t.Fatalf("Chat(mallory) answered %v to a 3rd invalid message in a row over the rate limit, want the stream ended: FloodLimit=3 counts the rate limit's refusals, whatever the message, and the 1st and 2nd were not counted because the rate limit let them through", m)
 		}
 		katatest.WantCode(t, mallory.Status(), codes.ResourceExhausted, "Chat(mallory) after FloodLimit=3 invalid messages in a row over the rate limit")
 	})

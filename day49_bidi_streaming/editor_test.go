@@ -35,10 +35,18 @@ type editEnv struct {
 // flakyStore is a MemoryStore whose Save fails while failing is set.
 type flakyStore struct {
 	*MemoryStore
-	mu      sync.Mutex
-	failing bool
-	saves   int
-	ctxs    []context.Context // of every Load and Save, in order
+	mu        sync.Mutex
+	failing   bool
+	saves     int
+	revisions []int64           // of every successful Save, in order
+	ctxs      []context.Context // of every Load and Save, in order
+}
+
+// savedRevisions returns the revision of every successful Save so far.
+func (f *flakyStore) savedRevisions() []int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.revisions)
 }
 
 // contexts returns the context of every Load and Save so far.
@@ -63,6 +71,7 @@ func (f *flakyStore) Save(ctx context.Context, id string, revision int64, conten
 		return errors.New("disk full")
 	}
 	f.saves++
+	f.revisions = append(f.revisions, revision)
 	return f.MemoryStore.Save(ctx, id, revision, content)
 }
 
@@ -298,6 +307,16 @@ func TestEditStream(t *testing.T) {
 		}
 	})
 
+	t.Run("The_open_loads_with_the_streams_context", func(t *testing.T) {
+		env := startEditor(t, EditorConfig{}, "hello")
+		alice := env.open(t, "alice")
+		katatest.WantCode(t, alice.Finish(), codes.OK, "Edit(alice) after CloseSend")
+		env.WaitIdle(t)
+		ctxs := env.store.contexts()
+		require.Len(t, ctxs, 1, "store calls for an open (Load)")
+		assert.Error(t, ctxs[0].Err(), "the context of the open's Load after the stream ended, want the stream's own, ended with it: pass stream.Context() to s.open")
+	})
+
 	t.Run("The_servers_pace_charges_each_operation_the_documents_length", testPaceChargesTheDocumentsLength)
 
 	t.Run("Shutdown_ends_live_streams_with_Unavailable", func(t *testing.T) {
@@ -346,6 +365,7 @@ func TestEditCommit(t *testing.T) {
 		alice.wantAck(second, 2)
 		bob.wantRemote(2, "alice", Delete(0, 1))
 		env.wantText(t, "ello world", 2)
+		assert.Equal(t, []int64{1, 2}, env.store.savedRevisions(), "the revisions saved, want each commit's new revision (the document's revision + 1)")
 	})
 
 	t.Run("Concurrent_inserts_at_one_position", func(t *testing.T) {

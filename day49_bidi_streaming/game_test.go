@@ -231,7 +231,7 @@ func testGameRateLimitAnswersInBand(t *testing.T) {
 	alice.synced()
 	errs, snap := alice.snapshot(env.tick(t))
 	if len(errs) != 1 || codes.Code(errs[0].GetCode()) != codes.ResourceExhausted || errs[0].GetSequence() != 3 {
-		t.Fatalf("a move over the rate limit (Burst=3) was answered with %v, want one in-band ResourceExhausted for move 3", errs)
+		t.Fatalf("a move over the rate limit (Burst=3: the join, moves 1 and 2) was answered with %v, want one in-band ResourceExhausted for move 3: every input, the join included, goes through the rate limit", errs)
 	}
 	if got, want := describePlayers(snap), []string{"alice Alice (502, 500) #2"}; !slices.Equal(got, want) {
 		t.Fatalf("snapshot = %q, want %q: the refused move never reaches the game", got, want)

@@ -170,6 +170,20 @@ func TestGameTick(t *testing.T) {
 		}
 	})
 
+	t.Run("A_move_is_applied_on_one_tick_only", func(t *testing.T) {
+		s := newTestGame(GameConfig{})
+		alice := joined(t, s, "alice")
+		queue(s, alice, 1, -1, 500) // refused: outside the world
+		tickNow(t, s)
+		if errs, _ := tookSnapshot(t, alice); len(errs) != 1 {
+			t.Fatalf("after the tick that applied move 1 (out of bounds) alice got %d errors, want 1", len(errs))
+		}
+		tickNow(t, s)
+		if errs, _ := tookSnapshot(t, alice); len(errs) != 0 {
+			t.Fatalf("after a second tick with no new moves alice got %d more errors (%v), want none: empty each player's queue (p.queued) once its moves are applied (task 6)", len(errs), errs)
+		}
+	})
+
 	t.Run("A_stream_that_has_not_joined_gets_no_snapshot", func(t *testing.T) {
 		s := newTestGame(GameConfig{})
 		alice := joined(t, s, "alice")

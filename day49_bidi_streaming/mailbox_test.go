@@ -65,6 +65,9 @@ func TestSnapshotMailbox(t *testing.T) {
 		postNow(t, m, errorUpdate(1))
 		postNow(t, m, errorUpdate(2))
 		taken := m.take()
+		if got, want := describeUpdates(taken), []string{"error 1", "error 2"}; !slices.Equal(got, want) {
+			t.Fatalf("take() after post(error 1), post(error 2) = %q, want %q (task 5)", got, want)
+		}
 		postNow(t, m, errorUpdate(3))
 		postNow(t, m, snapshotUpdate(1))
 		if got, want := describeUpdates(taken), []string{"error 1", "error 2"}; !slices.Equal(got, want) {
