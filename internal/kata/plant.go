@@ -99,7 +99,7 @@ func cmdPlant(ctx context.Context, r *repo, inv invocation) error {
 }
 
 // testLinePrefix is how go test starts a failure line: "x_test.go:12: ".
-var testLinePrefix = regexp.MustCompile(`^\s*[\w.-]+_test\.go:\d+: `)
+var testLinePrefix = regexp.MustCompile(`^\s*[\w.-]+_test\.go:\d+:\s*`)
 
 // failureMessage is a failure line without its file and line, which move
 // whenever the test file changes.

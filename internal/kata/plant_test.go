@@ -43,4 +43,5 @@ func TestFailureMessage(t *testing.T) {
 	testify := []string{"    upload_test.go:45: ", "        \tError Trace:\t/work/x/upload_test.go:45", "        \tError:      \tReceived unexpected error:", "        \t            \trpc error: code = InvalidArgument"}
 	assert.Equal(t, "Received unexpected error:", proposeSymptom(testify), "testify's report")
 	assert.Equal(t, "f() = 0, want 2", proposeSymptom([]string{"x_test.go:6: f() = 0, want 2"}))
+	assert.Equal(t, "Received unexpected error:", proposeSymptom([]string{"upload_test.go:47:", "Error: Received unexpected error:", "rpc error: code = InvalidArgument"}), "testify's report as the runner keeps it")
 }
