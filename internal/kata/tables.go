@@ -14,8 +14,8 @@ import (
 const mistakesHeading = "## Common mistakes"
 
 // The table is generated from antipatterns.json, the one source of the
-// planted mistakes: its mistake, its symptom (the start of the first
-// failure the check proves the learner sees) and its caught_by tests.
+// planted mistakes: its mistake, its symptom (text that the first
+// failure the check proves the learner sees contains) and its caught_by tests.
 // `go run ./internal/kata tables` writes it; the antipattern check fails
 // when the README's table is not what it would write.
 
