@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/quota"
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/pb"
@@ -42,12 +44,49 @@ const (
 	// stores per item, whatever the transport's message limit.
 	maxItemIDBytes = 128
 	maxKeyBytes    = 256
-	// maxOutcomeBytes bounds one outcome, encoded: its item_id (up to 131
-	// bytes with its framing), its code and its message. A message that
-	// quotes an id or a key quotes at most 40 characters of it (%.40q),
-	// since a key of 256 control bytes quoted whole is 1,026 bytes.
+	// maxOutcomeBytes bounds one outcome, encoded: its item_id (outcomeID:
+	// at most 131 bytes with its framing), its code and its message. A
+	// message quotes an id or a key with quoteShort, at most
+	// maxQuotedBytes, since a key of 256 control bytes quoted whole by %q
+	// is 1,026 bytes.
 	maxOutcomeBytes = 512
+	maxQuotedBytes  = 64
 )
+
+// outcomeID is the item_id an outcome carries: the item's own, cut to
+// its first maxItemIDBytes bytes (at a character boundary) when it is
+// longer, as a refused over-long id is. Echoing it whole would let an
+// item make the answer as large as the receive limit.
+func outcomeID(id string) string {
+	if len(id) <= maxItemIDBytes {
+		return id
+	}
+	n := maxItemIDBytes
+	for n > 0 && !utf8.RuneStart(id[n]) {
+		n--
+	}
+	return id[:n]
+}
+
+// quoteShort quotes s as %q does, cut to at most maxQuotedBytes bytes, an
+// ellipsis marking the cut: a message can name an id or a key without
+// growing with it. %.40q would not do, since it counts characters, and
+// one character can take ten bytes quoted (\U000f0000).
+func quoteShort(s string) string {
+	q := strconv.Quote(s)
+	if len(q) <= maxQuotedBytes {
+		return q
+	}
+	cut := 0
+	for i := range s {
+		if len(strconv.Quote(s[:i]))+len("…") > maxQuotedBytes {
+			break
+		}
+		cut = i
+	}
+	q = strconv.Quote(s[:cut])
+	return q[:len(q)-1] + `…"`
+}
 
 func (c BatchConfig) withDefaults() BatchConfig {
 	if c.MaxItemsPerStream <= 0 {
@@ -166,7 +205,7 @@ func keyOwner(key string) (string, error) {
 	case len(key) > maxKeyBytes:
 		return "", fmt.Errorf("key is %d bytes long, limit %d", len(key), maxKeyBytes)
 	case !found || owner == "" || name == "":
-		return "", fmt.Errorf("key %.40q is malformed: want \"<owner>/<name>\"", key)
+		return "", fmt.Errorf("key %s is malformed: want \"<owner>/<name>\"", quoteShort(key))
 	}
 	return owner, nil
 }

@@ -61,7 +61,7 @@ func (m *batchModel) stream(caller string, admin bool, items []*pb.BatchItem) ([
 		if id != "" && len(id) <= maxItemIDBytes {
 			seen[id] = true
 		}
-		out = append(out, outcome{id: id, code: code})
+		out = append(out, outcome{id: outcomeID(id), code: code})
 	}
 	return out, codes.OK
 }

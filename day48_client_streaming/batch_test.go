@@ -282,14 +282,17 @@ func TestBatchProcessing(t *testing.T) {
 			purge(ctl(maxItemIDBytes, "4"), ctl(maxKeyBytes-2, "")+"/x"),      // PURGE by a non-admin
 			{ItemId: ctl(maxItemIDBytes, "5"), Operation: 99, Key: "alice/a"}, // an unknown operation
 			write(ctl(maxItemIDBytes, "6"), "alice/"+ctl(maxKeyBytes-6, ""), strings.Repeat("p", defaultMaxPayloadBytes+1)),
-			write(ctl(maxItemIDBytes, "7"), "alice/"+ctl(maxKeyBytes-6, ""), "x"), // applied
+			write(ctl(maxItemIDBytes, "7"), "alice/"+ctl(maxKeyBytes-6, ""), "x"),             // applied
+			write(strings.Repeat("\U000f0000", 1024), "alice/b", "x"),                         // an over-long id: refused, and cut in its outcome
+			write(ctl(maxItemIDBytes, "8"), strings.Repeat("\U000f0000", maxKeyBytes/4), "x"), // %q writes each as 10 bytes
+			write(ctl(maxItemIDBytes, "9"), "bob/"+strings.Repeat("\U000f0000", maxKeyBytes/4-1), "x"),
 		}
 		res, err := sendBatch(ctx, env.client, aliceToken, items...)
 		katatest.WantCode(t, err, codes.OK, "ProcessBatch(items with ids and keys of control characters at their limits)")
 		require.Len(t, res.GetOutcomes(), len(items), "outcomes")
 		for i, o := range res.GetOutcomes() {
 			if n := proto.Size(o); n > maxOutcomeBytes {
-				t.Fatalf("outcome %d (%v) is %d bytes encoded, want at most maxOutcomeBytes (%d): quote at most 40 characters of an id or a key in a message (%%.40q)", i+1, codes.Code(o.GetCode()), n, maxOutcomeBytes)
+				t.Fatalf("outcome %d (%v) is %d bytes encoded, want at most maxOutcomeBytes (%d): carry outcomeID(item_id), and quote ids and keys in a message with quoteShort", i+1, codes.Code(o.GetCode()), n, maxOutcomeBytes)
 			}
 		}
 		if n := proto.Size(res) / len(items) * defaultMaxItemsPerStream; n > 1<<20 {
@@ -394,7 +397,7 @@ func TestBatchProcessing(t *testing.T) {
 		call := "ProcessBatch(alice: invalid items, then a valid one)"
 		res, err := sendBatch(katatest.Context(t), env.client, aliceToken, items...)
 		katatest.WantCode(t, err, codes.OK, "%s", call)
-		want := []outcome{{"", codes.InvalidArgument}, {longID, codes.InvalidArgument}}
+		want := []outcome{{"", codes.InvalidArgument}, {strings.Repeat("é", maxItemIDBytes/2), codes.InvalidArgument}} // the over-long id cut to its limit (outcomeID)
 		for _, id := range []string{"op0", "op99", "k1", "k2", "k3", "k4", "k5", "big"} {
 			want = append(want, outcome{id, codes.InvalidArgument})
 		}

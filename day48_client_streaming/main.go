@@ -225,10 +225,11 @@ func (s *DataCollectionServer) CollectDataPoints(stream pb.DataCollectionService
 //     (s.store.delete; a missing key is fine), PURGE removes every key of
 //     the key's owner (s.store.purgeOwner; the name part is ignored).
 //
-// Each outcome carries the item_id, the code as int32 (codes.OK when
-// applied) and a message saying what was wrong; a message quotes at most
-// 40 characters of an id or a key (%.40q), so that an outcome stays
-// within maxOutcomeBytes and the answer to a full stream within 1 MiB. At io.EOF answer with
+// Each outcome carries outcomeID(item_id) (an over-long id cut to its
+// limit), the code as int32 (codes.OK when applied) and a message saying
+// what was wrong; a message quotes an id or a key with quoteShort, never
+// whole, so that an outcome stays within maxOutcomeBytes and the answer to
+// a full stream within 1 MiB. At io.EOF answer with
 // SendAndClose: outcomes in the order received, and truthful counts
 // (total_items = applied_count + rejected_count). An error from Recv is
 // returned as it is; a failed Wait (the stream's context ended, or its

@@ -709,7 +709,7 @@ func (s *BatchServer) ProcessBatch(stream pb.BatchService_ProcessBatchServer) er
 			result.AppliedCount++
 		}
 		result.Outcomes = append(result.Outcomes, &pb.ItemOutcome{
-			ItemId:  item.GetItemId(),
+			ItemId:  outcomeID(item.GetItemId()),
 			Code:    int32(status.Code(err)),
 			Message: msg,
 		})
@@ -728,7 +728,7 @@ func (s *BatchServer) applyItem(caller Identity, item *pb.BatchItem, seen map[st
 	case len(id) > maxItemIDBytes:
 		return "", status.Errorf(codes.InvalidArgument, "item_id is %d bytes long, limit %d", len(id), maxItemIDBytes)
 	case seen[id]:
-		return "", status.Errorf(codes.AlreadyExists, "item_id %.40q was already sent on this stream; not applied again", id)
+		return "", status.Errorf(codes.AlreadyExists, "item_id %s was already sent on this stream; not applied again", quoteShort(id))
 	}
 	seen[id] = true
 
@@ -747,12 +747,12 @@ func (s *BatchServer) applyItem(caller Identity, item *pb.BatchItem, seen map[st
 
 	if op == pb.BatchOperation_BATCH_OPERATION_PURGE {
 		if !caller.Admin {
-			return "", status.Errorf(codes.PermissionDenied, "PURGE is for admins only, and user %.40q is not one", caller.User)
+			return "", status.Errorf(codes.PermissionDenied, "PURGE is for admins only, and user %s is not one", quoteShort(caller.User))
 		}
-		return fmt.Sprintf("purged every key of %.40q: %d removed", owner, s.store.purgeOwner(owner)), nil
+		return fmt.Sprintf("purged every key of %s: %d removed", quoteShort(owner), s.store.purgeOwner(owner)), nil
 	}
 	if owner != caller.User {
-		return "", status.Errorf(codes.PermissionDenied, "user %.40q may not touch key %.40q: only keys under %.40q are theirs", caller.User, key, caller.User+"/")
+		return "", status.Errorf(codes.PermissionDenied, "user %s may not touch key %s: only keys under %s are theirs", quoteShort(caller.User), quoteShort(key), quoteShort(caller.User+"/"))
 	}
 	if op == pb.BatchOperation_BATCH_OPERATION_WRITE {
 		s.store.put(key, item.GetPayload())

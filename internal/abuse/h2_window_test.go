@@ -180,7 +180,7 @@ func testZeroWindowClientStreams(t *testing.T) {
 			float64(grew)/(1<<20), opened, conns, conns, limits.streams, heapSlack>>20)
 	}
 	closeAll(attackers)
-	report(t, b, fmt.Sprintf("each stream holds at most its one answer, 1 MiB at most (a full batch's): %d MiB for %d streams on %d connections; others served", bound>>20, conns*limits.streams, conns),
+	report(t, b, fmt.Sprintf("each stream holds at most its one answer, at most 1 MiB (a full batch's: the item cap times maxOutcomeBytes, computed, not reached by these 50-item batches): %d MiB for %d streams on %d connections; others served", bound>>20, conns*limits.streams, conns),
 		fmt.Sprintf("%d uploads, %d point and %d log collections, %d batches with a zero window; live heap +%.1f MiB at most during; a health check served meanwhile",
 			opened[calls[0].method], opened[calls[1].method], opened[calls[2].method], opened[calls[3].method], float64(grew)/(1<<20)),
 		"nothing once the attacker disconnects")
