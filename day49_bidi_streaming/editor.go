@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"google.golang.org/grpc"
@@ -37,10 +38,10 @@ type EditorConfig struct {
 	// Defaults 200 and 200.
 	OpsPerSecond float64
 	OpsBurst     int
-	// CharsPerSecond and CharsBurst pace each user's operations by their
-	// cost, where the server installs PaceInterceptor: an operation
-	// costs the length, in characters, of the document it edits, since
-	// applying it copies the text. So one user's operations on a large
+	// CharsPerSecond and CharsBurst pace each user's work by its cost,
+	// where the server installs PaceInterceptor: an open and each
+	// operation cost the length, in characters, of the document, since
+	// the snapshot and the new text each copy it. So one user's operations on a large
 	// document cannot take a core from everybody else, while operations on
 	// small ones are held back only by OpsPerSecond. Defaults 16Mi a
 	// second (16 operations a second on a document of a million
@@ -273,10 +274,13 @@ func NewEditorServer(cfg EditorConfig, store DocumentStore) *EditorServer {
 // cfg.OpsPerSecond and cfg.OpsBurst: each stream waits for the user's pace
 // before it receives a request, so a flood waits in its client and in the
 // transport's flow control, not in this process, and the pace, which
-// outlives the user's streams, cannot be reset by reconnecting. A submit,
-// once received, also waits for the user's cfg.CharsPerSecond: it costs
-// the length of the document the stream has open, so the work one user
-// makes the server do is bounded whatever the document's size. It needs
+// outlives the user's streams, cannot be reset by reconnecting. An open
+// that succeeds, and every submit after it, also waits for the user's
+// cfg.CharsPerSecond: each costs the length of the document the stream
+// has open (open copies it into a snapshot, a commit into a new text), so
+// the work one user makes the server do is bounded whatever the
+// document's size. open learns the stream's pace from the context Edit
+// passes it, the stream's own. It needs
 // the caller's identity: chain it after AuthInterceptor. The lesson's
 // tests run Edit without it; the server and the abuse suite use it.
 func (s *EditorServer) PaceInterceptor() grpc.StreamServerInterceptor {
@@ -287,39 +291,58 @@ func (s *EditorServer) PaceInterceptor() grpc.StreamServerInterceptor {
 		if info.FullMethod != pb.EditorService_Edit_FullMethodName || !ok {
 			return handler(srv, ss)
 		}
-		return handler(srv, &pacedStream{ServerStream: ss, server: s, ops: ops, chars: chars, user: caller.User})
+		p := &pacedStream{ServerStream: ss, server: s, ops: ops, user: caller.User}
+		p.pace = &streamPace{charge: func(ctx context.Context, n int) error {
+			if err := chars.WaitN(ctx, caller.User, min(n, s.cfg.CharsBurst)); err != nil {
+				return p.paceFailed(ctx, err)
+			}
+			return nil
+		}}
+		p.ctx = context.WithValue(ss.Context(), streamPaceKey{}, p.pace)
+		return handler(srv, p)
 	}
+}
+
+// streamPace is one paced stream's share of the work pace: the document
+// it has open, recorded by open when it succeeds, and the charge for work
+// on it.
+type streamPace struct {
+	doc    atomic.Pointer[document]
+	charge func(ctx context.Context, chars int) error
+}
+
+type streamPaceKey struct{}
+
+// paceOf returns the pace PaceInterceptor put in a stream's context, or
+// nil for a stream it did not wrap.
+func paceOf(ctx context.Context) *streamPace {
+	p, _ := ctx.Value(streamPaceKey{}).(*streamPace)
+	return p
 }
 
 // pacedStream waits for its user's pace before each receive, and for the
 // cost of each submit after it.
 type pacedStream struct {
 	grpc.ServerStream
-	server     *EditorServer
-	ops, chars *quota.Limiters
-	user       string
-	document   string // the id of the stream's last open, "" before one
+	ctx    context.Context // the stream's, carrying pace
+	server *EditorServer
+	ops    *quota.Limiters
+	user   string
+	pace   *streamPace
 }
 
+func (p *pacedStream) Context() context.Context { return p.ctx }
+
 func (p *pacedStream) RecvMsg(m any) error {
-	ctx := p.Context()
-	if err := p.ops.Wait(ctx, p.user); err != nil {
-		return p.paceFailed(ctx, err)
+	if err := p.ops.Wait(p.ctx, p.user); err != nil {
+		return p.paceFailed(p.ctx, err)
 	}
 	if err := p.ServerStream.RecvMsg(m); err != nil {
 		return err
 	}
-	req, _ := m.(*pb.EditRequest)
-	switch r := req.GetRequest().(type) {
-	case *pb.EditRequest_Open:
-		if p.document == "" {
-			p.document = r.Open.GetDocumentId() // a second open is refused
-		}
-	case *pb.EditRequest_Submit:
-		if cost := min(p.server.documentLength(p.document), p.server.cfg.CharsBurst); cost > 0 {
-			if err := p.chars.WaitN(ctx, p.user, cost); err != nil {
-				return p.paceFailed(ctx, err)
-			}
+	if req, _ := m.(*pb.EditRequest); req.GetSubmit() != nil {
+		if d := p.pace.doc.Load(); d != nil {
+			return p.pace.charge(p.ctx, d.length())
 		}
 	}
 	return nil
@@ -498,6 +521,15 @@ func (s *EditorServer) open(ctx context.Context, e *editor, id string) error {
 	e.doc = d
 	s.mu.Unlock()
 
+	if pace := paceOf(ctx); pace != nil {
+		// The snapshot below copies the document: charge it, outside
+		// every lock, and charge each later submit by the same document.
+		pace.doc.Store(d)
+		if err := pace.charge(ctx, d.length()); err != nil {
+			return err
+		}
+	}
+
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if e.evicted() {
@@ -543,15 +575,8 @@ func (s *EditorServer) documentState(id string) (text string, revision int64, ok
 	return string(d.text), d.revision, true
 }
 
-// documentLength returns how many characters the loaded document id
-// holds, 0 when it is not loaded.
-func (s *EditorServer) documentLength(id string) int {
-	s.mu.Lock()
-	d, ok := s.docs[id]
-	s.mu.Unlock()
-	if !ok {
-		return 0
-	}
+// length returns how many characters d holds.
+func (d *document) length() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return len(d.text)

@@ -37,11 +37,12 @@ func (f *fakeEditStream) RecvMsg(m any) error {
 }
 
 // testPaceChargesTheDocumentsLength runs the server's PaceInterceptor,
-// after authentication, on a fake stream that opens a document of 1,000
-// characters and submits six operations, on a fake clock. With a budget
-// of 10,000 characters a second and bursts of 2,000, the first two
-// submits pass at once and each later one waits 100 ms: an operation
-// costs the length of the document it edits.
+// after authentication, on a fake stream that opens a document that does
+// not exist, then one of 1,000 characters, and submits six operations, on
+// a fake clock. With a budget of 10,000 characters a second and bursts of
+// 2,000, the open and the first submit pass at once and each later submit
+// waits 100 ms: the open and each operation cost the length of the
+// document the stream has open, and a failed open first changes nothing.
 func testPaceChargesTheDocumentsLength(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		store := NewMemoryStore()
@@ -51,7 +52,10 @@ func testPaceChargesTheDocumentsLength(t *testing.T) {
 		tokens.Add("dave-token", Identity{User: "dave", Expires: time.Now().Add(time.Hour)})
 		auth, pace := AuthInterceptor(tokens, time.Now), srv.PaceInterceptor()
 
-		requests := []*pb.EditRequest{{Request: &pb.EditRequest_Open{Open: &pb.OpenDocument{DocumentId: "notes"}}}}
+		requests := []*pb.EditRequest{
+			{Request: &pb.EditRequest_Open{Open: &pb.OpenDocument{DocumentId: "missing"}}},
+			{Request: &pb.EditRequest_Open{Open: &pb.OpenDocument{DocumentId: "notes"}}},
+		}
 		for range 6 {
 			requests = append(requests, &pb.EditRequest{Request: &pb.EditRequest_Submit{Submit: &pb.SubmitOperation{ClientOpId: "x"}}})
 		}
@@ -65,9 +69,10 @@ func testPaceChargesTheDocumentsLength(t *testing.T) {
 				if err := ss.RecvMsg(&req); err != nil {
 					return nil
 				}
-				if req.GetOpen() != nil {
-					// Load the document, as Edit's open does.
-					require.NoError(t, srv.open(ss.Context(), newEditor("dave", 8), "notes"), "open(notes)")
+				if id := req.GetOpen().GetDocumentId(); id != "" {
+					// Open it as Edit does, on the stream's context.
+					err := srv.open(ss.Context(), newEditor("dave", 8), id)
+					require.Equal(t, id == "missing", err != nil, "open(%s) = %v", id, err)
 				}
 				received = append(received, time.Since(start))
 			}
@@ -75,7 +80,7 @@ func testPaceChargesTheDocumentsLength(t *testing.T) {
 		err := auth(srv, stream, info, func(srv any, ss grpc.ServerStream) error { return pace(srv, ss, info, handler) })
 		require.NoError(t, err, "PaceInterceptor after AuthInterceptor on a fake stream")
 		ms := time.Millisecond
-		assert.Equal(t, []time.Duration{0, 0, 0, 100 * ms, 200 * ms, 300 * ms, 400 * ms}, received,
-			"when the open and six submits on a document of 1,000 characters reached the handler, at 10,000 characters a second after a burst of 2,000")
+		assert.Equal(t, []time.Duration{0, 0, 0, 100 * ms, 200 * ms, 300 * ms, 400 * ms, 500 * ms}, received,
+			"when a failed open, an open and six submits on a document of 1,000 characters were handled, at 10,000 characters a second after a burst of 2,000")
 	})
 }
