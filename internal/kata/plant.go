@@ -30,13 +30,15 @@ func cmdPlant(ctx context.Context, r *repo, inv invocation) error {
 	if file == "" {
 		file = "main.go"
 	}
-	ap := antipattern{Name: inv.flags["name"], Mistake: inv.flags["mistake"], File: file, Symptom: inv.flags["symptom"]}
+	ap := antipattern{Name: inv.flags["name"], Mistake: inv.flags["mistake"], File: file, Symptom: inv.flags["symptom"], SeparateRuns: inv.flag("separate-runs")}
 	for _, name := range strings.Split(inv.flags["caught-by"], ",") {
 		if name = strings.TrimSpace(name); name != "" {
 			ap.CaughtBy = append(ap.CaughtBy, name)
 		}
 	}
 	switch {
+	case !filepath.IsLocal(file) || !strings.HasSuffix(file, ".go"):
+		return fmt.Errorf("-file %q: want a .go file inside .solution/", file)
 	case !antipatternName.MatchString(ap.Name):
 		return fmt.Errorf("-name %q: want letters, digits, _ or -", ap.Name)
 	case strings.TrimSpace(ap.Mistake) == "":
@@ -79,7 +81,7 @@ func cmdPlant(ctx context.Context, r *repo, inv invocation) error {
 	fmt.Printf("the first failure of %s:\n%s\n", ap.CaughtBy[0], indent(strings.Join(shown, "\n"), "    "))
 	if ap.Symptom == "" {
 		if proposeSymptom(shown) == "" {
-			return errors.New("no failure line to quote: give -symptom")
+			return errors.New("no line of the failure says what went wrong in the test's own words: give -symptom, a fragment a learner's code would print too")
 		}
 		ap.Symptom = proposeSymptom(shown)
 		fmt.Printf("symptom (its message; shorten it with -symptom if part of it changes from run to run): %q\n", ap.Symptom)
@@ -108,22 +110,31 @@ func failureMessage(line string) string {
 }
 
 // proposeSymptom picks the line of a failure to quote: its first line
-// with a message, without file and line; for testify's report, the text
-// of its "Error:" line rather than its trace.
+// with a message, without file and line. For testify's report it is the
+// test's own words, its "Messages:" line; its "Error:" line is one of a
+// few labels ("Not equal:", "Received unexpected error:") that every
+// failure of the kind shares, so without a message it proposes nothing.
 func proposeSymptom(lines []string) string {
+	first, testify := "", false
 	for _, line := range lines {
 		msg := failureMessage(line)
 		switch {
-		case msg == "", strings.HasPrefix(msg, "Error Trace:"), strings.HasPrefix(msg, "/"):
+		case msg == "" || strings.HasPrefix(msg, "/"):
 			continue
-		case strings.HasPrefix(msg, "Error:"):
-			if msg = strings.TrimSpace(strings.TrimPrefix(msg, "Error:")); msg == "" {
-				continue
-			}
+		case strings.HasPrefix(msg, "Error Trace:"), strings.HasPrefix(msg, "Error:"), strings.HasPrefix(msg, "Test:"):
+			testify = true
+			continue
+		case strings.HasPrefix(msg, "Messages:"):
+			return strings.TrimSpace(strings.TrimPrefix(msg, "Messages:"))
 		}
-		return msg
+		if first == "" {
+			first = msg
+		}
 	}
-	return ""
+	if testify {
+		return ""
+	}
+	return first
 }
 
 // writeAntipatterns writes a day's antipatterns.json as the runner reads

@@ -41,7 +41,8 @@ func TestFailureMessage(t *testing.T) {
 	assert.Equal(t, `handle(x) = nil, want code InvalidArgument`, failureMessage(`    chat_test.go:123: handle(x) = nil, want code InvalidArgument`))
 	assert.Equal(t, `panic: boom`, failureMessage(`panic: boom`))
 	testify := []string{"    upload_test.go:45: ", "        \tError Trace:\t/work/x/upload_test.go:45", "        \tError:      \tReceived unexpected error:", "        \t            \trpc error: code = InvalidArgument"}
-	assert.Equal(t, "Received unexpected error:", proposeSymptom(testify), "testify's report")
+	assert.Equal(t, "", proposeSymptom(testify), "testify's report without a message of the test's own")
+	assert.Equal(t, `validateFileName("a.txt")`, proposeSymptom(append(testify, "Messages: validateFileName(\"a.txt\")")), "testify's report with one")
 	assert.Equal(t, "f() = 0, want 2", proposeSymptom([]string{"x_test.go:6: f() = 0, want 2"}))
-	assert.Equal(t, "Received unexpected error:", proposeSymptom([]string{"upload_test.go:47:", "Error: Received unexpected error:", "rpc error: code = InvalidArgument"}), "testify's report as the runner keeps it")
+	assert.Equal(t, "validateFileName(x)", proposeSymptom([]string{"upload_test.go:47:", "Error: Received unexpected error:", "rpc error: code = InvalidArgument", "Messages: validateFileName(x)"}), "testify's report as the runner keeps it")
 }
