@@ -200,29 +200,7 @@ func TestBatchProcessing(t *testing.T) {
 	})
 
 	t.Run("Expired_token_mid_stream_ends_the_stream", func(t *testing.T) {
-		// Two items pass the pacer; the third waits while the clock moves
-		// past the token's expiry.
-		probe := newPacingProbe(2)
-		env := startPacedBatchServer(t, BatchConfig{}, probe)
-		ctx := katatest.Context(t)
-		stream, err := env.client.ProcessBatch(WithToken(ctx, shortToken))
-		katatest.WantCode(t, err, codes.OK, "ProcessBatch(short-lived token)")
-		for i := range 4 {
-			if err := stream.Send(write(fmt.Sprint("e", i+1), fmt.Sprint("alice/e", i+1), "e")); err != nil {
-				break // the server has answered; CloseAndRecv says how
-			}
-		}
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			_, err = stream.CloseAndRecv()
-		}()
-		if !probe.waitForWaits(t, 3, done) {
-			t.Fatalf("ProcessBatch(4 items) = %v before waiting on the pacer for the 3rd item, want a Wait before every Recv", err)
-		}
-		env.clock.Advance(2 * time.Minute)
-		close(probe.open)
-		<-done
+		env, err := expireBeforeThirdItem(t, BatchConfig{}, "e", 4)
 		katatest.WantCode(t, err, codes.Unauthenticated, "ProcessBatch(token expired after 2 of 4 items)")
 		katatest.WantMessage(t, err, "ProcessBatch(token expired after 2 of 4 items)")("expired")
 		env.WaitIdle(t)
@@ -234,30 +212,10 @@ func TestBatchProcessing(t *testing.T) {
 	})
 
 	t.Run("An_expired_token_is_checked_before_the_item_cap", func(t *testing.T) {
-		// Two items fill the cap; the third waits on the pacer while the
-		// token expires. It ends the stream as Unauthenticated: the token
-		// is checked first, on every item, even one past the cap.
-		probe := newPacingProbe(2)
-		env := startPacedBatchServer(t, BatchConfig{MaxItemsPerStream: 2}, probe)
-		ctx := katatest.Context(t)
-		stream, err := env.client.ProcessBatch(WithToken(ctx, shortToken))
-		katatest.WantCode(t, err, codes.OK, "ProcessBatch(short-lived token)")
-		for i := range 3 {
-			if err := stream.Send(write(fmt.Sprint("c", i+1), fmt.Sprint("alice/c", i+1), "c")); err != nil {
-				break // the server has answered; CloseAndRecv says how
-			}
-		}
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			_, err = stream.CloseAndRecv()
-		}()
-		if !probe.waitForWaits(t, 3, done) {
-			t.Fatalf("ProcessBatch(3 items) = %v before waiting on the pacer for the 3rd item, want a Wait before every Recv", err)
-		}
-		env.clock.Advance(2 * time.Minute)
-		close(probe.open)
-		<-done
+		// Two items fill the cap; the third ends the stream as
+		// Unauthenticated: the token is checked first, on every item,
+		// even one past the cap.
+		env, err := expireBeforeThirdItem(t, BatchConfig{MaxItemsPerStream: 2}, "c", 3)
 		katatest.WantCode(t, err, codes.Unauthenticated, "ProcessBatch(3 items, MaxItemsPerStream=2, token expired before the 3rd): re-check the token before the cap")
 		env.WaitIdle(t)
 		env.wantStored(t, "alice/c2", "c")
@@ -619,4 +577,33 @@ func TestBatchProcessing(t *testing.T) {
 	})
 
 	t.Run("Matches_its_model", testBatchMatchesItsModel)
+}
+
+// expireBeforeThirdItem sends n writes of alice's, keys alice/<prefix>N,
+// with a short-lived token to a server of cfg: two items pass the pacer,
+// the third waits while the clock moves past the token's expiry. It
+// returns the server and the stream's end.
+func expireBeforeThirdItem(t *testing.T, cfg BatchConfig, prefix string, n int) (*batchEnv, error) {
+	t.Helper()
+	probe := newPacingProbe(2)
+	env := startPacedBatchServer(t, cfg, probe)
+	stream, err := env.client.ProcessBatch(WithToken(katatest.Context(t), shortToken))
+	katatest.WantCode(t, err, codes.OK, "ProcessBatch(short-lived token)")
+	for i := range n {
+		if err := stream.Send(write(fmt.Sprint(prefix, i+1), fmt.Sprint("alice/", prefix, i+1), prefix)); err != nil {
+			break // the server has answered; CloseAndRecv says how
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, err = stream.CloseAndRecv()
+	}()
+	if !probe.waitForWaits(t, 3, done) {
+		t.Fatalf("ProcessBatch(%d items) = %v before waiting on the pacer for the 3rd item, want a Wait before every Recv", n, err)
+	}
+	env.clock.Advance(2 * time.Minute)
+	close(probe.open)
+	<-done
+	return env, err
 }
