@@ -3,6 +3,8 @@ package main
 import (
 	"reflect"
 	"testing"
+
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/kata/core"
 )
 
 func TestParseInvocation(t *testing.T) {
@@ -13,52 +15,52 @@ func TestParseInvocation(t *testing.T) {
 
 	tests := []struct {
 		name    string
-		cmd     command
+		cmd     core.Command
 		args    []string
-		want    invocation
+		want    core.Invocation
 		wantErr bool
 	}{
-		{"no arguments", stubs, nil, invocation{flags: map[string]string{}}, false},
-		{"day", stubs, []string{"48"}, invocation{day: "48", flags: map[string]string{}}, false},
+		{"no arguments", stubs, nil, core.Invocation{Flags: map[string]string{}}, false},
+		{"day", stubs, []string{"48"}, core.Invocation{Day: "48", Flags: map[string]string{}}, false},
 		{"flag after day", antipatterns, []string{"48", "-only", "no_path_check"},
-			invocation{day: "48", flags: map[string]string{"only": "no_path_check"}}, false},
+			core.Invocation{Day: "48", Flags: map[string]string{"only": "no_path_check"}}, false},
 		{"flag before day with =", antipatterns, []string{"--only=x", "day48_client_streaming"},
-			invocation{day: "day48_client_streaming", flags: map[string]string{"only": "x"}}, false},
+			core.Invocation{Day: "day48_client_streaming", Flags: map[string]string{"only": "x"}}, false},
 		{"bool flag and extra", demo, []string{"-check", "48", "--", "-once", "-addr", ":0"},
-			invocation{day: "48", flags: map[string]string{"check": "true"}, extra: []string{"-once", "-addr", ":0"}}, false},
+			core.Invocation{Day: "48", Flags: map[string]string{"check": "true"}, Extra: []string{"-once", "-addr", ":0"}}, false},
 		{"extra only", demo, []string{"--", "-once"},
-			invocation{flags: map[string]string{}, extra: []string{"-once"}}, false},
-		{"bool flag false", demo, []string{"-check=false"}, invocation{flags: map[string]string{"check": "false"}}, false},
-		{"bad bool", demo, []string{"-check=maybe"}, invocation{}, true},
-		{"missing value", antipatterns, []string{"-only"}, invocation{}, true},
-		{"unknown flag", stubs, []string{"-v"}, invocation{}, true},
-		{"two days", stubs, []string{"48", "49"}, invocation{}, true},
-		{"day where none is taken", lint, []string{"48"}, invocation{}, true},
-		{"extra where none is taken", stubs, []string{"--", "-v"}, invocation{}, true},
+			core.Invocation{Flags: map[string]string{}, Extra: []string{"-once"}}, false},
+		{"bool flag false", demo, []string{"-check=false"}, core.Invocation{Flags: map[string]string{"check": "false"}}, false},
+		{"bad bool", demo, []string{"-check=maybe"}, core.Invocation{}, true},
+		{"missing value", antipatterns, []string{"-only"}, core.Invocation{}, true},
+		{"unknown flag", stubs, []string{"-v"}, core.Invocation{}, true},
+		{"two days", stubs, []string{"48", "49"}, core.Invocation{}, true},
+		{"day where none is taken", lint, []string{"48"}, core.Invocation{}, true},
+		{"extra where none is taken", stubs, []string{"--", "-v"}, core.Invocation{}, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseInvocation(tc.cmd, tc.args)
+			got, err := core.ParseInvocation(tc.cmd, tc.args)
 			if tc.wantErr {
 				if err == nil {
-					t.Fatalf("parseInvocation(%s, %q) = %+v, want an error", tc.cmd.name, tc.args, got)
+					t.Fatalf("parseInvocation(%s, %q) = %+v, want an error", tc.cmd.Name, tc.args, got)
 				}
 				return
 			}
 			if err != nil {
-				t.Fatalf("parseInvocation(%s, %q) error = %v", tc.cmd.name, tc.args, err)
+				t.Fatalf("parseInvocation(%s, %q) error = %v", tc.cmd.Name, tc.args, err)
 			}
 			if !reflect.DeepEqual(got, tc.want) {
-				t.Errorf("parseInvocation(%s, %q) = %+v, want %+v", tc.cmd.name, tc.args, got, tc.want)
+				t.Errorf("parseInvocation(%s, %q) = %+v, want %+v", tc.cmd.Name, tc.args, got, tc.want)
 			}
 		})
 	}
 }
 
 func TestInvocationFlag(t *testing.T) {
-	inv := invocation{flags: map[string]string{"check": "true", "other": "false"}}
-	if !inv.flag("check") || inv.flag("other") || inv.flag("missing") {
+	inv := core.Invocation{Flags: map[string]string{"check": "true", "other": "false"}}
+	if !inv.Flag("check") || inv.Flag("other") || inv.Flag("missing") {
 		t.Errorf("flag() on %v: got check=%v other=%v missing=%v, want true false false",
-			inv.flags, inv.flag("check"), inv.flag("other"), inv.flag("missing"))
+			inv.Flags, inv.Flag("check"), inv.Flag("other"), inv.Flag("missing"))
 	}
 }

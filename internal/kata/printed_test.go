@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/kata/core"
+
 	"github.com/stretchr/testify/require"
 )
 
@@ -101,6 +103,13 @@ func TestPrintedCommandsWork(t *testing.T) {
 	require.True(t, targets["hint"] && variables["DAY"], "the Makefile's targets and variables were not found")
 
 	dirs := []string{"internal/kata"}
+	rooms, err := filepath.Glob(filepath.Join(root, "internal", "kata", "*", "*.go"))
+	require.NoError(t, err)
+	for _, f := range rooms {
+		if rel, _ := filepath.Rel(root, filepath.Dir(f)); !slices.Contains(dirs, rel) {
+			dirs = append(dirs, rel)
+		}
+	}
 	days, err := filepath.Glob(filepath.Join(root, "day*_*"))
 	require.NoError(t, err)
 	for _, d := range days {
@@ -133,7 +142,7 @@ func TestPrintedCommandsWork(t *testing.T) {
 				problems = append(problems, fmt.Sprintf("%s: %q: the runner has no command %q", where, m[0], m[1]))
 				continue
 			}
-			if _, err := parseInvocation(cmd, sample(m[2])); err != nil {
+			if _, err := core.ParseInvocation(cmd, sample(m[2])); err != nil {
 				problems = append(problems, fmt.Sprintf("%s: %q: %v", where, m[0], err))
 			}
 		}

@@ -1,0 +1,245 @@
+package core
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Hints have one source, kata.json's "hints": each names its task, the
+// failure text it answers (match), and its text. The README's
+// "Hints, by symptom" section is written from them (`go run
+// ./internal/kata tables`), and the check fails when it is not exactly
+// that; progress, watch and hint print a hint under a failure it matches.
+// The planted mistakes of antipatterns.json are matched the same way, by
+// their symptom, and answered with their mistake.
+
+// HintsHeading opens the README section written from the hints.
+const HintsHeading = "## Hints, by symptom"
+
+// hint is one entry of kata.json's "hints".
+type hint struct {
+	// Task is the task whose failures the hint answers; 0 means any.
+	Task int `json:"task,omitempty"`
+	// Match lists the failures the hint answers: it matches when, for one
+	// of them, every fragment appears in a failure's output, in order.
+	// A hint without any is shown by `make hint` but never matched.
+	Match [][]string `json:"match"`
+	// Text is the hint in Markdown, as the README shows it.
+	Text string `json:"text"`
+}
+
+// Matches reports whether one of h's failures appears in output.
+func (h hint) Matches(output string) bool {
+	for _, fragments := range h.Match {
+		if inOrder(output, fragments) {
+			return true
+		}
+	}
+	return false
+}
+
+// inOrder reports whether every fragment appears in s, each after the
+// one before.
+func inOrder(s string, fragments []string) bool {
+	for _, f := range fragments {
+		i := strings.Index(s, f)
+		if i < 0 {
+			return false
+		}
+		s = s[i+len(f):]
+	}
+	return len(fragments) > 0
+}
+
+func (h hint) validate(i int, tasks map[int]bool) []error {
+	var errs []error
+	if strings.TrimSpace(h.Text) == "" {
+		errs = append(errs, fmt.Errorf("hints[%d]: text is empty", i))
+	}
+	if h.Task != 0 && !tasks[h.Task] {
+		errs = append(errs, fmt.Errorf("hints[%d]: task %d does not exist", i, h.Task))
+	}
+	for j, fragments := range h.Match {
+		if len(fragments) == 0 || slices.Contains(fragments, "") {
+			errs = append(errs, fmt.Errorf("hints[%d].match[%d]: want non-empty fragments", i, j))
+		}
+	}
+	return errs
+}
+
+// plainHint is a hint's Markdown as a terminal shows it: without the
+// bold markers, the code spans kept.
+func plainHint(text string) string { return strings.ReplaceAll(text, "**", "") }
+
+// Advice is what to print under a failure of task taskID whose output is
+// output: each planted mistake of that task whose symptom appears, then
+// each hint that matches, as "this usually means: ..." lines.
+func Advice(hints []hint, mistakes []Antipattern, m *KataManifest, taskID int, output string) []string {
+	var out []string
+	for _, ap := range mistakes {
+		if ap.Symptom == "" || !strings.Contains(output, ap.Symptom) || !caughtInTask(m, ap, taskID) {
+			continue
+		}
+		out = append(out, "this usually means: "+ap.Mistake)
+	}
+	for _, h := range hints {
+		if (h.Task == 0 || h.Task == taskID) && h.Matches(output) {
+			out = append(out, "this usually means: "+plainHint(h.Text))
+		}
+	}
+	return out
+}
+
+// caughtInTask reports whether one of ap's tests belongs to task taskID.
+func caughtInTask(m *KataManifest, ap Antipattern, taskID int) bool {
+	for _, test := range ap.CaughtBy {
+		if i := m.TaskFor(topLevelName(test)); i >= 0 && m.Tasks[i].ID == taskID {
+			return true
+		}
+	}
+	return false
+}
+
+// TaskHints returns what `make hint` shows for a task with no matching
+// failure, from the gentlest to the most concrete: where the task is
+// explained, the hints that start from a symptom, then the mistakes
+// learners make in it.
+func TaskHints(hints []hint, mistakes []Antipattern, m *KataManifest, t Task) []string {
+	out := []string{fmt.Sprintf("Task %d, %s: %s. Its section in the README (\"Task %d\") says what each test expects.", t.ID, t.Name, t.Summary, t.ID)}
+	for _, h := range hints {
+		if h.Task == t.ID {
+			out = append(out, plainHint(h.Text))
+		}
+	}
+	for _, ap := range mistakes {
+		if caughtInTask(m, ap, t.ID) {
+			out = append(out, fmt.Sprintf("A common mistake: %s. It shows as: %s", ap.Mistake, ap.Symptom))
+		}
+	}
+	for _, h := range hints {
+		if h.Task == 0 {
+			out = append(out, plainHint(h.Text))
+		}
+	}
+	return out
+}
+
+// RenderHints renders the hints as the README's list: one bullet each,
+// wrapped at 78 columns.
+func RenderHints(hints []hint) string {
+	var b strings.Builder
+	for _, h := range hints {
+		b.WriteString(Wrap("- ", "  ", h.Text, 78))
+	}
+	return b.String()
+}
+
+// Wrap fills text into lines of at most width columns (a longer word
+// gets a line of its own), the first starting with first and the rest
+// with rest.
+func Wrap(first, rest, text string, width int) string {
+	var b strings.Builder
+	line := first
+	empty := true
+	for _, word := range strings.Fields(text) {
+		if !empty && len(line)+1+len(word) > width {
+			b.WriteString(line + "\n")
+			line, empty = rest, true
+		}
+		if !empty {
+			line += " "
+		}
+		line += word
+		empty = false
+	}
+	b.WriteString(line + "\n")
+	return b.String()
+}
+
+// hintListSpan finds the list of the hints section: the byte offsets of
+// its first line and of the end of its last.
+func hintListSpan(readme string) (start, end int, err error) {
+	heading := strings.Index(readme, "\n"+HintsHeading+"\n")
+	if heading < 0 {
+		return 0, 0, fmt.Errorf("no %q section", HintsHeading)
+	}
+	body := heading + len("\n"+HintsHeading+"\n")
+	next := strings.Index(readme[body:], "\n## ")
+	if next < 0 {
+		return 0, 0, fmt.Errorf("the %q section is the last one; the hints must be followed by another section", HintsHeading)
+	}
+	start = body
+	for start < body+next && readme[start] == '\n' {
+		start++
+	}
+	end = body + next + 1 // keep the newline that ends the last line
+	for end > start && readme[end-1] == '\n' && readme[end-2] == '\n' {
+		end--
+	}
+	return start, end, nil
+}
+
+// CheckHintList reports whether the README's hints are the ones kata.json
+// makes.
+func CheckHintList(readme string, hints []hint) []string {
+	start, end, err := hintListSpan(readme)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	if readme[start:end] != RenderHints(hints) {
+		return []string{"the README's hints are not the ones kata.json makes: run `go run ./internal/kata tables` to write them"}
+	}
+	return nil
+}
+
+// CheckDayHints reads a day's README and runs checkHintList.
+func CheckDayHints(d Day) []string {
+	readme, err := os.ReadFile(filepath.Join(d.Path, "README.md"))
+	if err != nil {
+		return []string{err.Error()}
+	}
+	return CheckHintList(string(readme), d.Kata.Hints)
+}
+
+// WriteDayHints writes a day's hints into its README, reporting whether
+// anything changed.
+func WriteDayHints(d Day) (bool, error) {
+	path := filepath.Join(d.Path, "README.md")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return false, err
+	}
+	readme := string(data)
+	start, end, err := hintListSpan(readme)
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", path, err)
+	}
+	updated := readme[:start] + RenderHints(d.Kata.Hints) + readme[end:]
+	if updated == readme {
+		return false, nil
+	}
+	return true, os.WriteFile(path, []byte(updated), 0o644)
+}
+
+// stubMarker is what a stub's error says: "not implemented yet (see
+// README, task N)". A failure that quotes it names the task whose code
+// the test needs.
+var stubMarker = regexp.MustCompile(`not implemented yet \(see README, task (\d+)\)`)
+
+// StubsQuoted returns the tasks whose stubs output quotes, in the order it
+// first quotes them.
+func StubsQuoted(output string) []int {
+	var ids []int
+	for _, m := range stubMarker.FindAllStringSubmatch(output, -1) {
+		id, err := strconv.Atoi(m[1])
+		if err == nil && !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
