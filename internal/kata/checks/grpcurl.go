@@ -25,10 +25,10 @@ const (
 // grpcurlPackage is the main package of grpcurl in tools/clients/go.mod.
 const grpcurlPackage = "github.com/fullstorydev/grpcurl/cmd/grpcurl"
 
-// CmdGrpcurl runs the grpcurl commands that each day's README marks as
-// checked (see readmeblocks.go) against the day's server running the
-// reference solutions, and checks their exit status and output. With
-// -build it only builds .bin/grpcurl.
+// CmdGrpcurl runs the grpcurl commands that each day's READMEs, in every
+// language, mark as checked (see readmeblocks.go) against the day's
+// server running the reference solutions, and checks their exit status
+// and output. With -build it only builds .bin/grpcurl.
 func CmdGrpcurl(ctx context.Context, r *core.Repo, inv core.Invocation) error {
 	if inv.Flag("build") {
 		_, err := buildGrpcurl(ctx, r)
@@ -40,27 +40,31 @@ func CmdGrpcurl(ctx context.Context, r *core.Repo, inv core.Invocation) error {
 	}
 	type dayBlocks struct {
 		day    core.Day
+		readme string // the README's path from the root
 		blocks []core.CheckedBlock
 	}
 	var todo []dayBlocks
 	for _, d := range days {
-		data, err := os.ReadFile(filepath.Join(d.Path, "README.md"))
-		if errors.Is(err, os.ErrNotExist) {
-			fmt.Printf("day%s: no README.md, no grpcurl commands to check\n", d.Num)
-			continue
+		for _, l := range core.Langs {
+			readme := d.Dir + "/" + l.Readme()
+			data, err := os.ReadFile(filepath.Join(d.Path, l.Readme()))
+			if errors.Is(err, os.ErrNotExist) {
+				fmt.Printf("no %s, no grpcurl commands to check\n", readme)
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			blocks, err := core.ParseCheckedBlocks(string(data))
+			if err != nil {
+				return fmt.Errorf("%s: %w", readme, err)
+			}
+			if len(blocks) == 0 {
+				fmt.Printf("%s marks no grpcurl commands as checked\n", readme)
+				continue
+			}
+			todo = append(todo, dayBlocks{d, readme, blocks})
 		}
-		if err != nil {
-			return err
-		}
-		blocks, err := core.ParseCheckedBlocks(string(data))
-		if err != nil {
-			return fmt.Errorf("%s/README.md: %w", d.Dir, err)
-		}
-		if len(blocks) == 0 {
-			fmt.Printf("day%s: the README marks no grpcurl commands as checked\n", d.Num)
-			continue
-		}
-		todo = append(todo, dayBlocks{d, blocks})
 	}
 	if len(todo) == 0 {
 		return nil
@@ -77,12 +81,12 @@ func CmdGrpcurl(ctx context.Context, r *core.Repo, inv core.Invocation) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if err := checkReadmeCommands(ctx, r, t.day, t.blocks, grpcurl); err != nil {
+		if err := checkReadmeCommands(ctx, r, t.day, t.readme, t.blocks, grpcurl); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			fmt.Printf("day%s grpcurl: FAILED: %v\n", t.day.Num, err)
-			failed = append(failed, t.day.Dir)
+			fmt.Printf("%s grpcurl: FAILED: %v\n", t.readme, err)
+			failed = append(failed, t.readme)
 		}
 	}
 	if len(failed) > 0 {
@@ -107,10 +111,10 @@ func buildGrpcurl(ctx context.Context, r *core.Repo) (string, error) {
 	return bin, nil
 }
 
-// checkReadmeCommands starts the day's server as its README says, with the
-// reference solutions, runs every checked command against it and stops it.
-func checkReadmeCommands(ctx context.Context, r *core.Repo, d core.Day, blocks []core.CheckedBlock, grpcurl string) error {
-	readme := d.Dir + "/README.md"
+// checkReadmeCommands starts the day's server as its README (readme, the
+// path from the root) says, with the reference solutions, runs every
+// checked command against it and stops it.
+func checkReadmeCommands(ctx context.Context, r *core.Repo, d core.Day, readme string, blocks []core.CheckedBlock, grpcurl string) error {
 	var serverCmd *core.ReadmeCommand
 	var commands []core.ReadmeCommand
 	for _, b := range blocks {

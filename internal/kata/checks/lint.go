@@ -17,8 +17,9 @@ import (
 )
 
 // CmdLint runs every static check: gofmt, go vet on the stubs and on the
-// solutions, and the protos (buf lint, pb/ up to date). It runs them all
-// and then reports the ones that failed.
+// solutions, the protos (buf lint, pb/ up to date), and the READMEs in
+// both languages (translations.go). It runs them all and then reports
+// the ones that failed.
 func CmdLint(ctx context.Context, r *core.Repo, inv core.Invocation) error {
 	checks := []struct {
 		name string
@@ -28,6 +29,7 @@ func CmdLint(ctx context.Context, r *core.Repo, inv core.Invocation) error {
 		{"go vet", vet},
 		{"go vet with the solutions", vetSolutions},
 		{"proto", protoCheck},
+		{"README translations", checkTranslations},
 	}
 	var failed []string
 	for _, c := range checks {

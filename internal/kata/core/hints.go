@@ -11,15 +11,13 @@ import (
 )
 
 // Hints have one source, kata.json's "hints": each names its task, the
-// failure text it answers (match), and its text. The README's
-// "Hints, by symptom" section is written from them (`go run
-// ./internal/kata tables`), and the check fails when it is not exactly
-// that; progress, watch and hint print a hint under a failure it matches.
-// The planted mistakes of antipatterns.json are matched the same way, by
-// their symptom, and answered with their mistake.
-
-// HintsHeading opens the README section written from the hints.
-const HintsHeading = "## Hints, by symptom"
+// failure text it answers (match), and its text in each language. The
+// "Hints, by symptom" section of README.md, and its Japanese twin in
+// README.ja.md, are written from them (`go run ./internal/kata tables`),
+// and the check fails when either is not exactly that; progress, watch
+// and hint print a hint under a failure it matches, in the learner's
+// language. The planted mistakes of antipatterns.json are matched the
+// same way, by their symptom, and answered with their mistake.
 
 // hint is one entry of kata.json's "hints".
 type hint struct {
@@ -31,6 +29,9 @@ type hint struct {
 	Match [][]string `json:"match"`
 	// Text is the hint in Markdown, as the README shows it.
 	Text string `json:"text"`
+	// TextJa is Text in Japanese, as README.ja.md shows it. The failure
+	// text it quotes stays as go test prints it.
+	TextJa string `json:"text_ja"`
 }
 
 // Matches reports whether one of h's failures appears in output.
@@ -61,6 +62,9 @@ func (h hint) validate(i int, tasks map[int]bool) []error {
 	if strings.TrimSpace(h.Text) == "" {
 		errs = append(errs, fmt.Errorf("hints[%d]: text is empty", i))
 	}
+	if strings.TrimSpace(h.TextJa) == "" {
+		errs = append(errs, fmt.Errorf("hints[%d]: text_ja is empty: every text a learner reads is written in English and in Japanese", i))
+	}
 	if h.Task != 0 && !tasks[h.Task] {
 		errs = append(errs, fmt.Errorf("hints[%d]: task %d does not exist", i, h.Task))
 	}
@@ -72,24 +76,34 @@ func (h hint) validate(i int, tasks map[int]bool) []error {
 	return errs
 }
 
-// plainHint is a hint's Markdown as a terminal shows it: without the
-// bold markers, the code spans kept.
-func plainHint(text string) string { return strings.ReplaceAll(text, "**", "") }
+// TextIn is the hint's Markdown in l.
+func (h hint) TextIn(l Lang) string { return Text{h.Text, h.TextJa}.In(l) }
+
+// plainHint is a hint's Markdown in l as a terminal shows it: without
+// the bold markers, the code spans kept.
+func plainHint(h hint, l Lang) string { return strings.ReplaceAll(h.TextIn(l), "**", "") }
+
+// The words of the hints the learner's tools print.
+var (
+	usuallyMeans  = Text{"this usually means: ", "よくある原因: "}
+	taskIntro     = Text{"Task %d, %s: %s. Its section in %s (\"Task %d\") says what each test expects.", "課題 %d、%s: %s。%s の「課題 %d」の節に、各テストが何を求めるかが書いてあります。"}
+	commonMistake = Text{"A common mistake: %s. It shows as: %s", "よくある間違い: %s。表示される内容: %s"}
+)
 
 // Advice is what to print under a failure of task taskID whose output is
 // output: each planted mistake of that task whose symptom appears, then
 // each hint that matches, as "this usually means: ..." lines.
-func Advice(hints []hint, mistakes []Antipattern, m *KataManifest, taskID int, output string) []string {
+func Advice(l Lang, hints []hint, mistakes []Antipattern, m *KataManifest, taskID int, output string) []string {
 	var out []string
 	for _, ap := range mistakes {
 		if ap.Symptom == "" || !strings.Contains(output, ap.Symptom) || !caughtInTask(m, ap, taskID) {
 			continue
 		}
-		out = append(out, "this usually means: "+ap.Mistake)
+		out = append(out, usuallyMeans.In(l)+ap.MistakeIn(l))
 	}
 	for _, h := range hints {
 		if (h.Task == 0 || h.Task == taskID) && h.Matches(output) {
-			out = append(out, "this usually means: "+plainHint(h.Text))
+			out = append(out, usuallyMeans.In(l)+plainHint(h, l))
 		}
 	}
 	return out
@@ -109,31 +123,36 @@ func caughtInTask(m *KataManifest, ap Antipattern, taskID int) bool {
 // failure, from the gentlest to the most concrete: where the task is
 // explained, the hints that start from a symptom, then the mistakes
 // learners make in it.
-func TaskHints(hints []hint, mistakes []Antipattern, m *KataManifest, t Task) []string {
-	out := []string{fmt.Sprintf("Task %d, %s: %s. Its section in the README (\"Task %d\") says what each test expects.", t.ID, t.Name, t.Summary, t.ID)}
+func TaskHints(l Lang, hints []hint, mistakes []Antipattern, m *KataManifest, t Task) []string {
+	out := []string{taskIntro.F(l, t.ID, t.Name, t.SummaryIn(l), l.Readme(), t.ID)}
 	for _, h := range hints {
 		if h.Task == t.ID {
-			out = append(out, plainHint(h.Text))
+			out = append(out, plainHint(h, l))
 		}
 	}
 	for _, ap := range mistakes {
 		if caughtInTask(m, ap, t.ID) {
-			out = append(out, fmt.Sprintf("A common mistake: %s. It shows as: %s", ap.Mistake, ap.Symptom))
+			out = append(out, commonMistake.F(l, ap.MistakeIn(l), ap.Symptom))
 		}
 	}
 	for _, h := range hints {
 		if h.Task == 0 {
-			out = append(out, plainHint(h.Text))
+			out = append(out, plainHint(h, l))
 		}
 	}
 	return out
 }
 
-// RenderHints renders the hints as the README's list: one bullet each,
-// wrapped at 78 columns.
-func RenderHints(hints []hint) string {
+// RenderHints renders the hints as the list of the README in l: one
+// bullet each, wrapped at 78 columns in English. A Japanese bullet is
+// one line, since a line break inside Japanese text shows as a space.
+func RenderHints(hints []hint, l Lang) string {
 	var b strings.Builder
 	for _, h := range hints {
+		if l == Japanese {
+			b.WriteString("- " + strings.Join(strings.Fields(h.TextJa), " ") + "\n")
+			continue
+		}
 		b.WriteString(Wrap("- ", "  ", h.Text, 78))
 	}
 	return b.String()
@@ -141,13 +160,13 @@ func RenderHints(hints []hint) string {
 
 // Wrap fills text into lines of at most width columns (a longer word
 // gets a line of its own), the first starting with first and the rest
-// with rest.
+// with rest. Columns are counted as a terminal shows them (Width).
 func Wrap(first, rest, text string, width int) string {
 	var b strings.Builder
 	line := first
 	empty := true
 	for _, word := range strings.Fields(text) {
-		if !empty && len(line)+1+len(word) > width {
+		if !empty && Width(line)+1+Width(word) > width {
 			b.WriteString(line + "\n")
 			line, empty = rest, true
 		}
@@ -161,17 +180,18 @@ func Wrap(first, rest, text string, width int) string {
 	return b.String()
 }
 
-// hintListSpan finds the list of the hints section: the byte offsets of
-// its first line and of the end of its last.
-func hintListSpan(readme string) (start, end int, err error) {
-	heading := strings.Index(readme, "\n"+HintsHeading+"\n")
-	if heading < 0 {
-		return 0, 0, fmt.Errorf("no %q section", HintsHeading)
+// hintListSpan finds the list of the hints section of a README in l:
+// the byte offsets of its first line and of the end of its last.
+func hintListSpan(readme string, l Lang) (start, end int, err error) {
+	heading := HintsHeading(l)
+	at := strings.Index(readme, "\n"+heading+"\n")
+	if at < 0 {
+		return 0, 0, fmt.Errorf("no %q section", heading)
 	}
-	body := heading + len("\n"+HintsHeading+"\n")
+	body := at + len("\n"+heading+"\n")
 	next := strings.Index(readme[body:], "\n## ")
 	if next < 0 {
-		return 0, 0, fmt.Errorf("the %q section is the last one; the hints must be followed by another section", HintsHeading)
+		return 0, 0, fmt.Errorf("the %q section is the last one; the hints must be followed by another section", heading)
 	}
 	start = body
 	for start < body+next && readme[start] == '\n' {
@@ -184,46 +204,61 @@ func hintListSpan(readme string) (start, end int, err error) {
 	return start, end, nil
 }
 
-// CheckHintList reports whether the README's hints are the ones kata.json
-// makes.
-func CheckHintList(readme string, hints []hint) []string {
-	start, end, err := hintListSpan(readme)
+// CheckHintList reports whether the hints of a README in l are the ones
+// kata.json makes.
+func CheckHintList(readme string, hints []hint, l Lang) []string {
+	start, end, err := hintListSpan(readme, l)
 	if err != nil {
 		return []string{err.Error()}
 	}
-	if readme[start:end] != RenderHints(hints) {
-		return []string{"the README's hints are not the ones kata.json makes: run `go run ./internal/kata tables` to write them"}
+	if readme[start:end] != RenderHints(hints, l) {
+		return []string{"the hints are not the ones kata.json makes: run `go run ./internal/kata tables` to write them"}
 	}
 	return nil
 }
 
-// CheckDayHints reads a day's README and runs checkHintList.
+// CheckDayHints runs CheckHintList on each of a day's READMEs, naming
+// the file of each problem.
 func CheckDayHints(d Day) []string {
-	readme, err := os.ReadFile(filepath.Join(d.Path, "README.md"))
-	if err != nil {
-		return []string{err.Error()}
+	var problems []string
+	for _, l := range Langs {
+		readme, err := os.ReadFile(filepath.Join(d.Path, l.Readme()))
+		if err != nil {
+			problems = append(problems, err.Error())
+			continue
+		}
+		for _, p := range CheckHintList(string(readme), d.Kata.Hints, l) {
+			problems = append(problems, d.Dir+"/"+l.Readme()+": "+p)
+		}
 	}
-	return CheckHintList(string(readme), d.Kata.Hints)
+	return problems
 }
 
-// WriteDayHints writes a day's hints into its README, reporting whether
-// anything changed.
+// WriteDayHints writes a day's hints into each of its READMEs, reporting
+// whether anything changed.
 func WriteDayHints(d Day) (bool, error) {
-	path := filepath.Join(d.Path, "README.md")
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return false, err
+	changed := false
+	for _, l := range Langs {
+		path := filepath.Join(d.Path, l.Readme())
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return changed, err
+		}
+		readme := string(data)
+		start, end, err := hintListSpan(readme, l)
+		if err != nil {
+			return changed, fmt.Errorf("%s: %w", path, err)
+		}
+		updated := readme[:start] + RenderHints(d.Kata.Hints, l) + readme[end:]
+		if updated == readme {
+			continue
+		}
+		if err := os.WriteFile(path, []byte(updated), 0o644); err != nil {
+			return changed, err
+		}
+		changed = true
 	}
-	readme := string(data)
-	start, end, err := hintListSpan(readme)
-	if err != nil {
-		return false, fmt.Errorf("%s: %w", path, err)
-	}
-	updated := readme[:start] + RenderHints(d.Kata.Hints) + readme[end:]
-	if updated == readme {
-		return false, nil
-	}
-	return true, os.WriteFile(path, []byte(updated), 0o644)
+	return changed, nil
 }
 
 // stubMarker is what a stub's error says: "not implemented yet (see

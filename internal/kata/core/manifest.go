@@ -15,6 +15,7 @@ import (
 // KataManifest is a day's kata.json, the lesson's visible table of contents.
 type KataManifest struct {
 	Title      string     `json:"title"`
+	TitleJa    string     `json:"title_ja"`
 	MinTests   int        `json:"min_tests"` // tests and subtests that must at least run on the stubs
 	Tasks      []Task     `json:"tasks"`
 	StubPasses []stubPass `json:"stub_passes"`
@@ -31,6 +32,9 @@ type Task struct {
 	Name    string `json:"name"`
 	Tests   string `json:"tests"`
 	Summary string `json:"summary"`
+	// SummaryJa is Summary in Japanese: every text a learner reads
+	// exists in both languages (see lang.go).
+	SummaryJa string `json:"summary_ja"`
 	// Functions are the task's functions in main.go, methods as
 	// "Type.Method"; make solution shows their reference.
 	Functions []string `json:"functions"`
@@ -63,11 +67,13 @@ type AntipatternList struct {
 // one solution file that plant one common mistake, and the tests that must
 // fail because of it.
 type Antipattern struct {
-	Name     string   `json:"name"`
-	Mistake  string   `json:"mistake"`
-	File     string   `json:"file"` // relative to .solution/
-	Edits    []Edit   `json:"edits"`
-	CaughtBy []string `json:"caught_by"`
+	Name    string `json:"name"`
+	Mistake string `json:"mistake"`
+	// MistakeJa is Mistake in Japanese.
+	MistakeJa string   `json:"mistake_ja"`
+	File      string   `json:"file"` // relative to .solution/
+	Edits     []Edit   `json:"edits"`
+	CaughtBy  []string `json:"caught_by"`
 	// Symptom is a fragment of the first failure a learner who makes the
 	// mistake sees: the first failing line of CaughtBy[0]. The check
 	// proves it, so a hint that quotes it quotes what is really printed.
@@ -145,6 +151,7 @@ func (m *KataManifest) validate() error {
 		}
 	}
 	check(strings.TrimSpace(m.Title) != "", "title is empty")
+	check(strings.TrimSpace(m.TitleJa) != "", "title_ja is empty: every text a learner reads is written in English and in Japanese")
 	check(m.MinTests > 0, "min_tests must be positive, got %d", m.MinTests)
 	check(len(m.Tasks) > 0, "tasks is empty")
 	ids := map[int]bool{}
@@ -158,6 +165,7 @@ func (m *KataManifest) validate() error {
 		check(!names[t.Name], "tasks[%d]: duplicate name %q", i, t.Name)
 		names[t.Name] = true
 		check(t.Summary != "", "tasks[%d] (%s): summary is empty", i, t.Name)
+		check(t.SummaryJa != "", "tasks[%d] (%s): summary_ja is empty", i, t.Name)
 		if t.Tests == "" {
 			check(false, "tasks[%d] (%s): tests regexp is empty", i, t.Name)
 			continue
@@ -235,6 +243,7 @@ func ParseAntipatterns(data []byte) ([]Antipattern, error) {
 		check(!names[ap.Name], "%s: duplicate name", where)
 		names[ap.Name] = true
 		check(strings.TrimSpace(ap.Mistake) != "", "%s: mistake is empty", where)
+		check(strings.TrimSpace(ap.MistakeJa) != "", "%s: mistake_ja is empty", where)
 		check(filepath.IsLocal(ap.File) && strings.HasSuffix(ap.File, ".go"),
 			"%s: file must be a .go file inside .solution/, got %q", where, ap.File)
 		check(len(ap.Edits) > 0, "%s: edits is empty", where)
@@ -307,3 +316,12 @@ func (m *KataManifest) Task(id int) (Task, bool) {
 	}
 	return Task{}, false
 }
+
+// TitleIn is the day's title in l.
+func (m *KataManifest) TitleIn(l Lang) string { return Text{m.Title, m.TitleJa}.In(l) }
+
+// SummaryIn is the task's summary in l.
+func (t Task) SummaryIn(l Lang) string { return Text{t.Summary, t.SummaryJa}.In(l) }
+
+// MistakeIn is the planted mistake's explanation in l.
+func (ap Antipattern) MistakeIn(l Lang) string { return Text{ap.Mistake, ap.MistakeJa}.In(l) }

@@ -6,11 +6,11 @@ import (
 )
 
 const validKata = `{
-  "title": "Day 48: client-side streaming",
+  "title": "Day 48: client-side streaming", "title_ja": "Day 48: client-side streaming（日本語）",
   "min_tests": 30,
   "tasks": [
-    {"id": 1, "name": "validateFileName", "tests": "^TestValidateFileName$", "summary": "reject unsafe upload names"},
-    {"id": 2, "name": "UploadFile", "tests": "^TestFileUpload", "summary": "chunked upload with checks"}
+    {"id": 1, "name": "validateFileName", "tests": "^TestValidateFileName$", "summary": "reject unsafe upload names", "summary_ja": "reject unsafe upload names（日本語）"},
+    {"id": 2, "name": "UploadFile", "tests": "^TestFileUpload", "summary": "chunked upload with checks", "summary_ja": "chunked upload with checks（日本語）"}
   ],
   "stub_passes": [{"test": "TestX/Some_subtest", "reason": "checks the stub's own error"}],
   "demo": {"args": ["-once", "-addr", "127.0.0.1:0"], "timeout_seconds": 120, "stub_output": "not implemented yet"}
@@ -54,6 +54,15 @@ func TestParseKataRejects(t *testing.T) {
 		{"empty title", func(s string) string {
 			return strings.Replace(s, `"Day 48: client-side streaming"`, `""`, 1)
 		}, "title is empty"},
+		{"no Japanese title", func(s string) string {
+			return strings.Replace(s, `"title_ja": "Day 48: client-side streaming（日本語）"`, `"title_ja": " "`, 1)
+		}, "title_ja is empty"},
+		{"no Japanese summary", func(s string) string {
+			return strings.Replace(s, `, "summary_ja": "chunked upload with checks（日本語）"`, ``, 1)
+		}, "tasks[1] (UploadFile): summary_ja is empty"},
+		{"no Japanese hint", func(s string) string {
+			return strings.Replace(s, `"min_tests"`, `"hints": [{"task": 1, "match": [["x"]], "text": "a hint"}], "min_tests"`, 1)
+		}, "hints[0]: text_ja is empty"},
 		{"zero min_tests", func(s string) string {
 			return strings.Replace(s, `"min_tests": 30`, `"min_tests": 0`, 1)
 		}, "min_tests must be positive"},
@@ -96,7 +105,7 @@ func TestParseKataRejects(t *testing.T) {
 
 const validAntipatterns = `{"antipatterns": [
   {"name": "no_path_check",
-   "mistake": "accepts ../ in file names",
+   "mistake": "accepts ../ in file names", "mistake_ja": "accepts ../ in file names（日本語）",
    "file": "main.go",
    "edits": [{"find": "if err := validateFileName(name); err != nil {", "replace": "if false {"}],
    "caught_by": ["TestFileUpload/Rejects_path_traversal", "TestValidateFileName"],
@@ -130,6 +139,7 @@ func TestParseAntipatternsRejects(t *testing.T) {
 		{"no edits", strings.Replace(validAntipatterns, `[{"find": "if err := validateFileName(name); err != nil {", "replace": "if false {"}]`, `[]`, 1), "edits is empty"},
 		{"empty find", strings.Replace(validAntipatterns, `"find": "if err := validateFileName(name); err != nil {"`, `"find": ""`, 1), "find is empty"},
 		{"no-op edit", strings.Replace(validAntipatterns, `"replace": "if false {"`, `"replace": "if err := validateFileName(name); err != nil {"`, 1), "changes nothing"},
+		{"no Japanese mistake", strings.Replace(validAntipatterns, `"mistake_ja": "accepts ../ in file names（日本語）",`, ``, 1), "mistake_ja is empty"},
 		{"empty mistake", strings.Replace(validAntipatterns, `"accepts ../ in file names"`, `""`, 1), "mistake is empty"},
 		{"no symptom", strings.Replace(validAntipatterns, `"want code InvalidArgument"`, `" "`, 1), "symptom is empty"},
 	}
@@ -146,7 +156,7 @@ func TestParseAntipatternsRejects(t *testing.T) {
 func TestFileErrorListsProblemsOnLines(t *testing.T) {
 	_, err := ParseKata([]byte(`{"title": "", "min_tests": 0, "tasks": [], "demo": {"timeout_seconds": 1, "stub_output": "x"}}`))
 	got := fileError("day48/kata.json", err).Error()
-	want := "day48/kata.json:\n    title is empty\n    min_tests must be positive, got 0\n    tasks is empty"
+	want := "day48/kata.json:\n    title is empty\n    title_ja is empty: every text a learner reads is written in English and in Japanese\n    min_tests must be positive, got 0\n    tasks is empty"
 	if got != want {
 		t.Errorf("fileError = %q, want %q", got, want)
 	}

@@ -52,8 +52,9 @@ const (
 // that an unknown one is reported rather than ignored.
 var checkedMarker = regexp.MustCompile(`^<!--\s*checked:\s*(.*?)\s*-->$`)
 
-// exitDirective matches "# exit status N".
-var exitDirective = regexp.MustCompile(`^#\s*exit status\s+(\d+)\b`)
+// ExitDirective matches "# exit status N": the part of the line the
+// check reads, whatever explanation follows.
+var ExitDirective = regexp.MustCompile(`^#\s*exit status\s+(\d+)\b`)
 
 // heredocStart matches a here-document operator and its delimiter word,
 // quoted or not; a here-string (<<<) is not one.
@@ -167,14 +168,14 @@ func parseCommands(lines []string, first int) ([]ReadmeCommand, error) {
 			if want := strings.TrimSpace(strings.TrimPrefix(trimmed, "#>")); want != "" {
 				cur.Expect = append(cur.Expect, want)
 			}
-		case exitDirective.MatchString(trimmed):
+		case ExitDirective.MatchString(trimmed):
 			if cur == nil {
 				return nil, fmt.Errorf("line %d: exit status before any command", lineNo)
 			}
 			if exitSet {
 				return nil, fmt.Errorf("line %d: a second exit status for the command of line %d", lineNo, cur.Line)
 			}
-			n, err := strconv.Atoi(exitDirective.FindStringSubmatch(trimmed)[1])
+			n, err := strconv.Atoi(ExitDirective.FindStringSubmatch(trimmed)[1])
 			if err != nil || n > 255 {
 				return nil, fmt.Errorf("line %d: exit status %q is not between 0 and 255", lineNo, trimmed)
 			}

@@ -227,7 +227,7 @@ func TestGoRunReport(t *testing.T) {
 // TestDayReadmes parses the checked blocks of every lesson README, so a
 // broken marker is found without starting a server.
 func TestDayReadmes(t *testing.T) {
-	readmes, err := filepath.Glob(filepath.Join("..", "..", "..", "day*_*", "README.md"))
+	readmes, err := filepath.Glob(filepath.Join("..", "..", "..", "day*_*", "README*.md"))
 	if err != nil {
 		t.Fatal(err)
 	}

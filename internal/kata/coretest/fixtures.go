@@ -62,11 +62,11 @@ func Concat(groups ...[]core.TestEvent) []core.TestEvent {
 func StubManifest(t *testing.T, minTests int) *core.KataManifest {
 	t.Helper()
 	m, err := core.ParseKata([]byte(`{
-	  "title": "Day 48: test",
+	  "title": "Day 48: test", "title_ja": "Day 48: test（日本語）",
 	  "min_tests": ` + strconv.Itoa(minTests) + `,
 	  "tasks": [
-	    {"id": 1, "name": "validate", "tests": "^TestValidate$", "summary": "s"},
-	    {"id": 2, "name": "upload", "tests": "^TestUpload$", "summary": "s"}
+	    {"id": 1, "name": "validate", "tests": "^TestValidate$", "summary": "s", "summary_ja": "s（日本語）"},
+	    {"id": 2, "name": "upload", "tests": "^TestUpload$", "summary": "s", "summary_ja": "s（日本語）"}
 	  ],
 	  "stub_passes": [{"test": "TestUpload/Stub_says_unimplemented", "reason": "checks the stub"}],
 	  "demo": {"args": [], "timeout_seconds": 10, "stub_output": "not implemented"}

@@ -50,7 +50,7 @@ func assertionSource(d core.Day, message []string) (file string, line int, src [
 
 // contractPlaces says where a task's contract is written: the doc
 // comment of each of its functions in main.go, and its README section.
-func contractPlaces(d core.Day, t core.Task) []string {
+func contractPlaces(l core.Lang, d core.Day, t core.Task) []string {
 	lines, _ := readLines(filepath.Join(d.Path, "main.go"))
 	var places []string
 	for _, fn := range t.Functions {
@@ -60,29 +60,29 @@ func contractPlaces(d core.Day, t core.Task) []string {
 			decl = `^func \(\w+ \*?` + regexp.QuoteMeta(typ) + `\) ` + regexp.QuoteMeta(method) + `\(`
 		}
 		declRE := regexp.MustCompile(decl)
-		place := fmt.Sprintf("the doc comment of %s in %s", fn, filepath.Join(d.Dir, "main.go"))
-		for i, l := range lines {
-			if declRE.MatchString(l) {
-				place = fmt.Sprintf("the doc comment of %s, above %s:%d", fn, filepath.Join(d.Dir, "main.go"), i+1)
+		place := words.docComment.F(l, fn, filepath.Join(d.Dir, "main.go"))
+		for i, line := range lines {
+			if declRE.MatchString(line) {
+				place = words.docCommentAbove.F(l, fn, filepath.Join(d.Dir, "main.go"), i+1)
 				break
 			}
 		}
 		places = append(places, place)
 	}
-	return append(places, fmt.Sprintf("%s, section \"Task %d\"", filepath.Join(d.Dir, "README.md"), t.ID))
+	return append(places, words.readmeSection.F(l, filepath.Join(d.Dir, l.Readme()), t.ID))
 }
 
 // printFailureSource prints, for a failure no hint names, the assertion
 // that failed and where the task's contract is.
-func printFailureSource(w io.Writer, d core.Day, t core.Task, message []string) {
+func printFailureSource(w io.Writer, l core.Lang, d core.Day, t core.Task, message []string) {
 	if file, line, src, ok := assertionSource(d, message); ok {
-		fmt.Fprintf(w, "The assertion that failed, %s:%d:\n", filepath.Join(d.Dir, file), line)
-		for _, l := range src {
-			fmt.Fprintf(w, "  %s\n", l)
+		fmt.Fprint(w, words.failedAt.F(l, filepath.Join(d.Dir, file), line))
+		for _, s := range src {
+			fmt.Fprintf(w, "  %s\n", s)
 		}
 	}
-	fmt.Fprintln(w, "The rules it checks are in the task's contract:")
-	for _, p := range contractPlaces(d, t) {
+	fmt.Fprintln(w, words.contractAt.In(l))
+	for _, p := range contractPlaces(l, d, t) {
 		fmt.Fprintf(w, "  - %s\n", p)
 	}
 }

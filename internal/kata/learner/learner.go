@@ -22,19 +22,19 @@ import (
 
 // learnerDay returns the one day a learner command is about: the one
 // named, or the only one there is.
-func learnerDay(r *core.Repo, inv core.Invocation) (core.Day, error) {
+func learnerDay(l core.Lang, r *core.Repo, inv core.Invocation) (core.Day, error) {
 	days, err := r.Days(inv.Day)
 	if err != nil || len(days) == 0 {
 		return core.Day{}, core.NoDays(err)
 	}
 	if len(days) > 1 {
-		return core.Day{}, errors.New("which day? name it: make hint DAY=48 TASK=2")
+		return core.Day{}, errors.New(words.whichDay.In(l))
 	}
 	return days[0], nil
 }
 
 // taskFlag returns the task named by -task, or false when none is.
-func taskFlag(d core.Day, inv core.Invocation) (core.Task, bool, error) {
+func taskFlag(l core.Lang, d core.Day, inv core.Invocation) (core.Task, bool, error) {
 	value := inv.Flags["task"]
 	if value == "" {
 		return core.Task{}, false, nil
@@ -45,39 +45,39 @@ func taskFlag(d core.Day, inv core.Invocation) (core.Task, bool, error) {
 			return d.Kata.Tasks[i], true, nil
 		}
 	}
-	return core.Task{}, false, fmt.Errorf("day %s has no task %q: its tasks are 1 to %d", d.Num, value, len(d.Kata.Tasks))
+	return core.Task{}, false, errors.New(words.noSuchTask.F(l, d.Num, value, len(d.Kata.Tasks)))
 }
 
 // runTask runs one task's tests on the learner's code, as make test does,
 // and returns its progress.
-func runTask(ctx context.Context, r *core.Repo, d core.Day, t core.Task, mistakes []core.Antipattern) (taskProgress, error) {
+func runTask(ctx context.Context, l core.Lang, r *core.Repo, d core.Day, t core.Task, mistakes []core.Antipattern) (taskProgress, error) {
 	args := append(r.Race(ctx), "-count=1", learnerTimeout, "-run", t.Tests, d.Pkg())
 	run, err := r.GoTestJSONOpts(ctx, true, args...)
 	if err != nil {
 		return taskProgress{}, err
 	}
-	p := buildProgress(d, run, mistakes)
+	p := buildProgress(l, d, run, mistakes)
 	if len(p.compileErrors) > 0 {
-		return taskProgress{id: t.ID, name: t.Name, summary: t.Summary, message: append([]string{"the code does not compile yet:"}, p.compileErrors...)}, nil
+		return taskProgress{id: t.ID, name: t.Name, summary: t.SummaryIn(l), message: append([]string{words.notCompiling.In(l)}, p.compileErrors...)}, nil
 	}
 	for _, tp := range p.tasks {
 		if tp.id == t.ID {
 			return tp, nil
 		}
 	}
-	return taskProgress{}, fmt.Errorf("task %d is not in %s/kata.json", t.ID, d.Dir)
+	return taskProgress{}, errors.New(words.notInKata.F(l, t.ID, d.Dir))
 }
 
 // namedTask returns the day and task a command that needs both is about;
 // usage is how to name them, for the error when the task is missing.
-func namedTask(r *core.Repo, inv core.Invocation, usage string) (core.Day, core.Task, error) {
-	d, err := learnerDay(r, inv)
+func namedTask(l core.Lang, r *core.Repo, inv core.Invocation, usage string) (core.Day, core.Task, error) {
+	d, err := learnerDay(l, r, inv)
 	if err != nil {
 		return core.Day{}, core.Task{}, err
 	}
-	t, ok, err := taskFlag(d, inv)
+	t, ok, err := taskFlag(l, d, inv)
 	if err == nil && !ok {
-		err = fmt.Errorf("which task? %s (make progress shows them)", strings.ReplaceAll(usage, "DAY=N", "DAY="+d.Num))
+		err = errors.New(words.whichTask.F(l, strings.ReplaceAll(usage, "DAY=N", "DAY="+d.Num)))
 	}
 	return d, t, err
 }
@@ -87,7 +87,11 @@ func namedTask(r *core.Repo, inv core.Invocation, usage string) (core.Day, core.
 // started), all of the task's hints from the gentlest to the most
 // concrete.
 func CmdHint(ctx context.Context, r *core.Repo, inv core.Invocation) error {
-	d, t, err := namedTask(r, inv, "make hint DAY=N TASK=N")
+	l, err := core.LangFromEnv(os.Getenv)
+	if err != nil {
+		return err
+	}
+	d, t, err := namedTask(l, r, inv, "make hint DAY=N TASK=N")
 	if err != nil {
 		return err
 	}
@@ -95,23 +99,23 @@ func CmdHint(ctx context.Context, r *core.Repo, inv core.Invocation) error {
 	if err != nil {
 		return err
 	}
-	tp, err := runTask(ctx, r, d, t, mistakes)
+	tp, err := runTask(ctx, l, r, d, t, mistakes)
 	if err != nil {
 		return err
 	}
-	printHint(os.Stdout, d, t, tp, mistakes)
+	printHint(os.Stdout, l, d, t, tp, mistakes)
 	return nil
 }
 
 // printHint prints what make hint shows for a task's progress.
-func printHint(w io.Writer, d core.Day, t core.Task, tp taskProgress, mistakes []core.Antipattern) {
+func printHint(w io.Writer, l core.Lang, d core.Day, t core.Task, tp taskProgress, mistakes []core.Antipattern) {
 	printTaskLine(w, tp)
 	switch {
 	case tp.done:
-		fmt.Fprintf(w, "Task %d passes. Compare with the reference: make solution DAY=%s TASK=%d\n", t.ID, d.Num, t.ID)
+		fmt.Fprint(w, words.hintPasses.F(l, t.ID, d.Num, t.ID))
 		return
 	case len(tp.needs) > 0:
-		fmt.Fprintf(w, "Its tests call the code of %s, which does not pass yet: start there.\n", taskList(tp.needs))
+		fmt.Fprint(w, words.hintNeeds.F(l, taskList(l, tp.needs)))
 		return
 	}
 	printMessage(w, tp.message)
@@ -119,9 +123,9 @@ func printHint(w io.Writer, d core.Day, t core.Task, tp taskProgress, mistakes [
 		printAdvice(w, tp.advice)
 		return
 	}
-	printFailureSource(w, d, t, tp.message)
-	fmt.Fprintln(w, "No hint matches this failure; the task's hints, from the gentlest to the most concrete:")
-	for i, h := range core.TaskHints(d.Kata.Hints, mistakes, d.Kata, t) {
+	printFailureSource(w, l, d, t, tp.message)
+	fmt.Fprintln(w, words.noHintMatches.In(l))
+	for i, h := range core.TaskHints(l, d.Kata.Hints, mistakes, d.Kata, t) {
 		fmt.Fprint(w, core.Wrap(fmt.Sprintf("  %d. ", i+1), "     ", h, 100))
 	}
 }
@@ -138,49 +142,58 @@ func printTaskLine(w io.Writer, tp taskProgress) {
 // CmdSolution prints the reference code of a task once the learner's own
 // code passes its tests; until then it names the tests still failing.
 func CmdSolution(ctx context.Context, r *core.Repo, inv core.Invocation) error {
-	d, t, err := namedTask(r, inv, "make solution DAY=N TASK=N")
+	l, err := core.LangFromEnv(os.Getenv)
 	if err != nil {
 		return err
 	}
-	tp, err := runTask(ctx, r, d, t, nil)
+	d, t, err := namedTask(l, r, inv, "make solution DAY=N TASK=N")
 	if err != nil {
 		return err
 	}
-	return printSolution(os.Stdout, d, t, tp)
+	tp, err := runTask(ctx, l, r, d, t, nil)
+	if err != nil {
+		return err
+	}
+	return printSolution(os.Stdout, l, d, t, tp)
 }
 
-// errNotEarned is make solution's answer before the task passes.
-var errNotEarned = errors.New("the reference is shown once your code passes the task")
+// notEarnedError is make solution's answer before the task passes.
+type notEarnedError struct{ lang core.Lang }
+
+func (e notEarnedError) Error() string { return words.notEarned.In(e.lang) }
 
 // printSolution prints the reference of a passing task, or the failing
 // tests of one that does not pass.
-func printSolution(w io.Writer, d core.Day, t core.Task, tp taskProgress) error {
+func printSolution(w io.Writer, l core.Lang, d core.Day, t core.Task, tp taskProgress) error {
 	if !tp.done {
-		fmt.Fprintf(w, "Task %d (%s) does not pass yet.", t.ID, t.Name)
+		fmt.Fprint(w, words.notPassing.F(l, t.ID, t.Name))
 		if len(tp.failing) > 0 {
-			fmt.Fprintf(w, " Still failing: %s.", strings.Join(tp.failing, ", "))
+			fmt.Fprint(w, words.stillFailing.F(l, strings.Join(tp.failing, ", ")))
 		}
-		fmt.Fprintf(w, "\nThe reference is for comparing once your own code works: reading it first skips the part that teaches.\nmake hint DAY=%s TASK=%d helps with the failure.\n", d.Num, t.ID)
-		return errNotEarned
+		fmt.Fprint(w, words.readFirst.F(l, d.Num, t.ID))
+		return notEarnedError{l}
 	}
 	code, err := core.TaskReference(d, t)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "// Task %d (%s) passes: the reference, from %s, to compare with yours.\n\n%s",
-		t.ID, t.Name, filepath.Join(d.Dir, ".solution", "main.go"), code)
+	fmt.Fprint(w, words.reference.F(l, t.ID, t.Name, filepath.Join(d.Dir, ".solution", "main.go"), code))
 	return nil
 }
 
 // CmdWatch re-runs the current task whenever a .go file of the day is
 // saved; see watchLoop.
 func CmdWatch(ctx context.Context, r *core.Repo, inv core.Invocation) error {
+	l, err := core.LangFromEnv(os.Getenv)
+	if err != nil {
+		return err
+	}
 	days, err := r.Days(inv.Day)
 	if err != nil || len(days) == 0 {
 		return core.NoDays(err)
 	}
 	d := days[0] // without DAY=, the first day
-	fixed, ok, err := taskFlag(d, inv)
+	fixed, ok, err := taskFlag(l, d, inv)
 	if err != nil {
 		return err
 	}
@@ -189,6 +202,7 @@ func CmdWatch(ctx context.Context, r *core.Repo, inv core.Invocation) error {
 		return err
 	}
 	w := &watchLoop{
+		lang:     l,
 		out:      os.Stdout,
 		clear:    true,
 		interval: 300 * time.Millisecond,
@@ -199,11 +213,11 @@ func CmdWatch(ctx context.Context, r *core.Repo, inv core.Invocation) error {
 			if err != nil {
 				return dayProgress{}, err
 			}
-			return buildProgress(d, run, mistakes), nil
+			return buildProgress(l, d, run, mistakes), nil
 		},
 		task: func(ctx context.Context, id int) (taskProgress, error) {
 			i := slices.IndexFunc(d.Kata.Tasks, func(t core.Task) bool { return t.ID == id })
-			return runTask(ctx, r, d, d.Kata.Tasks[i], mistakes)
+			return runTask(ctx, l, r, d, d.Kata.Tasks[i], mistakes)
 		},
 		day: d,
 	}
@@ -212,7 +226,7 @@ func CmdWatch(ctx context.Context, r *core.Repo, inv core.Invocation) error {
 	}
 	err = w.run(ctx)
 	if errors.Is(err, context.Canceled) {
-		fmt.Println("\nStopped watching.")
+		fmt.Println(words.stopped.In(l))
 		return nil
 	}
 	return err
@@ -248,6 +262,7 @@ func goFilesStamp(dir string) (string, error) {
 // system and editor (including those that save by renaming a new file
 // over the old), and needs no dependency.
 type watchLoop struct {
+	lang     core.Lang // of the words printed
 	out      io.Writer
 	clear    bool          // clear the screen before each result
 	interval time.Duration // between polls
@@ -286,7 +301,7 @@ func (w *watchLoop) run(ctx context.Context) error {
 					return err
 				}
 				if current != 0 {
-					w.note = fmt.Sprintf("Task %d passes! On to task %d.", passed, current)
+					w.note = words.passedOnTo.F(w.lang, passed, current)
 					continue // show where the next task stands
 				}
 			}
@@ -320,7 +335,7 @@ func (w *watchLoop) nextTask(ctx context.Context) (int, error) {
 		return p.tasks[0].id, nil
 	}
 	w.clearScreen()
-	fmt.Fprintf(w.out, "Day %s: every task passes. Well done!\nWatching for changes (Ctrl+C to stop).\n", w.day.Num)
+	fmt.Fprint(w.out, words.allPassWatching.F(w.lang, w.day.Num))
 	return 0, nil
 }
 
@@ -334,7 +349,7 @@ func (w *watchLoop) clearScreen() {
 // for it, or that it passes.
 func (w *watchLoop) show(tp taskProgress) {
 	w.clearScreen()
-	fmt.Fprintf(w.out, "%s  (%s)\n", w.day.Kata.Title, time.Now().Format("15:04:05"))
+	fmt.Fprintf(w.out, "%s  (%s)\n", w.day.Kata.TitleIn(w.lang), time.Now().Format("15:04:05"))
 	if w.note != "" {
 		fmt.Fprintln(w.out, w.note)
 		w.note = ""
@@ -342,20 +357,20 @@ func (w *watchLoop) show(tp taskProgress) {
 	printTaskLine(w.out, tp)
 	switch {
 	case tp.done:
-		fmt.Fprintf(w.out, "Task %d passes! Compare with the reference: make solution DAY=%s TASK=%d\n", tp.id, w.day.Num, tp.id)
+		fmt.Fprint(w.out, words.watchPasses.F(w.lang, tp.id, w.day.Num, tp.id))
 	case len(tp.needs) > 0:
-		fmt.Fprintf(w.out, "      needs %s first: its tests call that code\n", taskList(tp.needs))
+		fmt.Fprint(w.out, words.needsFirst.F(w.lang, taskList(w.lang, tp.needs)))
 	default:
 		printMessage(w.out, tp.message)
 		printAdvice(w.out, tp.advice)
 		if len(tp.advice) == 0 {
 			if t, ok := w.day.Kata.Task(tp.id); ok {
-				printFailureSource(w.out, w.day, t, tp.message)
+				printFailureSource(w.out, w.lang, w.day, t, tp.message)
 			}
-			fmt.Fprintf(w.out, "      stuck? make hint DAY=%s TASK=%d\n", w.day.Num, tp.id)
+			fmt.Fprint(w.out, words.stuck.F(w.lang, w.day.Num, tp.id))
 		}
 	}
-	fmt.Fprintln(w.out, "Watching for changes (Ctrl+C to stop).")
+	fmt.Fprintln(w.out, words.watching.In(w.lang))
 }
 
 // waitForSave polls the files until they differ from stamp and have then

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -20,18 +21,18 @@ import (
 // The fake day of these tests has two tasks: task 1, parse, and task 2,
 // Server.Serve, whose tests call parse.
 const fakeKata = `{
-  "title": "Day 90: a fake day",
+  "title": "Day 90: a fake day", "title_ja": "Day 90: a fake day（日本語）",
   "min_tests": 1,
   "tasks": [
-    {"id": 1, "name": "parse", "tests": "^TestParse$", "summary": "read a line", "functions": ["parse"]},
-    {"id": 2, "name": "Serve", "tests": "^TestServe$", "summary": "answer each line", "functions": ["Server.Serve"]}
+    {"id": 1, "name": "parse", "tests": "^TestParse$", "summary": "read a line", "summary_ja": "read a line（日本語）", "functions": ["parse"]},
+    {"id": 2, "name": "Serve", "tests": "^TestServe$", "summary": "answer each line", "summary_ja": "answer each line（日本語）", "functions": ["Server.Serve"]}
   ],
   "demo": {"args": [], "timeout_seconds": 10, "stub_output": "x"},
   "hints": [
-    {"task": 1, "match": [["parse(", ") = nil error, want"]], "text": "**` + "`parse(...) = nil error, want ...`" + `**: an empty line is an error."},
-    {"task": 2, "match": [["Serve answered", "twice"], ["wrote after close"]], "text": "**` + "`Serve answered ... twice`" + `** or **` + "`wrote after close`" + `**: answer once, then stop."},
-    {"match": [["found unexpected goroutines"]], "text": "**` + "`found unexpected goroutines`" + `**: a goroutine outlived its test."},
-    {"task": 2, "match": [], "text": "Read the Serve section first."}
+    {"task": 1, "match": [["parse(", ") = nil error, want"]], "text": "**` + "`parse(...) = nil error, want ...`" + `**: an empty line is an error.", "text_ja": "**` + "`parse(...) = nil error, want ...`" + `**: 空行はエラーです。"},
+    {"task": 2, "match": [["Serve answered", "twice"], ["wrote after close"]], "text": "**` + "`Serve answered ... twice`" + `** or **` + "`wrote after close`" + `**: answer once, then stop.", "text_ja": "**` + "`Serve answered ... twice`" + `** または **` + "`wrote after close`" + `**: 一度答えたら止めてください。"},
+    {"match": [["found unexpected goroutines"]], "text": "**` + "`found unexpected goroutines`" + `**: a goroutine outlived its test.", "text_ja": "**` + "`found unexpected goroutines`" + `**: ゴルーチンがテストより長生きしました。"},
+    {"task": 2, "match": [], "text": "Read the Serve section first.", "text_ja": "まず Serve の節を読んでください。"}
   ]
 }`
 
@@ -84,7 +85,7 @@ func unused() {}
 `
 
 const fakeMistakes = `{"antipatterns": [
-  {"name": "no_empty_check", "mistake": "an empty line is accepted", "file": "main.go",
+  {"name": "no_empty_check", "mistake": "an empty line is accepted", "mistake_ja": "an empty line is accepted（日本語）", "file": "main.go",
    "edits": [{"find": "if line == \"\"", "replace": "if false"}],
    "caught_by": ["TestParse/Empty"], "symptom": "parse(\"\") = nil error"}
 ]}`
@@ -138,20 +139,20 @@ func TestHintMatching(t *testing.T) {
 
 	t.Run("Advice_is_the_tasks_and_the_planted_mistakes", func(t *testing.T) {
 		output := "x_test.go:9: parse(\"\") = nil error, want an error\nfound unexpected goroutines"
-		got := core.Advice(d.Kata.Hints, mistakes, d.Kata, 1, output)
+		got := core.Advice(core.English, d.Kata.Hints, mistakes, d.Kata, 1, output)
 		assert.Equal(t, []string{
 			"this usually means: an empty line is accepted",
 			"this usually means: `parse(...) = nil error, want ...`: an empty line is an error.",
 			"this usually means: `found unexpected goroutines`: a goroutine outlived its test.",
 		}, got)
 		assert.Equal(t, []string{"this usually means: `found unexpected goroutines`: a goroutine outlived its test."},
-			core.Advice(d.Kata.Hints, mistakes, d.Kata, 2, output), "task 2's advice: not task 1's hint, nor its planted mistake")
+			core.Advice(core.English, d.Kata.Hints, mistakes, d.Kata, 2, output), "task 2's advice: not task 1's hint, nor its planted mistake")
 	})
 
 	t.Run("Task_hints_go_from_gentlest_to_most_concrete", func(t *testing.T) {
-		got := core.TaskHints(d.Kata.Hints, mistakes, d.Kata, d.Kata.Tasks[0])
+		got := core.TaskHints(core.English, d.Kata.Hints, mistakes, d.Kata, d.Kata.Tasks[0])
 		require.Len(t, got, 4)
-		assert.Contains(t, got[0], `Task 1, parse: read a line. Its section in the README ("Task 1")`)
+		assert.Contains(t, got[0], `Task 1, parse: read a line. Its section in README.md ("Task 1")`)
 		assert.Equal(t, "`parse(...) = nil error, want ...`: an empty line is an error.", got[1])
 		assert.Equal(t, `A common mistake: an empty line is accepted. It shows as: parse("") = nil error`, got[2])
 		assert.Contains(t, got[3], "found unexpected goroutines", "hints for any task come last")
@@ -160,27 +161,42 @@ func TestHintMatching(t *testing.T) {
 
 func TestHintList(t *testing.T) {
 	d := fakeDay(t)
-	rendered := core.RenderHints(d.Kata.Hints)
+	rendered := core.RenderHints(d.Kata.Hints, core.English)
 	assert.Equal(t, "- **`parse(...) = nil error, want ...`**: an empty line is an error.\n", strings.SplitAfter(rendered, "\n")[0])
 	for _, line := range strings.Split(strings.TrimSuffix(rendered, "\n"), "\n") {
 		assert.LessOrEqual(t, len(line), 78, "a line of the rendered hints")
 	}
-	readme := "# Day 90\n\n" + core.HintsHeading + "\n\n" + rendered + "\n## Next\n"
-	assert.Empty(t, core.CheckHintList(readme, d.Kata.Hints), "a README written from the hints")
+	readme := "# Day 90\n\n" + core.HintsHeading(core.English) + "\n\n" + rendered + "\n## Next\n"
+	assert.Empty(t, core.CheckHintList(readme, d.Kata.Hints, core.English), "a README written from the hints")
 
 	edited := strings.Replace(readme, "an empty line is an error", "an empty line is fine", 1)
-	assert.NotEmpty(t, core.CheckHintList(edited, d.Kata.Hints), "a README whose hint was edited by hand")
-	assert.NotEmpty(t, core.CheckHintList("# Day 90\n", d.Kata.Hints), "a README without the section")
+	assert.NotEmpty(t, core.CheckHintList(edited, d.Kata.Hints, core.English), "a README whose hint was edited by hand")
+	assert.NotEmpty(t, core.CheckHintList("# Day 90\n", d.Kata.Hints, core.English), "a README without the section")
 
-	path := filepath.Join(d.Path, "README.md")
-	require.NoError(t, os.WriteFile(path, []byte(strings.Replace(readme, rendered, "- an old hint\n", 1)), 0o644))
-	changed, err := core.WriteDayHints(d)
-	require.NoError(t, err)
-	assert.True(t, changed)
-	assert.Empty(t, core.CheckDayHints(d), "the README after writing the hints")
-	changed, err = core.WriteDayHints(d)
-	require.NoError(t, err)
-	assert.False(t, changed, "writing them again")
+	renderedJa := core.RenderHints(d.Kata.Hints, core.Japanese)
+	assert.Equal(t, "- **`parse(...) = nil error, want ...`**: 空行はエラーです。\n", strings.SplitAfter(renderedJa, "\n")[0], "a Japanese hint, one line")
+	readmeJa := "# Day 90\n\n" + core.HintsHeading(core.Japanese) + "\n\n" + renderedJa + "\n## 次\n"
+	assert.Empty(t, core.CheckHintList(readmeJa, d.Kata.Hints, core.Japanese), "a Japanese README written from the hints")
+	assert.NotEmpty(t, core.CheckHintList(strings.Replace(readmeJa, renderedJa, rendered, 1), d.Kata.Hints, core.Japanese), "README.ja.md with the English hints")
+
+	require.NoError(t, os.WriteFile(filepath.Join(d.Path, "README.md"), []byte(readme), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(d.Path, "README.ja.md"), []byte(readmeJa), 0o644))
+	assert.Empty(t, core.CheckDayHints(d), "a day whose READMEs were written from the hints")
+	for _, f := range []struct {
+		name, readme, rendered string
+	}{{"README.md", readme, rendered}, {"README.ja.md", readmeJa, renderedJa}} {
+		path := filepath.Join(d.Path, f.name)
+		require.NoError(t, os.WriteFile(path, []byte(strings.Replace(f.readme, f.rendered, "- an old hint\n", 1)), 0o644))
+		assert.Equal(t, []string{"day90_fake/" + f.name + ": the hints are not the ones kata.json makes: run `go run ./internal/kata tables` to write them"},
+			core.CheckDayHints(d), "a day whose %s is stale and the other one is not", f.name)
+		changed, err := core.WriteDayHints(d)
+		require.NoError(t, err)
+		assert.True(t, changed)
+		assert.Empty(t, core.CheckDayHints(d), "the READMEs after writing the hints")
+		changed, err = core.WriteDayHints(d)
+		require.NoError(t, err)
+		assert.False(t, changed, "writing them again")
+	}
 }
 
 func TestHintValidation(t *testing.T) {
@@ -200,7 +216,7 @@ func TestNeedsEarlierTask(t *testing.T) {
 
 	t.Run("A_task_whose_tests_reach_an_unfinished_task_needs_it", func(t *testing.T) {
 		events := coretest.Concat(coretest.TestEvents("TestParse", "fail", "    x_test.go:9: parse(\"a\") = parse: not implemented yet (see README, task 1)"), serveFails)
-		p := buildProgress(d, coretest.Parse(t, events...), nil)
+		p := buildProgress(core.English, d, coretest.Parse(t, events...), nil)
 		assert.Equal(t, []int{1}, p.tasks[1].needs)
 		var b strings.Builder
 		printProgress(&b, p)
@@ -211,17 +227,17 @@ func TestNeedsEarlierTask(t *testing.T) {
 
 	t.Run("Once_that_task_passes_the_failure_is_this_tasks", func(t *testing.T) {
 		events := coretest.Concat(coretest.TestEvents("TestParse", "pass"), serveFails)
-		p := buildProgress(d, coretest.Parse(t, events...), nil)
+		p := buildProgress(core.English, d, coretest.Parse(t, events...), nil)
 		assert.Empty(t, p.tasks[1].needs)
 		assert.Equal(t, []string{"x_test.go:20: Serve() = parse: not implemented yet (see README, task 1), want nil"}, p.tasks[1].message)
 	})
 
 	t.Run("A_task_not_yet_started_gets_no_hint", func(t *testing.T) {
 		events := coretest.TestEvents("TestParse", "fail", "    x_test.go:9: parse(\"\") = nil error, want parse: not implemented yet (see README, task 1)")
-		p := buildProgress(d, coretest.Parse(t, events...), fakeMistakeList(t, d))
+		p := buildProgress(core.English, d, coretest.Parse(t, events...), fakeMistakeList(t, d))
 		assert.Empty(t, p.tasks[0].advice, "advice for the untouched stub")
 		events = coretest.TestEvents("TestParse", "fail", "    x_test.go:9: parse(\"\") = nil error, want an error")
-		p = buildProgress(d, coretest.Parse(t, events...), fakeMistakeList(t, d))
+		p = buildProgress(core.English, d, coretest.Parse(t, events...), fakeMistakeList(t, d))
 		assert.Len(t, p.tasks[0].advice, 2, "advice once the learner's code answers")
 	})
 }
@@ -246,13 +262,13 @@ func TestSolution(t *testing.T) {
 
 	t.Run("Refuses_until_the_task_passes", func(t *testing.T) {
 		var b strings.Builder
-		err := printSolution(&b, d, d.Kata.Tasks[1], taskProgress{id: 2, failing: []string{"TestServe"}})
-		require.ErrorIs(t, err, errNotEarned)
+		err := printSolution(&b, core.English, d, d.Kata.Tasks[1], taskProgress{id: 2, failing: []string{"TestServe"}})
+		require.Equal(t, notEarnedError{core.English}, err)
 		assert.Contains(t, b.String(), "Task 2 (Serve) does not pass yet. Still failing: TestServe.")
 		assert.NotContains(t, b.String(), "func ")
 
 		b.Reset()
-		require.NoError(t, printSolution(&b, d, d.Kata.Tasks[1], taskProgress{id: 2, done: true}))
+		require.NoError(t, printSolution(&b, core.English, d, d.Kata.Tasks[1], taskProgress{id: 2, done: true}))
 		assert.Contains(t, b.String(), "func (s *Server) Serve(lines []string) error {")
 	})
 
@@ -450,7 +466,7 @@ func TestPrintFailureSourceShowsTheAssertionAndTheContract(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.go"), []byte(stub), 0o644))
 	d := core.Day{Dir: "day99_x", Path: dir, Num: "99"}
 	var b strings.Builder
-	printFailureSource(&b, d, core.Task{ID: 1, Functions: []string{"f", "S.g"}}, []string{"x_test.go:6: f() = 0, want 2"})
+	printFailureSource(&b, core.English, d, core.Task{ID: 1, Functions: []string{"f", "S.g"}}, []string{"x_test.go:6: f() = 0, want 2"})
 	got := b.String()
 	for _, want := range []string{
 		"The assertion that failed, day99_x/x_test.go:6:",
@@ -462,4 +478,62 @@ func TestPrintFailureSourceShowsTheAssertionAndTheContract(t *testing.T) {
 	} {
 		assert.Contains(t, got, want)
 	}
+}
+
+func TestWordsInEveryLanguage(t *testing.T) {
+	v := reflect.ValueOf(words)
+	require.Greater(t, v.NumField(), 30, "the learner's words")
+	for i := range v.NumField() {
+		f := v.Field(i) // unexported: read through its fields
+		assert.Empty(t, core.TextProblems(v.Type().Field(i).Name, core.NewText(f.FieldByName("En").String(), f.FieldByName("Ja").String())))
+	}
+}
+
+func TestJapanese(t *testing.T) {
+	d := fakeDay(t)
+	mistakes := fakeMistakeList(t, d)
+	failure := "    x_test.go:9: parse(\"\") = nil error, want an error"
+	events := coretest.Concat(coretest.TestEvents("TestParse", "fail", failure), coretest.TestEvents("TestServe", "pass"))
+
+	t.Run("Progress", func(t *testing.T) {
+		var b strings.Builder
+		printProgress(&b, buildProgress(core.Japanese, d, coretest.Parse(t, events...), mistakes))
+		assert.Equal(t, "Day 90: a fake day（日本語）\n"+
+			"  [ ] 1 parse   read a line（日本語）\n"+
+			"      x_test.go:9: parse(\"\") = nil error, want an error\n"+
+			"      よくある原因: an empty line is accepted（日本語）\n"+
+			"      よくある原因: `parse(...) = nil error, want ...`: 空行はエラーです。\n"+
+			"  [x] 2 Serve   answer each line（日本語）\n"+
+			"1/2 課題完了。次: 課題 1 (make test DAY=90 RUN=TestParse)\n", b.String(),
+			"the tools' words, the title, summaries and hints in Japanese; the failure as go test printed it; the names padded to the widest, その他 (6 columns)")
+	})
+
+	t.Run("Hint_with_no_match", func(t *testing.T) {
+		p := buildProgress(core.Japanese, d, coretest.Parse(t, coretest.TestEvents("TestServe", "fail", "    x_test.go:20: Serve() = 1, want 2")...), mistakes)
+		var b strings.Builder
+		printHint(&b, core.Japanese, d, d.Kata.Tasks[1], p.tasks[1], mistakes)
+		out := b.String()
+		assert.Contains(t, out, "x_test.go:20: Serve() = 1, want 2\n")
+		assert.Contains(t, out, "この失敗に合うヒントはありません。")
+		assert.Contains(t, out, "day90_fake/README.ja.md の「課題 2」の節")
+		assert.Contains(t, out, "まず Serve の節を読んでください。")
+		assert.NotContains(t, out, "No hint matches")
+	})
+
+	t.Run("Solution_refused", func(t *testing.T) {
+		var b strings.Builder
+		err := printSolution(&b, core.Japanese, d, d.Kata.Tasks[1], taskProgress{id: 2, failing: []string{"TestServe"}})
+		require.Equal(t, notEarnedError{core.Japanese}, err)
+		assert.Equal(t, "参考実装は、あなたのコードがこの課題を通ってから表示されます", err.Error())
+		assert.Contains(t, b.String(), "課題 2 (Serve) はまだ通っていません。失敗しているテスト: TestServe。")
+	})
+
+	t.Run("Watch", func(t *testing.T) {
+		var b strings.Builder
+		w := &watchLoop{lang: core.Japanese, out: &b, day: d}
+		w.show(taskProgress{id: 2, name: "Serve", summary: "answer each line（日本語）", needs: []int{1}})
+		assert.Contains(t, b.String(), "Day 90: a fake day（日本語）")
+		assert.Contains(t, b.String(), "      先に 課題 1 が必要です")
+		assert.Contains(t, b.String(), "変更を監視しています (Ctrl+C で終了)。")
+	})
 }

@@ -24,6 +24,10 @@ func CmdProgress(ctx context.Context, r *core.Repo, inv core.Invocation) error {
 	if err != nil || len(days) == 0 {
 		return core.NoDays(err)
 	}
+	l, err := core.LangFromEnv(os.Getenv)
+	if err != nil {
+		return err
+	}
 	for i, d := range days {
 		// A learner's code can hang where no test expected it: go test's
 		// own timeout then names the test that hung, in a minute rather
@@ -40,13 +44,14 @@ func CmdProgress(ctx context.Context, r *core.Repo, inv core.Invocation) error {
 		if i > 0 {
 			fmt.Println()
 		}
-		printProgress(os.Stdout, buildProgress(d, run, mistakes))
+		printProgress(os.Stdout, buildProgress(l, d, run, mistakes))
 	}
 	return nil
 }
 
 // dayProgress is the state of one day's tasks.
 type dayProgress struct {
+	lang          core.Lang // of the words printed
 	title         string
 	num           string
 	tasks         []taskProgress
@@ -75,15 +80,15 @@ type taskProgress struct {
 //
 // A failing task whose tests reached the stub of another unfinished task
 // needs that task first; any other failure gets the hints it matches.
-func buildProgress(d core.Day, run *core.TestRun, mistakes []core.Antipattern) dayProgress {
-	p := dayProgress{title: d.Kata.Title, num: d.Num, allTests: run.TopLevel()}
+func buildProgress(l core.Lang, d core.Day, run *core.TestRun, mistakes []core.Antipattern) dayProgress {
+	p := dayProgress{lang: l, title: d.Kata.TitleIn(l), num: d.Num, allTests: run.TopLevel()}
 	if run.BuildFailed {
 		p.compileErrors = run.CompileErrors(10)
 	}
 	for _, t := range d.Kata.Tasks {
-		p.tasks = append(p.tasks, taskProgress{id: t.ID, name: t.Name, summary: t.Summary, pattern: t.Tests})
+		p.tasks = append(p.tasks, taskProgress{id: t.ID, name: t.Name, summary: t.SummaryIn(l), pattern: t.Tests})
 	}
-	other := &taskProgress{name: "other", summary: "tests that belong to no task"}
+	other := &taskProgress{name: words.otherName.In(l), summary: words.otherSummary.In(l)}
 	for _, test := range p.allTests {
 		tp := other
 		if i := d.Kata.TaskFor(test); i >= 0 {
@@ -101,7 +106,7 @@ func buildProgress(d core.Day, run *core.TestRun, mistakes []core.Antipattern) d
 	finish := func(tp *taskProgress) {
 		tp.done = len(tp.tests) > 0 && len(tp.failing) == 0
 		if !tp.done && len(tp.tests) == 0 && !run.BuildFailed {
-			tp.message = []string{"no test of this task ran (did an earlier test crash the test binary?)"}
+			tp.message = []string{words.noTestRan.In(l)}
 		}
 	}
 	for i := range p.tasks {
@@ -127,7 +132,7 @@ func buildProgress(d core.Day, run *core.TestRun, mistakes []core.Antipattern) d
 		// A task whose own stub still answers has not been started: no
 		// hint is about it yet.
 		if len(tp.needs) == 0 && !slices.Contains(quoted, tp.id) {
-			tp.advice = core.Advice(d.Kata.Hints, mistakes, d.Kata, tp.id, tp.output)
+			tp.advice = core.Advice(l, d.Kata.Hints, mistakes, d.Kata, tp.id, tp.output)
 		}
 	}
 	if len(other.tests) > 0 {
@@ -145,16 +150,17 @@ func buildProgress(d core.Day, run *core.TestRun, mistakes []core.Antipattern) d
 //	      main_test.go:120: UploadFile(name="a.txt") = ..., want code OK
 //	1/2 tasks done. Next: task 2 (make test DAY=48 RUN=TestFileUpload)
 func printProgress(w io.Writer, p dayProgress) {
+	l := p.lang
 	fmt.Fprintln(w, p.title)
 	if len(p.compileErrors) > 0 {
-		fmt.Fprintln(w, "  The code does not compile yet:")
+		fmt.Fprintln(w, "  "+capitalize(words.notCompiling.In(l)))
 		for _, line := range p.compileErrors {
 			fmt.Fprintf(w, "      %s\n", line)
 		}
 	}
-	nameWidth, idWidth := len("other"), 1
+	nameWidth, idWidth := core.Width(words.otherName.In(l)), 1
 	for _, t := range p.tasks {
-		nameWidth = max(nameWidth, len(t.name))
+		nameWidth = max(nameWidth, core.Width(t.name))
 		idWidth = max(idWidth, len(fmt.Sprint(t.id)))
 	}
 	row := func(t *taskProgress, id string) {
@@ -162,7 +168,7 @@ func printProgress(w io.Writer, p dayProgress) {
 		if t.done {
 			mark = "x"
 		}
-		fmt.Fprintf(w, "  [%s] %*s %-*s  %s\n", mark, idWidth, id, nameWidth, t.name, t.summary)
+		fmt.Fprintf(w, "  [%s] %*s %s  %s\n", mark, idWidth, id, padRight(t.name, nameWidth), t.summary)
 	}
 
 	var next *taskProgress
@@ -175,7 +181,7 @@ func printProgress(w io.Writer, p dayProgress) {
 			continue
 		}
 		if len(t.needs) > 0 {
-			fmt.Fprintf(w, "      needs %s first: its tests call that code\n", taskList(t.needs))
+			fmt.Fprint(w, words.needsFirst.F(l, taskList(l, t.needs)))
 			continue
 		}
 		if next == nil {
@@ -196,29 +202,26 @@ func printProgress(w io.Writer, p dayProgress) {
 		}
 	}
 
-	fmt.Fprintf(w, "%d/%d tasks done.", done, len(p.tasks))
+	fmt.Fprint(w, words.tasksDone.F(l, done, len(p.tasks)))
 	switch {
 	case len(p.compileErrors) > 0:
-		fmt.Fprintf(w, " Next: make it compile (make test DAY=%s)\n", p.num)
+		fmt.Fprint(w, words.nextCompile.F(l, p.num))
 	case next == nil:
-		fmt.Fprintln(w, " All tests pass: well done!")
+		fmt.Fprint(w, words.allPass.In(l))
 	case next == p.other:
-		fmt.Fprintf(w, " Next: the remaining tests (make test DAY=%s RUN=%s)\n", p.num, runArg(next, p.allTests))
+		fmt.Fprint(w, words.nextRemaining.F(l, p.num, runArg(next, p.allTests)))
 	default:
-		fmt.Fprintf(w, " Next: task %d (make test DAY=%s RUN=%s)\n", next.id, p.num, runArg(next, p.allTests))
+		fmt.Fprint(w, words.nextTask.F(l, next.id, p.num, runArg(next, p.allTests)))
 	}
 }
 
-// taskList names tasks: "task 2", "tasks 2 and 4".
-func taskList(ids []int) string {
-	if len(ids) == 1 {
-		return fmt.Sprintf("task %d", ids[0])
+// capitalize upper-cases the first letter of an English sentence that
+// also starts a line; Japanese has no case, so it is returned as it is.
+func capitalize(s string) string {
+	if s == "" || s[0] < 'a' || s[0] > 'z' {
+		return s
 	}
-	names := make([]string, len(ids))
-	for i, id := range ids {
-		names[i] = fmt.Sprint(id)
-	}
-	return "tasks " + strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
+	return string(s[0]-'a'+'A') + s[1:]
 }
 
 // printAdvice prints the hints that match a failure under its message,

@@ -11,12 +11,12 @@ import (
 func progressDay(t *testing.T) core.Day {
 	t.Helper()
 	m, err := core.ParseKata([]byte(`{
-	  "title": "Day 48: client-side streaming",
+	  "title": "Day 48: client-side streaming", "title_ja": "Day 48: client-side streaming（日本語）",
 	  "min_tests": 1,
 	  "tasks": [
-	    {"id": 1, "name": "validateFileName", "tests": "^TestValidateFileName$", "summary": "reject unsafe upload names"},
-	    {"id": 2, "name": "UploadFile", "tests": "^TestFileUpload", "summary": "chunked upload with checks"},
-	    {"id": 3, "name": "DataCollection", "tests": "^TestDataCollection$", "summary": "collect metrics"}
+	    {"id": 1, "name": "validateFileName", "tests": "^TestValidateFileName$", "summary": "reject unsafe upload names", "summary_ja": "reject unsafe upload names（日本語）"},
+	    {"id": 2, "name": "UploadFile", "tests": "^TestFileUpload", "summary": "chunked upload with checks", "summary_ja": "chunked upload with checks（日本語）"},
+	    {"id": 3, "name": "DataCollection", "tests": "^TestDataCollection$", "summary": "collect metrics", "summary_ja": "collect metrics（日本語）"}
 	  ],
 	  "demo": {"args": [], "timeout_seconds": 10, "stub_output": "x"}
 	}`))
@@ -29,7 +29,7 @@ func progressDay(t *testing.T) core.Day {
 func renderProgress(t *testing.T, d core.Day, events ...core.TestEvent) string {
 	t.Helper()
 	var b strings.Builder
-	printProgress(&b, buildProgress(d, coretest.Parse(t, events...), nil))
+	printProgress(&b, buildProgress(core.English, d, coretest.Parse(t, events...), nil))
 	return b.String()
 }
 
@@ -123,7 +123,7 @@ func TestProgressNeedsPointOnlyToEarlierTasks(t *testing.T) {
 	// Tasks 2 and 3 reach each other's stubs: only the later one is told
 	// to wait for the earlier one, never both for each other.
 	d := progressDay(t)
-	got := buildProgress(d, coretest.Parse(t, coretest.Concat(
+	got := buildProgress(core.English, d, coretest.Parse(t, coretest.Concat(
 		coretest.TestEvents("TestValidateFileName", "pass"),
 		coretest.TestEvents("TestFileUpload", "fail",
 			`    main_test.go:120: got rpc error: code = Unimplemented desc = CollectDataPoints: not implemented yet (see README, task 3)`),

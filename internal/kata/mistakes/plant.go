@@ -21,7 +21,7 @@ import (
 // gives one), adds the mistake to .solution/antipatterns.json, checks it
 // as `antipatterns -only` would, and rewrites the README's tables.
 //
-//	go run ./internal/kata plant 48 -name NAME -from EDITED.go -mistake "..." -caught-by TestX/Sub[,TestY]
+//	go run ./internal/kata plant 48 -name NAME -from EDITED.go -mistake "..." -mistake-ja "..." -caught-by TestX/Sub[,TestY]
 func CmdPlant(ctx context.Context, r *core.Repo, inv core.Invocation) error {
 	days, err := r.Days(inv.Day)
 	if err != nil || len(days) != 1 {
@@ -32,7 +32,7 @@ func CmdPlant(ctx context.Context, r *core.Repo, inv core.Invocation) error {
 	if file == "" {
 		file = "main.go"
 	}
-	ap := core.Antipattern{Name: inv.Flags["name"], Mistake: inv.Flags["mistake"], File: file, Symptom: inv.Flags["symptom"], SeparateRuns: inv.Flag("separate-runs")}
+	ap := core.Antipattern{Name: inv.Flags["name"], Mistake: inv.Flags["mistake"], MistakeJa: inv.Flags["mistake-ja"], File: file, Symptom: inv.Flags["symptom"], SeparateRuns: inv.Flag("separate-runs")}
 	for _, name := range strings.Split(inv.Flags["caught-by"], ",") {
 		if name = strings.TrimSpace(name); name != "" {
 			ap.CaughtBy = append(ap.CaughtBy, name)
@@ -45,6 +45,8 @@ func CmdPlant(ctx context.Context, r *core.Repo, inv core.Invocation) error {
 		return fmt.Errorf("-name %q: want letters, digits, _ or -", ap.Name)
 	case strings.TrimSpace(ap.Mistake) == "":
 		return errors.New("-mistake is empty: say, in a sentence a learner understands, what the planted code gets wrong")
+	case strings.TrimSpace(ap.MistakeJa) == "":
+		return errors.New("-mistake-ja is empty: say the same in Japanese, for README.ja.md and the Japanese hints")
 	case len(ap.CaughtBy) == 0:
 		return errors.New("-caught-by is empty: name the tests that must fail, as go test prints them (TestX/Sub_test)")
 	case inv.Flags["from"] == "":

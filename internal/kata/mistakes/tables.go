@@ -10,27 +10,23 @@ import (
 	"github.com/grpc-streaming-katas/grpc-streaming-katas/internal/kata/core"
 )
 
-// mistakesHeading opens the section of a lesson README whose table names,
-// for each common mistake, what a learner sees and the tests that catch
-// it.
-const mistakesHeading = "## Common mistakes"
-
 // The table is generated from antipatterns.json, the one source of the
 // planted mistakes: its mistake, its symptom (text that the first
 // failure the check proves the learner sees contains) and its caught_by tests.
 // `go run ./internal/kata tables` writes it; the antipattern check fails
 // when the README's table is not what it would write.
 
-// renderMistakeTable renders the common-mistakes table of list.
-func renderMistakeTable(list []core.Antipattern) string {
+// renderMistakeTable renders the common-mistakes table of list for the
+// README in l: the mistake in l, the symptom and the tests as they are.
+func renderMistakeTable(list []core.Antipattern, l core.Lang) string {
 	var b strings.Builder
-	b.WriteString("| mistake | what you see | caught by |\n|---|---|---|\n")
+	b.WriteString(core.MistakesHeader(l) + "\n|---|---|---|\n")
 	for _, ap := range list {
 		var tests []string
 		for _, name := range ap.CaughtBy {
 			tests = append(tests, "`"+name+"`")
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s |\n", tableCell(ap.Mistake), codeCell(ap.Symptom), strings.Join(tests, ", "))
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", tableCell(ap.MistakeIn(l)), codeCell(ap.Symptom), strings.Join(tests, ", "))
 	}
 	return b.String()
 }
@@ -52,9 +48,11 @@ func codeCell(s string) string {
 	return fence + pad + tableCell(s) + pad + fence
 }
 
-// mistakeTableSpan finds the table of the common-mistakes section: the
-// byte offsets of its first line and of the end of its last.
-func mistakeTableSpan(readme string) (start, end int, err error) {
+// mistakeTableSpan finds the table of the common-mistakes section of a
+// README in l: the byte offsets of its first line and of the end of its
+// last.
+func mistakeTableSpan(readme string, l core.Lang) (start, end int, err error) {
+	mistakesHeading := core.MistakesHeading(l)
 	heading := strings.Index(readme, "\n"+mistakesHeading)
 	if heading < 0 {
 		return 0, 0, fmt.Errorf("no %q section", mistakesHeading)
@@ -86,30 +84,38 @@ func mistakeTableSpan(readme string) (start, end int, err error) {
 	return start, sectionEnd, nil
 }
 
-// checkMistakeTable reports whether the README's common-mistakes table is
-// the one antipatterns.json makes.
-func checkMistakeTable(readme string, list []core.Antipattern) []string {
-	start, end, err := mistakeTableSpan(readme)
+// checkMistakeTable reports whether the common-mistakes table of a
+// README in l is the one antipatterns.json makes.
+func checkMistakeTable(readme string, list []core.Antipattern, l core.Lang) []string {
+	start, end, err := mistakeTableSpan(readme, l)
 	if err != nil {
 		return []string{err.Error()}
 	}
-	if readme[start:end] != renderMistakeTable(list) {
-		return []string{"the README's common-mistakes table is not the one antipatterns.json makes: run `go run ./internal/kata tables` to write it"}
+	if readme[start:end] != renderMistakeTable(list, l) {
+		return []string{"the common-mistakes table is not the one antipatterns.json makes: run `go run ./internal/kata tables` to write it"}
 	}
 	return nil
 }
 
-// checkDayMistakeTable reads a day's README and runs checkMistakeTable.
+// checkDayMistakeTable runs checkMistakeTable on each of a day's
+// READMEs, naming the file of each problem.
 func checkDayMistakeTable(d core.Day, list []core.Antipattern) []string {
-	readme, err := os.ReadFile(filepath.Join(d.Path, "README.md"))
-	if err != nil {
-		return []string{err.Error()}
+	var problems []string
+	for _, l := range core.Langs {
+		readme, err := os.ReadFile(filepath.Join(d.Path, l.Readme()))
+		if err != nil {
+			problems = append(problems, err.Error())
+			continue
+		}
+		for _, p := range checkMistakeTable(string(readme), list, l) {
+			problems = append(problems, d.Dir+"/"+l.Readme()+": "+p)
+		}
 	}
-	return checkMistakeTable(string(readme), list)
+	return problems
 }
 
-// CmdTables writes each day's common-mistakes table from its
-// antipatterns.json.
+// CmdTables writes the common-mistakes table of each day's READMEs from
+// its antipatterns.json, and their hints from its kata.json.
 func CmdTables(ctx context.Context, r *core.Repo, inv core.Invocation) error {
 	days, err := r.Days(inv.Day)
 	if err != nil || len(days) == 0 {
@@ -120,24 +126,10 @@ func CmdTables(ctx context.Context, r *core.Repo, inv core.Invocation) error {
 		if err != nil {
 			return err
 		}
-		path := filepath.Join(d.Path, "README.md")
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		readme := string(data)
-		start, end, err := mistakeTableSpan(readme)
-		if err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		updated := readme[:start] + renderMistakeTable(list) + readme[end:]
-		if updated == readme {
-			fmt.Printf("%s: the common-mistakes table is up to date\n", d.Dir)
-		} else {
-			if err := os.WriteFile(path, []byte(updated), 0o644); err != nil {
+		for _, l := range core.Langs {
+			if err := writeMistakeTable(d, list, l); err != nil {
 				return err
 			}
-			fmt.Printf("%s: wrote the common-mistakes table (%d mistakes)\n", d.Dir, len(list))
 		}
 		changed, err := core.WriteDayHints(d)
 		switch {
@@ -149,5 +141,29 @@ func CmdTables(ctx context.Context, r *core.Repo, inv core.Invocation) error {
 			fmt.Printf("%s: the hints are up to date\n", d.Dir)
 		}
 	}
+	return nil
+}
+
+// writeMistakeTable writes the common-mistakes table of a day's README in l.
+func writeMistakeTable(d core.Day, list []core.Antipattern, l core.Lang) error {
+	path := filepath.Join(d.Path, l.Readme())
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	readme := string(data)
+	start, end, err := mistakeTableSpan(readme, l)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	updated := readme[:start] + renderMistakeTable(list, l) + readme[end:]
+	if updated == readme {
+		fmt.Printf("%s/%s: the common-mistakes table is up to date\n", d.Dir, l.Readme())
+		return nil
+	}
+	if err := os.WriteFile(path, []byte(updated), 0o644); err != nil {
+		return err
+	}
+	fmt.Printf("%s/%s: wrote the common-mistakes table (%d mistakes)\n", d.Dir, l.Readme(), len(list))
 	return nil
 }
