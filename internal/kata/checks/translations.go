@@ -116,6 +116,9 @@ func stripComment(info, line string) string {
 func compareTranslation(original, translated string, names [2]string) []string {
 	en, ja := parseSections(original), parseSections(translated)
 	var problems []string
+	if len(en) != len(ja) {
+		problems = append(problems, fmt.Sprintf("%s has %d sections, %s %d: the first difference below is where one is missing", names[0], len(en), names[1], len(ja)))
+	}
 	for i := range max(len(en), len(ja)) {
 		if i >= len(en) {
 			problems = append(problems, fmt.Sprintf("%s has a section that %s lacks: %q", names[1], names[0], ja[i].heading))
