@@ -186,8 +186,9 @@ func checkTranslations(ctx context.Context, r *core.Repo) error {
 	if err != nil {
 		return err
 	}
+	dirs := readmePairs(r, days)
 	var problems []string
-	for _, dir := range readmePairs(r, days) {
+	for _, dir := range dirs {
 		rel, _ := filepath.Rel(r.Root, dir)
 		en, errEn := os.ReadFile(filepath.Join(dir, core.English.Readme()))
 		ja, errJa := os.ReadFile(filepath.Join(dir, core.Japanese.Readme()))
@@ -201,6 +202,6 @@ func checkTranslations(ctx context.Context, r *core.Repo) error {
 	if len(problems) > 0 {
 		return fmt.Errorf("the two languages are not in step:\n  %s", strings.Join(problems, "\n  "))
 	}
-	fmt.Printf("%d READMEs are in step with their Japanese twins\n", len(readmePairs(r, days)))
+	fmt.Printf("%d READMEs are in step with their Japanese twins\n", len(dirs))
 	return nil
 }

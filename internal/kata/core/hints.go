@@ -220,6 +220,12 @@ func CheckHintList(readme string, hints []hint, l Lang) []string {
 // CheckDayHints runs CheckHintList on each of a day's READMEs, naming
 // the file of each problem.
 func CheckDayHints(d Day) []string {
+	return d.ReadmeProblems(func(readme string, l Lang) []string { return CheckHintList(readme, d.Kata.Hints, l) })
+}
+
+// ReadmeProblems runs check on each of the day's READMEs, one per
+// language, and returns its problems prefixed with the file's path.
+func (d Day) ReadmeProblems(check func(readme string, l Lang) []string) []string {
 	var problems []string
 	for _, l := range Langs {
 		readme, err := os.ReadFile(filepath.Join(d.Path, l.Readme()))
@@ -227,7 +233,7 @@ func CheckDayHints(d Day) []string {
 			problems = append(problems, err.Error())
 			continue
 		}
-		for _, p := range CheckHintList(string(readme), d.Kata.Hints, l) {
+		for _, p := range check(string(readme), l) {
 			problems = append(problems, d.Dir+"/"+l.Readme()+": "+p)
 		}
 	}

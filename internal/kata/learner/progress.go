@@ -153,7 +153,7 @@ func printProgress(w io.Writer, p dayProgress) {
 	l := p.lang
 	fmt.Fprintln(w, p.title)
 	if len(p.compileErrors) > 0 {
-		fmt.Fprintln(w, "  "+capitalize(words.notCompiling.In(l)))
+		fmt.Fprintln(w, "  "+words.notCompilingLine.In(l))
 		for _, line := range p.compileErrors {
 			fmt.Fprintf(w, "      %s\n", line)
 		}
@@ -213,15 +213,6 @@ func printProgress(w io.Writer, p dayProgress) {
 	default:
 		fmt.Fprint(w, words.nextTask.F(l, next.id, p.num, runArg(next, p.allTests)))
 	}
-}
-
-// capitalize upper-cases the first letter of an English sentence that
-// also starts a line; Japanese has no case, so it is returned as it is.
-func capitalize(s string) string {
-	if s == "" || s[0] < 'a' || s[0] > 'z' {
-		return s
-	}
-	return string(s[0]-'a'+'A') + s[1:]
 }
 
 // printAdvice prints the hints that match a failure under its message,

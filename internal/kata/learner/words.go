@@ -13,6 +13,7 @@ import (
 // languages with the same verbs.
 var words = struct {
 	whichDay, noSuchTask, notCompiling, notInKata, whichTask    core.Text
+	notCompilingLine                                            core.Text
 	hintPasses, hintNeeds, noHintMatches                        core.Text
 	notPassing, stillFailing, readFirst, notEarned, reference   core.Text
 	stopped, passedOnTo, allPassWatching, watching, watchPasses core.Text
@@ -24,8 +25,10 @@ var words = struct {
 	whichDay:     core.NewText("which day? name it: make hint DAY=48 TASK=2", "どの日の課題ですか? 指定してください: make hint DAY=48 TASK=2"),
 	noSuchTask:   core.NewText("day %s has no task %q: its tasks are 1 to %d", "Day %s に課題 %q はありません。課題は 1 から %d までです"),
 	notCompiling: core.NewText("the code does not compile yet:", "コードがまだコンパイルできません:"),
-	notInKata:    core.NewText("task %d is not in %s/kata.json", "課題 %d は %s/kata.json にありません"),
-	whichTask:    core.NewText("which task? %s (make progress shows them)", "どの課題ですか? %s (課題の一覧は make progress で見られます)"),
+	// notCompilingLine starts a line of make progress.
+	notCompilingLine: core.NewText("The code does not compile yet:", "コードがまだコンパイルできません:"),
+	notInKata:        core.NewText("task %d is not in %s/kata.json", "課題 %d は %s/kata.json にありません"),
+	whichTask:        core.NewText("which task? %s (make progress shows them)", "どの課題ですか? %s (課題の一覧は make progress で見られます)"),
 
 	hintPasses:    core.NewText("Task %d passes. Compare with the reference: make solution DAY=%s TASK=%d\n", "課題 %d は通っています。参考実装と見比べるには: make solution DAY=%s TASK=%d\n"),
 	hintNeeds:     core.NewText("Its tests call the code of %s, which does not pass yet: start there.\n", "この課題のテストは %s のコードを呼びますが、そちらがまだ通っていません。先にそちらから取り組んでください。\n"),

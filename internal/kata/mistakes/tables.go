@@ -100,18 +100,7 @@ func checkMistakeTable(readme string, list []core.Antipattern, l core.Lang) []st
 // checkDayMistakeTable runs checkMistakeTable on each of a day's
 // READMEs, naming the file of each problem.
 func checkDayMistakeTable(d core.Day, list []core.Antipattern) []string {
-	var problems []string
-	for _, l := range core.Langs {
-		readme, err := os.ReadFile(filepath.Join(d.Path, l.Readme()))
-		if err != nil {
-			problems = append(problems, err.Error())
-			continue
-		}
-		for _, p := range checkMistakeTable(string(readme), list, l) {
-			problems = append(problems, d.Dir+"/"+l.Readme()+": "+p)
-		}
-	}
-	return problems
+	return d.ReadmeProblems(func(readme string, l core.Lang) []string { return checkMistakeTable(readme, list, l) })
 }
 
 // CmdTables writes the common-mistakes table of each day's READMEs from
